@@ -1,0 +1,775 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { z } from 'zod';
+import { type AuditEvent, type AuditSink, type AuditStatus, argsHash } from './audit.ts';
+import {
+  type CallInfo,
+  type LogWriter,
+  type Logger,
+  type Providers,
+  type ResourcesOf,
+  runInTenantContext,
+  stderrLogWriter,
+} from './context.ts';
+import { type TenantDirectory, type TenantPolicy, effectiveTools } from './directory.ts';
+import { TenantScopeError, isTenantScopeError, jsonRpcCodeFor } from './errors.ts';
+import { type CallLimiter, MemoryCallLimiter } from './limits.ts';
+import { REDACTED, redactDeep } from './redact.ts';
+import { type Tenant, assertTenant } from './tenant.ts';
+import { type ToolDefinition, type ToolResult, toCallToolResult, validateToolDefinition } from './tool.ts';
+import type { TokenVerifier } from './verifier.ts';
+
+export interface TenantScopeLimits {
+  /** Default tool calls per minute per tenant (a tenant's policy may override). Default 600. */
+  callsPerMinute?: number;
+  /** Default concurrent tool calls per tenant. Default 32. */
+  maxConcurrentCalls?: number;
+  /** Default open sessions per tenant; the least recently used is closed past it. Default 16. */
+  maxSessionsPerTenant?: number;
+  /** Open sessions across all tenants; new sessions are refused (503) past it. Default 10,000. */
+  maxSessions?: number;
+  /** Idle time after which a session is closed. Default 15 min. */
+  sessionIdleTimeoutMs?: number;
+  /** Largest request body accepted. Default 1 MiB. */
+  maxBodyBytes?: number;
+}
+
+export interface TenantScopeOptions<P extends Providers> {
+  /** Verifies each request's bearer token. */
+  verifier: TokenVerifier;
+  /** Per-tenant policy (tools, limits). */
+  directory: TenantDirectory;
+  /** Where audit events go. */
+  audit: AuditSink;
+  /** Tenant-bound resources plugged into `ctx`, e.g. `{ db: scopedPool(...) }`. */
+  providers?: P;
+  /** MCP server name and version. */
+  serverInfo?: { name: string; version: string };
+  /** Tenant-identifying argument fields and what to do with them. */
+  tenantOverride?: {
+    /** Field names (compared case-insensitively, ignoring `_` and `-`). Default `tenant_id`, `tenantId`. */
+    fields?: readonly string[];
+    /** `refuse` (default) rejects the call; `strip` removes the fields. Both are audited. */
+    mode?: 'refuse' | 'strip';
+  };
+  /** Limits and bounds. */
+  limits?: TenantScopeLimits;
+  /** A shared limiter for several replicas. Default: in memory. */
+  limiter?: CallLimiter;
+  /** What to do when the audit sink cannot write. `deny` (default) fails the call. */
+  onAuditFailure?: 'deny' | 'allow';
+  /** Where `ctx.logger` and server diagnostics write. Default: JSON lines on stderr. */
+  log?: LogWriter;
+  /** Client address for audit events. Default: the socket's remote address (proxies are not trusted). */
+  clientAddress?: (req: IncomingMessage) => string | null;
+  /** Human-readable name in the protected resource metadata. */
+  resourceName?: string;
+}
+
+interface Session {
+  id: string;
+  tenantId: string;
+  subject: string;
+  server: McpServer;
+  transport: StreamableHTTPServerTransport;
+  registered: Set<string>;
+  lastSeen: number;
+}
+
+type AnyTool = ToolDefinition<z.ZodRawShape, never>;
+
+const DEFAULT_OVERRIDE_FIELDS = ['tenant_id', 'tenantId'];
+
+/** A multi-tenant MCP server: register tools, then mount `handle` (Node) or the Express adapter. */
+export class TenantScope<P extends Providers = Record<never, never>> {
+  readonly #opts: TenantScopeOptions<P>;
+  readonly #tools = new Map<string, AnyTool>();
+  readonly #sessions = new Map<string, Session>();
+  readonly #byTenant = new Map<string, Map<string, Session>>();
+  readonly #limiter: CallLimiter;
+  readonly #log: LogWriter;
+  readonly #overrideFields: Set<string>;
+  readonly #mcpPath: string;
+  readonly #metadataPath: string;
+  readonly #metadataUrl: string;
+  readonly #limits: Required<TenantScopeLimits>;
+  #sweeper: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: TenantScopeOptions<P>) {
+    if (!options?.verifier || !options.directory || !options.audit) {
+      throw new TenantScopeError('INVALID_CONFIG', 'verifier, directory and audit are required');
+    }
+    this.#opts = options;
+    this.#limiter = options.limiter ?? new MemoryCallLimiter();
+    this.#log = options.log ?? stderrLogWriter;
+    this.#overrideFields = new Set((options.tenantOverride?.fields ?? DEFAULT_OVERRIDE_FIELDS).map(normaliseField));
+    const l = options.limits ?? {};
+    this.#limits = {
+      callsPerMinute: l.callsPerMinute ?? 600,
+      maxConcurrentCalls: l.maxConcurrentCalls ?? 32,
+      maxSessionsPerTenant: l.maxSessionsPerTenant ?? 16,
+      maxSessions: l.maxSessions ?? 10_000,
+      sessionIdleTimeoutMs: l.sessionIdleTimeoutMs ?? 15 * 60_000,
+      maxBodyBytes: l.maxBodyBytes ?? 1024 * 1024,
+    };
+    const audience = new URL(options.verifier.audience);
+    this.#mcpPath = audience.pathname === '' ? '/' : audience.pathname;
+    this.#metadataPath = `/.well-known/oauth-protected-resource${this.#mcpPath === '/' ? '' : this.#mcpPath}`;
+    this.#metadataUrl = `${audience.origin}${this.#metadataPath}`;
+  }
+
+  /** Path the MCP endpoint is served on (the path of the audience URI). */
+  get mcpPath(): string {
+    return this.#mcpPath;
+  }
+  /** Path of the RFC 9728 protected resource metadata. */
+  get metadataPath(): string {
+    return this.#metadataPath;
+  }
+  /** Names of every registered tool. */
+  get toolNames(): string[] {
+    return [...this.#tools.keys()];
+  }
+  /** Open sessions (all tenants). */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Registers a tool. The handler's `ctx` carries the tenant and this server's providers. */
+  tool<S extends z.ZodRawShape>(def: ToolDefinition<S, ResourcesOf<P>>): this {
+    validateToolDefinition(def as unknown as ToolDefinition<z.ZodRawShape, unknown>);
+    if (this.#tools.has(def.name)) throw new TenantScopeError('INVALID_CONFIG', `tool ${def.name} is registered twice`);
+    this.#tools.set(def.name, def as unknown as AnyTool);
+    return this;
+  }
+
+  /** RFC 9728 metadata for this resource. */
+  protectedResourceMetadata(): Record<string, unknown> {
+    return {
+      resource: this.#opts.verifier.audience,
+      authorization_servers: [...this.#opts.verifier.issuers],
+      bearer_methods_supported: ['header'],
+      resource_name: this.#opts.resourceName ?? 'tenantscope MCP server',
+    };
+  }
+
+  /**
+   * The framework-neutral Node handler. Serves the MCP endpoint and the protected resource
+   * metadata; answers 404 for any other path. `body` is an already-parsed JSON body, if any.
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, body?: unknown): Promise<void> {
+    try {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === this.#metadataPath && (req.method === 'GET' || req.method === 'HEAD')) {
+        return sendJson(res, 200, this.protectedResourceMetadata());
+      }
+      if (path !== this.#mcpPath) return sendJson(res, 404, { error: 'not_found' });
+      await this.#handleMcp(req, res, body);
+    } catch (err) {
+      this.#diag('error', 'request failed', err);
+      if (!res.headersSent) {
+        const e = isTenantScopeError(err) ? err : new TenantScopeError('INTERNAL', 'internal error');
+        sendJson(res, e.status, jsonRpcError(null, e));
+      } else res.end();
+    }
+  }
+
+  /** Closes every session and stops the idle sweeper. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    await Promise.allSettled([...this.#sessions.values()].map((s) => this.#closeSession(s)));
+  }
+
+  // --- HTTP ---------------------------------------------------------------------------------
+
+  async #handleMcp(req: IncomingMessage, res: ServerResponse, preParsed: unknown): Promise<void> {
+    const started = performance.now();
+    const ip = this.#opts.clientAddress ? this.#opts.clientAddress(req) : (req.socket.remoteAddress ?? null);
+    const method = req.method ?? 'GET';
+    if (!['GET', 'POST', 'DELETE'].includes(method)) {
+      res.setHeader('Allow', 'GET, POST, DELETE');
+      return sendJson(res, 405, jsonRpcError(null, new TenantScopeError('BAD_REQUEST', 'method not allowed')));
+    }
+
+    // 1. Authenticate: every request, before anything else is looked at.
+    const sessionHeader = header(req, 'mcp-session-id');
+    let tenant: Tenant;
+    try {
+      tenant = await this.#opts.verifier.verify(bearer(req));
+    } catch (err) {
+      const e = isTenantScopeError(err) ? err : new TenantScopeError('AUTH_MALFORMED', 'token could not be verified');
+      const hint = typeof e.details?.tenantHint === 'string' ? e.details.tenantHint : null;
+      await this.#auditOrThrow({
+        tenant_id: hint,
+        session_id: sessionHeader ?? null,
+        subject: null,
+        event_type: 'auth_failure',
+        tool_name: null,
+        args_hash: null,
+        result_status: 'denied',
+        reason: e.code,
+        latency_ms: performance.now() - started,
+        ip_address: ip,
+      }).catch(() => undefined); // an auth failure is refused whether or not its audit lands
+      return this.#sendAuthError(res, e);
+    }
+
+    // 2. Body (POST only).
+    let body: unknown;
+    if (method === 'POST') {
+      if (preParsed !== undefined) body = preParsed;
+      else {
+        try {
+          body = await readJson(req, this.#limits.maxBodyBytes);
+        } catch (err) {
+          const e = isTenantScopeError(err) ? err : new TenantScopeError('BAD_REQUEST', 'invalid body');
+          return sendJson(res, e.status, { jsonrpc: '2.0', id: null, error: { code: -32700, message: e.message } });
+        }
+      }
+    }
+
+    // 3. Session: bind on initialize, match on every later request.
+    const base = { tenant_id: tenant.id, subject: tenant.subject, ip_address: ip } as const;
+    let session: Session;
+    if (sessionHeader === undefined) {
+      if (method !== 'POST' || !isInitialize(body)) {
+        return sendJson(
+          res,
+          400,
+          jsonRpcError(null, new TenantScopeError('BAD_REQUEST', 'no session: send initialize first')),
+        );
+      }
+      try {
+        session = await this.#openSession(tenant);
+      } catch (err) {
+        const e = isTenantScopeError(err) ? err : new TenantScopeError('INTERNAL', 'session could not be opened');
+        await this.#auditOrThrow({
+          ...base,
+          session_id: null,
+          event_type: 'session_denied',
+          tool_name: null,
+          args_hash: null,
+          result_status: 'denied',
+          reason: e.code,
+          latency_ms: performance.now() - started,
+        });
+        if (e.code === 'INSUFFICIENT_SCOPE') return this.#sendAuthError(res, e);
+        return sendJson(res, e.status, jsonRpcError(idOf(body), e));
+      }
+    } else {
+      const found = this.#sessions.get(sessionHeader);
+      if (!found) {
+        return sendJson(
+          res,
+          404,
+          jsonRpcError(idOf(body), new TenantScopeError('SESSION_NOT_FOUND', 'session not found')),
+        );
+      }
+      if (found.tenantId !== tenant.id || found.subject !== tenant.subject) {
+        // Another principal presenting this session id: refuse, audit in the caller's stream,
+        // and leave the session itself untouched.
+        const e = new TenantScopeError('SESSION_MISMATCH', 'session belongs to another principal');
+        await this.#auditOrThrow({
+          ...base,
+          session_id: null,
+          event_type: 'session_denied',
+          tool_name: null,
+          args_hash: null,
+          result_status: 'denied',
+          reason: e.code,
+          latency_ms: performance.now() - started,
+        });
+        return sendJson(res, 403, jsonRpcError(idOf(body), e));
+      }
+      session = found;
+      session.lastSeen = Date.now();
+      // Move to the end of the tenant's LRU order.
+      const per = this.#byTenant.get(session.tenantId);
+      per?.delete(session.id);
+      per?.set(session.id, session);
+    }
+
+    // 4. Guard tools/call arguments before the SDK sees them.
+    if (method === 'POST') {
+      const refusal = await this.#guardCalls(body, session, tenant, ip, started);
+      if (refusal) return sendJson(res, 200, refusal);
+    }
+
+    // 5. Hand over to the SDK transport with the verified principal attached.
+    (req as IncomingMessage & { auth?: unknown }).auth = {
+      token: '',
+      clientId: tenant.subject,
+      scopes: [],
+      expiresAt: Math.floor(tenant.expiresAt.getTime() / 1000),
+      extra: { tenant, ip },
+    };
+    await session.transport.handleRequest(req, res, body);
+    if (method === 'DELETE') await this.#closeSession(session);
+  }
+
+  async #guardCalls(body: unknown, session: Session, tenant: Tenant, ip: string | null, started: number) {
+    const messages = Array.isArray(body) ? body : [body];
+    const refused: unknown[] = [];
+    for (const m of messages) {
+      if (!isRecord(m) || m.method !== 'tools/call' || !isRecord(m.params)) continue;
+      const name = typeof m.params.name === 'string' ? m.params.name : '';
+      const args = m.params.arguments;
+      const base = {
+        tenant_id: tenant.id,
+        session_id: session.id,
+        subject: tenant.subject,
+        tool_name: name.slice(0, 128),
+        args_hash: safeHash(args),
+        ip_address: ip,
+        request_id: m.id === undefined ? null : String(m.id),
+      };
+      const paths = findOverrideFields(args, this.#overrideFields);
+      if (paths.length > 0) {
+        const strip = this.#opts.tenantOverride?.mode === 'strip';
+        await this.#auditOrThrow({
+          ...base,
+          event_type: 'tenant_override',
+          result_status: strip ? 'ok' : 'denied',
+          reason: strip ? 'TENANT_OVERRIDE_STRIPPED' : 'TENANT_OVERRIDE',
+          latency_ms: performance.now() - started,
+        });
+        if (strip) {
+          m.params.arguments = stripOverrideFields(args, this.#overrideFields);
+        } else {
+          const e = new TenantScopeError(
+            'TENANT_OVERRIDE',
+            'tenant-identifying fields are not accepted in tool arguments',
+          );
+          refused.push(jsonRpcError(m.id ?? null, e));
+          continue;
+        }
+      }
+      if (!session.registered.has(name)) {
+        // The SDK answers this exactly as for any unknown tool; we only record the denial.
+        await this.#auditOrThrow({
+          ...base,
+          event_type: 'tool_call',
+          result_status: 'denied',
+          reason: 'TOOL_NOT_FOUND',
+          latency_ms: performance.now() - started,
+        });
+      }
+    }
+    if (refused.length === 0) return undefined;
+    return Array.isArray(body) ? refused : refused[0];
+  }
+
+  #sendAuthError(res: ServerResponse, e: TenantScopeError): void {
+    const scope = e.code === 'INSUFFICIENT_SCOPE' || e.status === 403;
+    const params = [
+      e.code === 'AUTH_MISSING' ? null : `error="${scope ? 'insufficient_scope' : 'invalid_token'}"`,
+      e.code === 'AUTH_MISSING' ? null : `error_description="${e.code}"`,
+      `resource_metadata="${this.#metadataUrl}"`,
+    ].filter(Boolean);
+    res.setHeader('WWW-Authenticate', `Bearer ${params.join(', ')}`);
+    sendJson(res, e.status === 403 ? 403 : 401, jsonRpcError(null, e));
+  }
+
+  // --- sessions -----------------------------------------------------------------------------
+
+  async #policy(tenant: Tenant): Promise<TenantPolicy> {
+    const policy = await this.#opts.directory.get(tenant.id);
+    if (!policy) throw new TenantScopeError('TENANT_UNKNOWN', 'tenant is not in the directory');
+    return policy;
+  }
+
+  async #openSession(tenant: Tenant): Promise<Session> {
+    if (this.#closed) throw new TenantScopeError('SESSION_LIMIT', 'server is closing');
+    const policy = await this.#policy(tenant);
+    const tools = effectiveTools(this.#tools.keys(), policy, tenant);
+    if (tools.size === 0) throw new TenantScopeError('INSUFFICIENT_SCOPE', 'no tool is granted to this token');
+    const perTenantMax = policy.limits?.maxSessions ?? this.#limits.maxSessionsPerTenant;
+    const mine = this.#byTenant.get(tenant.id) ?? new Map<string, Session>();
+    // Past the tenant's cap, close its least recently used session: one tenant never evicts another's.
+    while (mine.size >= perTenantMax) {
+      const oldest = mine.values().next().value as Session | undefined;
+      if (!oldest) break;
+      await this.#closeSession(oldest);
+    }
+    if (this.#sessions.size >= this.#limits.maxSessions) {
+      throw new TenantScopeError('SESSION_LIMIT', 'server session capacity reached');
+    }
+    this.#startSweeper();
+
+    const server = new McpServer(this.#opts.serverInfo ?? { name: 'tenantscope', version: '0.1.0' });
+    const id = randomBytes(32).toString('base64url'); // 256 random bits
+    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
+    const session: Session = {
+      id,
+      tenantId: tenant.id,
+      subject: tenant.subject,
+      server,
+      transport,
+      registered: tools,
+      lastSeen: Date.now(),
+    };
+    for (const name of tools) {
+      const def = this.#tools.get(name) as AnyTool;
+      server.registerTool(
+        name,
+        {
+          title: def.title,
+          description: def.description,
+          inputSchema: def.input ?? {},
+          annotations: def.annotations,
+        },
+        (args: Record<string, unknown>, extra) => this.#runTool(session, def, args, extra),
+      );
+    }
+    transport.onclose = () => this.#forget(session);
+    await server.connect(transport);
+    this.#sessions.set(id, session);
+    mine.set(id, session);
+    this.#byTenant.set(tenant.id, mine);
+    return session;
+  }
+
+  #forget(session: Session): void {
+    this.#sessions.delete(session.id);
+    const mine = this.#byTenant.get(session.tenantId);
+    if (mine) {
+      mine.delete(session.id);
+      if (mine.size === 0) this.#byTenant.delete(session.tenantId);
+    }
+  }
+
+  async #closeSession(session: Session): Promise<void> {
+    this.#forget(session);
+    await session.server.close().catch(() => undefined);
+  }
+
+  #startSweeper(): void {
+    if (this.#sweeper) return;
+    const every = Math.max(1000, Math.min(60_000, Math.floor(this.#limits.sessionIdleTimeoutMs / 2)));
+    this.#sweeper = setInterval(() => {
+      const cutoff = Date.now() - this.#limits.sessionIdleTimeoutMs;
+      for (const s of this.#sessions.values()) if (s.lastSeen < cutoff) void this.#closeSession(s);
+    }, every);
+    this.#sweeper.unref();
+  }
+
+  // --- the call pipeline --------------------------------------------------------------------
+
+  async #runTool(
+    session: Session,
+    def: AnyTool,
+    args: Record<string, unknown>,
+    extra: { authInfo?: { extra?: Record<string, unknown> }; signal: AbortSignal; requestId: string | number },
+  ): Promise<CallToolResult> {
+    const started = performance.now();
+    const tenant = extra.authInfo?.extra?.tenant;
+    assertTenant(tenant, 'a tool call');
+    const ip = (extra.authInfo?.extra?.ip as string | null | undefined) ?? null;
+    if (tenant.id !== session.tenantId || tenant.subject !== session.subject) {
+      throw new TenantScopeError('SESSION_MISMATCH', 'session belongs to another principal');
+    }
+    const requestId = String(extra.requestId);
+    const event = (status: AuditStatus, reason: string | null): AuditEvent => ({
+      timestamp: new Date().toISOString(),
+      tenant_id: tenant.id,
+      session_id: session.id,
+      subject: tenant.subject,
+      event_type: 'tool_call',
+      tool_name: def.name,
+      args_hash: argsHash(args),
+      result_status: status,
+      reason,
+      latency_ms: round(performance.now() - started),
+      ip_address: ip,
+      request_id: requestId,
+    });
+
+    // ACL again at call time, against this request's token and the current policy. A tool
+    // outside the set is answered exactly as the SDK answers an unknown tool.
+    const policy = await this.#opts.directory.get(tenant.id);
+    if (!policy || !effectiveTools([def.name], policy, tenant).has(def.name)) {
+      await this.#write(event('denied', 'TOOL_NOT_FOUND'));
+      throw new McpError(ErrorCode.InvalidParams, `Tool ${def.name} not found`);
+    }
+
+    let release: (() => void) | undefined;
+    try {
+      release = await this.#limiter.acquire(tenant.id, {
+        callsPerMinute: policy.limits?.callsPerMinute ?? this.#limits.callsPerMinute,
+        maxConcurrentCalls: policy.limits?.maxConcurrentCalls ?? this.#limits.maxConcurrentCalls,
+      });
+    } catch (err) {
+      const e = isTenantScopeError(err) ? err : new TenantScopeError('RATE_LIMITED', 'rate limited');
+      await this.#write(event('denied', e.code));
+      return errorResult(e);
+    }
+
+    const redactions = new Set<string>();
+    const logger = this.#callLogger(tenant, session.id, def.name, requestId, redactions);
+    const call: CallInfo = {
+      tenant,
+      subject: tenant.subject,
+      sessionId: session.id,
+      requestId,
+      toolName: def.name,
+      declaredSecrets: Object.freeze([...(def.secrets ?? [])]),
+      signal: extra.signal,
+      logger,
+      addRedaction: (value: string) => {
+        if (typeof value === 'string' && value.length >= 4) redactions.add(value);
+      },
+    };
+    const created: { key: string; value: unknown }[] = [];
+    const ctx = this.#buildContext(call, created);
+
+    let result: CallToolResult;
+    let status: AuditStatus = 'ok';
+    let reason: string | null = null;
+    try {
+      const value: ToolResult = await runInTenantContext(tenant, call, () => def.handler(args as never, ctx as never));
+      result = toCallToolResult(value);
+    } catch (err) {
+      status = 'error';
+      if (isTenantScopeError(err)) {
+        reason = err.code;
+        result = errorResult(err);
+      } else {
+        reason = 'INTERNAL';
+        this.#diag('error', 'tool handler failed', err, { tenant_id: tenant.id, tool_name: def.name });
+        result = errorResult(new TenantScopeError('INTERNAL', 'the tool failed'));
+      }
+    } finally {
+      release();
+      await this.#releaseResources(call, created);
+    }
+
+    const masked = redactDeep(result, redactions);
+    if (masked.count > 0) {
+      result = masked.value;
+      await this.#write({ ...event('ok', 'SECRET_REDACTED'), event_type: 'secret_redacted' });
+    }
+    await this.#write(event(status, reason));
+    return result;
+  }
+
+  #buildContext(call: CallInfo, created: { key: string; value: unknown }[]): Record<string, unknown> {
+    const ctx: Record<string, unknown> = {
+      tenant: call.tenant,
+      subject: call.subject,
+      sessionId: call.sessionId,
+      requestId: call.requestId,
+      toolName: call.toolName,
+      signal: call.signal,
+      logger: call.logger,
+    };
+    for (const [key, provider] of Object.entries(this.#opts.providers ?? {})) {
+      let cached: { value: unknown } | undefined;
+      Object.defineProperty(ctx, key, {
+        enumerable: true,
+        get: () => {
+          if (!cached) {
+            cached = { value: provider.forCall(call) };
+            created.push({ key, value: cached.value });
+          }
+          return cached.value;
+        },
+      });
+    }
+    return Object.freeze(ctx);
+  }
+
+  async #releaseResources(call: CallInfo, created: { key: string; value: unknown }[]): Promise<void> {
+    for (const { key, value } of created) {
+      const provider = this.#opts.providers?.[key];
+      try {
+        await provider?.release?.(value, call);
+      } catch (err) {
+        this.#diag('error', 'resource release failed', err, { provider: key });
+      }
+    }
+  }
+
+  #callLogger(tenant: Tenant, sessionId: string, tool: string, requestId: string, redactions: Set<string>): Logger {
+    const write = (level: string, message: string, fields?: Record<string, unknown>) => {
+      const record = redactDeep(
+        {
+          level,
+          time: new Date().toISOString(),
+          msg: message,
+          tenant_id: tenant.id,
+          session_id: sessionId,
+          tool_name: tool,
+          request_id: requestId,
+          ...fields,
+        },
+        redactions,
+      ).value;
+      this.#log(record);
+    };
+    return {
+      debug: (m, f) => write('debug', m, f),
+      info: (m, f) => write('info', m, f),
+      warn: (m, f) => write('warn', m, f),
+      error: (m, f) => write('error', m, f),
+    };
+  }
+
+  async #write(event: AuditEvent): Promise<void> {
+    try {
+      await this.#opts.audit.write(event);
+    } catch (err) {
+      this.#diag('error', 'audit write failed', err, { tenant_id: event.tenant_id });
+      if (this.#opts.onAuditFailure === 'allow') return;
+      // Fail closed: the caller gets no result when its audit event did not land.
+      throw new McpError(ErrorCode.InternalError, 'AUDIT_WRITE_FAILED: the call could not be audited');
+    }
+  }
+
+  async #auditOrThrow(partial: Omit<AuditEvent, 'timestamp'>): Promise<void> {
+    const event: AuditEvent = {
+      timestamp: new Date().toISOString(),
+      ...partial,
+      latency_ms: round(partial.latency_ms),
+    };
+    try {
+      await this.#opts.audit.write(event);
+    } catch (err) {
+      this.#diag('error', 'audit write failed', err, { tenant_id: event.tenant_id });
+      if (this.#opts.onAuditFailure !== 'allow') {
+        throw new TenantScopeError('AUDIT_WRITE_FAILED', 'the request could not be audited', { cause: err });
+      }
+    }
+  }
+
+  #diag(level: string, msg: string, err: unknown, fields: Record<string, unknown> = {}): void {
+    const e = err as { code?: unknown; message?: unknown } | undefined;
+    this.#log({
+      level,
+      time: new Date().toISOString(),
+      msg,
+      error_code: e?.code,
+      error: String(e?.message ?? err),
+      ...fields,
+    });
+  }
+}
+
+/** Creates a TenantScope server. */
+export function tenantScope<P extends Providers = Record<never, never>>(
+  options: TenantScopeOptions<P>,
+): TenantScope<P> {
+  return new TenantScope(options);
+}
+
+// --- helpers ---------------------------------------------------------------------------------
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function errorResult(e: TenantScopeError): CallToolResult {
+  return { content: [{ type: 'text', text: `${e.code}: ${e.message}` }], isError: true, _meta: { code: e.code } };
+}
+
+function jsonRpcError(id: unknown, e: TenantScopeError) {
+  return {
+    jsonrpc: '2.0' as const,
+    id: typeof id === 'string' || typeof id === 'number' ? id : null,
+    error: { code: jsonRpcCodeFor(e), message: `${e.code}: ${e.message}`, data: { code: e.code } },
+  };
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.setHeader('Cache-Control', 'no-store');
+  res.end(text);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function bearer(req: IncomingMessage): string {
+  const auth = header(req, 'authorization');
+  if (!auth) return '';
+  const m = /^Bearer +(\S+) *$/i.exec(auth);
+  if (!m?.[1]) throw new TenantScopeError('AUTH_MALFORMED', 'Authorization must be "Bearer <token>"');
+  return m[1];
+}
+
+async function readJson(req: IncomingMessage, max: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw new TenantScopeError('REQUEST_TOO_LARGE', 'request body is too large');
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new TenantScopeError('BAD_REQUEST', 'request body is not JSON');
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isInitialize(body: unknown): boolean {
+  const msgs = Array.isArray(body) ? body : [body];
+  return msgs.some((m) => isRecord(m) && m.method === 'initialize');
+}
+
+function idOf(body: unknown): unknown {
+  return isRecord(body) ? body.id : null;
+}
+
+function safeHash(args: unknown): string | null {
+  try {
+    return argsHash(args ?? {});
+  } catch {
+    return null;
+  }
+}
+
+function normaliseField(name: string): string {
+  return name.toLowerCase().replace(/[_-]/g, '');
+}
+
+/** Paths of every tenant-identifying key at any depth. */
+export function findOverrideFields(value: unknown, fields: ReadonlySet<string>, path = '$', depth = 0): string[] {
+  if (depth > 64 || value === null || typeof value !== 'object') return [];
+  const found: string[] = [];
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) found.push(...findOverrideFields(v, fields, `${path}[${i}]`, depth + 1));
+    return found;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (fields.has(normaliseField(k))) found.push(`${path}.${k}`);
+    found.push(...findOverrideFields(v, fields, `${path}.${k}`, depth + 1));
+  }
+  return found;
+}
+
+function stripOverrideFields(value: unknown, fields: ReadonlySet<string>, depth = 0): unknown {
+  if (depth > 64 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => stripOverrideFields(v, fields, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (!fields.has(normaliseField(k))) out[k] = stripOverrideFields(v, fields, depth + 1);
+  }
+  return out;
+}
+
+export { REDACTED };

@@ -1,0 +1,4 @@
+export { type MintOptions, type TestIssuer, type TestIssuerOptions, createTestIssuer } from './tokens.ts';
+export { type ResolvedService, type ServiceSource, containerRuntimeAvailable } from './services/runtime.ts';
+export { type ResolvedPostgres, freePort, resolvePostgres, startEmbeddedPostgres } from './services/postgres.ts';
+// Adapters add their service resolvers and protocol doubles below, one line each.

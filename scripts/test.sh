@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's second command: installs what it needs, type-checks, lints, and runs every test
+# against real services (see test/setup/services). Ends with a line "N passed, N failed".
+source "$(dirname "$0")/toolchain.sh"
+cd "$ROOT"
+mkdir -p .tmp
+failed_checks=0
+passed_checks=0
+echo "== typecheck (tsc)"
+if tsc -p tsconfig.json; then passed_checks=$((passed_checks + 1)); else failed_checks=$((failed_checks + 1)); fi
+echo "== lint (biome)"
+if biome lint --diagnostic-level=error .; then passed_checks=$((passed_checks + 1)); else failed_checks=$((failed_checks + 1)); fi
+echo "== tests (vitest)"
+set +e
+vitest run --reporter=default --reporter=json --outputFile.json=.tmp/vitest.json "$@"
+vitest_rc=$?
+set -e
+summary="$(node -e '
+  const fs = require("fs");
+  let r = { numPassedTests: 0, numFailedTests: 0, numPendingTests: 0, numTodoTests: 0 };
+  try { r = JSON.parse(fs.readFileSync(".tmp/vitest.json", "utf8")); } catch {}
+  const p = r.numPassedTests + Number(process.argv[1]);
+  const f = r.numFailedTests + Number(process.argv[2]);
+  const s = r.numPendingTests + r.numTodoTests;
+  console.log(`${p} ${f} ${s} ${r.numTotalTests ?? 0}`);
+' "$passed_checks" "$failed_checks")"
+read -r passed failed skipped total <<<"$summary"
+if [ "$vitest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+rc=0
+if [ "$failed" -ne 0 ] || [ "$vitest_rc" -ne 0 ] || [ "$total" -eq 0 ]; then rc=1; fi
+echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+exit "$rc"
