@@ -50,6 +50,8 @@ export interface TenantScopeErrorOptions {
   cause?: unknown;
   /** Extra machine-readable detail. Must not contain another tenant's data. */
   details?: Record<string, unknown>;
+  /** HTTP status for a code not in ERROR_CODES (adapters' own codes). Default 500, or the table's. */
+  status?: number;
 }
 
 /** The base of every error tenantscope throws on purpose. */
@@ -62,7 +64,7 @@ export class TenantScopeError extends Error {
   constructor(code: ErrorCode | (string & {}), message: string, options: TenantScopeErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.status = (ERROR_CODES as Record<string, number>)[code] ?? 500;
+    this.status = (ERROR_CODES as Record<string, number>)[code] ?? options.status ?? 500;
     this.details = options.details;
   }
 
