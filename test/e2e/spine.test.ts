@@ -2,6 +2,7 @@
  * The path of one tool call, end to end over real HTTP with the official MCP SDK client:
  * the seed's isolation list, session hijack, context leak and the fail-closed rules.
  */
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { base64url } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, INIT, rawPost, startHarness, text } from './harness.ts';
@@ -148,15 +149,16 @@ describe("the seed's isolation list", () => {
     );
     const plan = Array.from({ length: 100 }, (_, i) => tenants[(i * 7) % 3] as (typeof tenants)[number]);
     const results = await Promise.all(
-      plan.map((t, i) => clients[t].callTool({ name: 'echo', arguments: { text: `call-${i}` } })),
+      plan.map((t, i) => (clients[t] as Client).callTool({ name: 'echo', arguments: { text: `call-${i}` } })),
     );
     results.forEach((r, i) => expect((r.structuredContent as { tenant: string }).tenant).toBe(plan[i]));
     for (const t of tenants) {
       const events = (await h.stream(t)).filter((e) => e.event_type === 'tool_call');
       const expected = plan.filter((p) => p === t).length;
-      expect(events.length - before[t]).toBe(expected);
+      const prior = before[t] ?? 0;
+      expect(events.length - prior).toBe(expected);
       expect(events.every((e) => e.tenant_id === t)).toBe(true);
-      const newOnes = events.slice(before[t]);
+      const newOnes = events.slice(prior);
       expect(newOnes.every((e) => e.result_status === 'ok' && e.args_hash?.startsWith('sha256:'))).toBe(true);
     }
     await Promise.all(Object.values(clients).map((c) => c.close()));
