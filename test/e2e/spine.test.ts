@@ -161,7 +161,7 @@ describe("the seed's isolation list", () => {
       const newOnes = events.slice(prior);
       expect(newOnes.every((e) => e.result_status === 'ok' && e.args_hash?.startsWith('sha256:'))).toBe(true);
     }
-    await Promise.all(Object.values(clients).map((c) => c.close()));
+    await Promise.all(Object.values(clients).map((c: Client) => c.close()));
   });
 });
 
