@@ -139,14 +139,12 @@ describe("the seed's isolation list", () => {
 
   it('100 tool calls across 3 tenants: every event in its own stream, exact counts', async () => {
     const tenants = ['acme', 'globex', 'initech'] as const;
-    const before = Object.fromEntries(
-      await Promise.all(
-        tenants.map(async (t) => [t, (await h.stream(t)).filter((e) => e.event_type === 'tool_call').length]),
-      ),
-    );
-    const clients = Object.fromEntries(
-      await Promise.all(tenants.map(async (t) => [t, await h.connect(await h.token(t))])),
-    );
+    const before: Record<string, number> = {};
+    const clients: Record<string, Client> = {};
+    for (const t of tenants) {
+      before[t] = (await h.stream(t)).filter((e) => e.event_type === 'tool_call').length;
+      clients[t] = await h.connect(await h.token(t));
+    }
     const plan = Array.from({ length: 100 }, (_, i) => tenants[(i * 7) % 3] as (typeof tenants)[number]);
     const results = await Promise.all(
       plan.map((t, i) => (clients[t] as Client).callTool({ name: 'echo', arguments: { text: `call-${i}` } })),
