@@ -82,9 +82,16 @@ function validateDirectory(tenants: Record<string, TenantPolicy>): Record<string
 }
 
 /** Glob match for tool names: `*` matches any run of characters, everything else is literal. */
+const globCache = new Map<string, RegExp>();
+
 export function toolMatches(pattern: string, name: string): boolean {
   if (!pattern.includes('*')) return pattern === name;
-  const re = new RegExp(`^${pattern.split('*').map(escapeRe).join('.*')}$`);
+  let re = globCache.get(pattern);
+  if (!re) {
+    re = new RegExp(`^${pattern.split('*').map(escapeRe).join('.*')}$`);
+    if (globCache.size >= 4096) globCache.clear(); // bounded
+    globCache.set(pattern, re);
+  }
   return re.test(name);
 }
 

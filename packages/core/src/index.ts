@@ -1,56 +1,56 @@
 export {
-  ERROR_CODES,
-  type ErrorCode,
-  TenantScopeError,
-  type TenantScopeErrorOptions,
-  isTenantScopeError,
-} from './errors.ts';
-export { DEFAULT_TENANT_ID_PATTERN, Tenant, assertTenant, isTenant } from './tenant.ts';
-export { type KeySource, type TokenVerifier, type VerifierOptions, createVerifier } from './verifier.ts';
-export { MemoryRevocationStore, type MemoryRevocationStoreOptions, type RevocationStore } from './revocation.ts';
-export {
-  StaticTenantDirectory,
-  type TenantDirectory,
-  type TenantLimits,
-  type TenantPolicy,
-  effectiveTools,
-  loadTenantDirectory,
-  toolMatches,
-} from './directory.ts';
-export {
   type AuditEvent,
   type AuditEventType,
   type AuditSink,
   type AuditStatus,
+  argsHash,
+  canonicalJson,
   JsonlAuditSink,
   type JsonlAuditSinkOptions,
   MemoryAuditSink,
-  argsHash,
-  canonicalJson,
   streamName,
   teeAuditSink,
 } from './audit.ts';
 export {
   type CallInfo,
+  currentCall,
+  currentTenant,
   type LogFields,
-  type LogWriter,
   type Logger,
+  type LogWriter,
   type Providers,
   type ResourceProvider,
   type ResourcesOf,
-  type ToolContext,
-  currentCall,
-  currentTenant,
   stderrLogWriter,
+  type ToolContext,
 } from './context.ts';
+export {
+  effectiveTools,
+  loadTenantDirectory,
+  StaticTenantDirectory,
+  type TenantDirectory,
+  type TenantLimits,
+  type TenantPolicy,
+  toolMatches,
+} from './directory.ts';
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  isTenantScopeError,
+  TenantScopeError,
+  type TenantScopeErrorOptions,
+} from './errors.ts';
 export { type CallLimiter, MemoryCallLimiter } from './limits.ts';
 export { BoundedLru } from './lru.ts';
 export { REDACTED, redactDeep } from './redact.ts';
-export { ToolError, type ToolDefinition, type ToolResult, defineTool } from './tool.ts';
+export { MemoryRevocationStore, type MemoryRevocationStoreOptions, type RevocationStore } from './revocation.ts';
 export {
+  findOverrideFields,
   TenantScope,
   type TenantScopeLimits,
   type TenantScopeOptions,
-  findOverrideFields,
   tenantScope,
 } from './server.ts';
+export { assertTenant, DEFAULT_TENANT_ID_PATTERN, isTenant, Tenant } from './tenant.ts';
+export { defineTool, type ToolDefinition, ToolError, type ToolResult } from './tool.ts';
+export { createVerifier, type KeySource, type TokenVerifier, type VerifierOptions } from './verifier.ts';

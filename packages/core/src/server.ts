@@ -8,18 +8,18 @@ import type { z } from 'zod';
 import { type AuditEvent, type AuditSink, type AuditStatus, argsHash } from './audit.ts';
 import {
   type CallInfo,
-  type LogWriter,
   type Logger,
+  type LogWriter,
   type Providers,
   type ResourcesOf,
   runInTenantContext,
   stderrLogWriter,
 } from './context.ts';
-import { type TenantDirectory, type TenantPolicy, effectiveTools } from './directory.ts';
-import { TenantScopeError, isTenantScopeError, jsonRpcCodeFor } from './errors.ts';
+import { effectiveTools, type TenantDirectory, type TenantPolicy } from './directory.ts';
+import { isTenantScopeError, jsonRpcCodeFor, TenantScopeError } from './errors.ts';
 import { type CallLimiter, MemoryCallLimiter } from './limits.ts';
 import { REDACTED, redactDeep } from './redact.ts';
-import { type Tenant, assertTenant } from './tenant.ts';
+import { assertTenant, type Tenant } from './tenant.ts';
 import { type ToolDefinition, type ToolResult, toCallToolResult, validateToolDefinition } from './tool.ts';
 import type { TokenVerifier } from './verifier.ts';
 

@@ -1,7 +1,7 @@
 import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
-import { TenantScopeError } from './errors.ts';
 import type { ToolContext } from './context.ts';
+import { TenantScopeError } from './errors.ts';
 
 /** A tool result: an MCP CallToolResult, or any JSON value (sent as JSON text). */
 export type ToolResult = CallToolResult | Record<string, unknown> | unknown[] | string | number | boolean | null;

@@ -1,9 +1,9 @@
 import { createHash, createHmac, generateKeyPairSync } from 'node:crypto';
-import { SignJWT, base64url, exportJWK, exportSPKI, generateKeyPair } from 'jose';
+import { base64url, exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MemoryRevocationStore } from './revocation.ts';
 import { isTenant } from './tenant.ts';
-import { type TokenVerifier, createVerifier } from './verifier.ts';
+import { createVerifier, type TokenVerifier } from './verifier.ts';
 
 const ISS = 'https://issuer.test';
 const AUD = 'http://localhost:3000/mcp';
@@ -18,7 +18,15 @@ async function sign(payload: Record<string, unknown>, header: Record<string, unk
 }
 function claims(over: Record<string, unknown> = {}) {
   const now = Math.floor(Date.now() / 1000);
-  const c: Record<string, unknown> = { iss: ISS, aud: AUD, sub: 'agent-1', tenant_id: 'acme', iat: now, exp: now + 600, jti: `j-${Math.random()}` };
+  const c: Record<string, unknown> = {
+    iss: ISS,
+    aud: AUD,
+    sub: 'agent-1',
+    tenant_id: 'acme',
+    iat: now,
+    exp: now + 600,
+    jti: `j-${Math.random()}`,
+  };
   for (const [k, v] of Object.entries(over)) {
     if (v === undefined) delete c[k];
     else c[k] = v;
@@ -44,7 +52,9 @@ beforeAll(async () => {
 
 describe('token verifier corpus', () => {
   it('accepts a good token and returns a branded Tenant', async () => {
-    const t = await verifier.verify(await sign(claims({ allowed_tools: ['whoami', 'query_*'], resource_prefix: 'acme/' })));
+    const t = await verifier.verify(
+      await sign(claims({ allowed_tools: ['whoami', 'query_*'], resource_prefix: 'acme/' })),
+    );
     expect(isTenant(t)).toBe(true);
     expect(t.id).toBe('acme');
     expect(t.subject).toBe('agent-1');
@@ -148,8 +158,12 @@ describe('token verifier corpus', () => {
 
 describe('verifier configuration', () => {
   it('refuses alg none and HS/asymmetric mixes in config', async () => {
-    await expect(createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: jwks as never }, algorithms: ['none'] })).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
-    await expect(createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: jwks as never }, algorithms: ['HS256'] })).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    await expect(
+      createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: jwks as never }, algorithms: ['none'] }),
+    ).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    await expect(
+      createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: jwks as never }, algorithms: ['HS256'] }),
+    ).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
     await expect(
       createVerifier({ issuer: ISS, audience: AUD, keys: { hmacSecret: 'x'.repeat(40) } as never }),
     ).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
@@ -157,7 +171,9 @@ describe('verifier configuration', () => {
 
   it('refuses a JWKS with a symmetric key', async () => {
     const oct = { kty: 'oct', k: base64url.encode(createHash('sha256').update('s').digest()), kid: 'h' };
-    await expect(createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: { keys: [oct] } as never } })).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    await expect(
+      createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: { keys: [oct] } as never } }),
+    ).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
   });
 
   it('verifies with a PEM public key, and HS256 only when enabled', async () => {
@@ -178,5 +194,34 @@ describe('verifier configuration', () => {
     const v = await createVerifier({ issuer: ISS, audience: AUD, keys: { jwks: { keys: [jwk] } as never } });
     const t = await new SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: 'r1' }).sign(rsPriv);
     expect((await v.verify(t)).id).toBe('acme');
+  });
+});
+
+describe('verification cache', () => {
+  it('still refuses a cached token once it expires, is revoked, or its tenant is halted', async () => {
+    let clock = Date.now();
+    const store = new MemoryRevocationStore();
+    const v = await createVerifier({
+      issuer: ISS,
+      audience: AUD,
+      keys: { jwks: jwks as never },
+      revocations: store,
+      clockToleranceSeconds: 0,
+      now: () => clock,
+    });
+    const now = Math.floor(clock / 1000);
+    const c = claims({ iat: now, exp: now + 60 });
+    const token = await sign(c);
+    expect(await code(v.verify(token))).toBe('ACCEPTED');
+    expect(await code(v.verify(token))).toBe('ACCEPTED'); // from the cache
+    await store.haltTenant('acme', 'drill');
+    expect(await code(v.verify(token))).toBe('TENANT_HALTED');
+    await store.resumeTenant('acme');
+    await store.revokeToken(c.jti as string, new Date(clock + 120_000));
+    expect(await code(v.verify(token))).toBe('AUTH_REVOKED');
+    const t2 = await sign(claims({ iat: now, exp: now + 60 }));
+    expect(await code(v.verify(t2))).toBe('ACCEPTED');
+    clock += 61_000;
+    expect(await code(v.verify(t2))).toBe('AUTH_EXPIRED');
   });
 });

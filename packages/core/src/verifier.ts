@@ -1,19 +1,20 @@
+import { createHash, createSecretKey, type KeyObject, type webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { type KeyObject, createSecretKey, type webcrypto } from 'node:crypto';
 import {
-  type JSONWebKeySet,
-  type JWTPayload,
-  type JWTVerifyGetKey,
   createLocalJWKSet,
   createRemoteJWKSet,
   decodeProtectedHeader,
-  errors as joseErrors,
   importSPKI,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
   jwtVerify,
 } from 'jose';
 import { TenantScopeError } from './errors.ts';
+import { BoundedLru } from './lru.ts';
 import type { RevocationStore } from './revocation.ts';
-import { DEFAULT_TENANT_ID_PATTERN, type Tenant, mintTenant } from './tenant.ts';
+import { DEFAULT_TENANT_ID_PATTERN, mintTenant, type Tenant } from './tenant.ts';
 
 const ASYMMETRIC_ALGS = [
   'RS256',
@@ -80,6 +81,12 @@ export interface VerifierOptions {
   revocations?: RevocationStore;
   /** Refuse tokens that have no `jti` (so every token is revocable). Default false. */
   requireJti?: boolean;
+  /**
+   * Verified tokens remembered (by SHA-256 of the token) so a session's repeated requests skip the
+   * signature check. Expiry, revocation and halt are still checked on every request. Default 1,000;
+   * 0 turns the cache off.
+   */
+  cacheSize?: number;
   /** Clock in ms, for tests. */
   now?: () => number;
 }
@@ -127,6 +134,20 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
     }
   }
 
+  const cacheSize = options.cacheSize ?? 1000;
+  const cache = cacheSize > 0 ? new BoundedLru<string, Tenant>(cacheSize) : undefined;
+
+  async function checkState(tenant: Tenant): Promise<void> {
+    if (!options.revocations) return;
+    const details = { tenantHint: tenant.id };
+    if (tenant.tokenId !== undefined && (await options.revocations.isTokenRevoked(tenant.tokenId))) {
+      throw new TenantScopeError('AUTH_REVOKED', 'token was revoked', { details });
+    }
+    if (await options.revocations.isTenantHalted(tenant.id)) {
+      throw new TenantScopeError('TENANT_HALTED', 'tenant is halted', { details });
+    }
+  }
+
   async function verify(token: string): Promise<Tenant> {
     if (typeof token !== 'string' || token.length === 0) {
       throw new TenantScopeError('AUTH_MISSING', 'no bearer token');
@@ -134,6 +155,23 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
     if (Buffer.byteLength(token, 'utf8') > maxBytes) {
       throw new TenantScopeError('AUTH_TOO_LARGE', `token is larger than ${maxBytes} bytes`);
     }
+    const key = cache ? createHash('sha256').update(token).digest('base64url') : '';
+    const hit = cache?.get(key);
+    if (hit) {
+      if (hit.expiresAt.getTime() + tolerance * 1000 <= now()) {
+        cache?.delete(key);
+        throw new TenantScopeError('AUTH_EXPIRED', 'token has expired', { details: { tenantHint: hit.id } });
+      }
+      await checkState(hit);
+      return hit;
+    }
+    const tenant = await verifyFully(token);
+    await checkState(tenant);
+    cache?.set(key, tenant);
+    return tenant;
+  }
+
+  async function verifyFully(token: string): Promise<Tenant> {
     let alg: unknown;
     try {
       alg = decodeProtectedHeader(token).alg;
@@ -186,14 +224,6 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
       throw fail('AUTH_CLAIM_INVALID', 'jti must be a non-empty string of at most 256 characters');
     }
     if (options.requireJti && jti === undefined) throw fail('AUTH_CLAIM_MISSING', 'missing jti claim');
-    if (options.revocations) {
-      if (jti !== undefined && (await options.revocations.isTokenRevoked(jti))) {
-        throw fail('AUTH_REVOKED', 'token was revoked');
-      }
-      if (await options.revocations.isTenantHalted(tenantId)) {
-        throw fail('TENANT_HALTED', 'tenant is halted');
-      }
-    }
     return mintTenant({
       id: tenantId,
       subject: payload.sub,
