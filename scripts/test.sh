@@ -8,6 +8,8 @@ failed_checks=0
 passed_checks=0
 echo "== typecheck (tsc)"
 if tsc -p tsconfig.json; then passed_checks=$((passed_checks + 1)); else failed_checks=$((failed_checks + 1)); fi
+echo "== README examples (tsc)"
+if node scripts/check-readme-examples.ts; then passed_checks=$((passed_checks + 1)); else failed_checks=$((failed_checks + 1)); fi
 echo "== lint (biome)"
 if biome lint --diagnostic-level=error .; then passed_checks=$((passed_checks + 1)); else failed_checks=$((failed_checks + 1)); fi
 echo "== tests (vitest)"

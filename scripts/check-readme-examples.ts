@@ -1,0 +1,39 @@
+/**
+ * Type-checks every ```ts block in the README files (root, packages/*, examples/*), so examples
+ * cannot rot. Each block is compiled as its own module; blocks marked ```ts nocheck are skipped.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+const out = join(root, 'test', '.readme-examples');
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+
+const readmes = ['README.md'];
+for (const dir of ['packages', 'examples']) {
+  for (const name of readdirSync(join(root, dir))) {
+    if (existsSync(join(root, dir, name, 'README.md'))) readmes.push(join(dir, name, 'README.md'));
+  }
+}
+const files: string[] = [];
+for (const readme of readmes) {
+  const text = readFileSync(join(root, readme), 'utf8');
+  const blocks = [...text.matchAll(/```ts\n([\s\S]*?)```/g)];
+  blocks.forEach((m, i) => {
+    const file = join(out, `${readme.replaceAll('/', '_').replace('.md', '')}_${i + 1}.ts`);
+    writeFileSync(file, `// from ${readme}, block ${i + 1}\n${m[1]}\nexport {};\n`);
+    files.push(file);
+  });
+}
+writeFileSync(
+  join(out, 'tsconfig.json'),
+  JSON.stringify({ extends: '../../tsconfig.base.json', compilerOptions: { noEmit: true }, include: ['*.ts'] }),
+);
+console.log(`readme examples: type-checking ${files.length} blocks from ${readmes.length} READMEs`);
+try {
+  execFileSync('tsc', ['-p', join(out, 'tsconfig.json')], { stdio: 'inherit' });
+} catch {
+  process.exit(1);
+}
