@@ -107,7 +107,7 @@ export class JsonlAuditSink implements AuditSink {
     return join(this.#dir, `${streamName({ tenant_id: tenantId })}.jsonl`);
   }
 
-  write(event: AuditEvent): Promise<void> {
+  async write(event: AuditEvent): Promise<void> {
     const name = streamName(event);
     const line = `${JSON.stringify(event)}\n`;
     return new Promise<void>((resolve, reject) => {
@@ -135,14 +135,14 @@ export class JsonlAuditSink implements AuditSink {
     s = { handle: ready.then(() => open(join(this.#dir, `${name}.jsonl`), 'a', 0o600)), queue: [], flushing: false };
     s.handle.catch(() => undefined);
     this.#streams.set(name, s);
-    this.#evict();
+    this.#evict(name);
     return s;
   }
 
-  #evict(): void {
+  #evict(keep: string): void {
     for (const [name, s] of this.#streams) {
       if (this.#streams.size <= this.#max) return;
-      if (s.flushing || s.queue.length > 0) continue;
+      if (name === keep || s.flushing || s.queue.length > 0) continue;
       this.#streams.delete(name);
       void s.handle.then((h) => h.close()).catch(() => undefined);
     }

@@ -297,7 +297,6 @@ function mapJoseError(cause: unknown, tenantClaim: string, pattern: RegExp): Ten
   if (cause instanceof joseErrors.JWSInvalid || cause instanceof joseErrors.JWTInvalid) {
     return make('AUTH_MALFORMED', 'token is malformed');
   }
-  if (cause instanceof TypeError) return make('AUTH_MALFORMED', 'token is malformed');
   return make('AUTH_KEYS_UNAVAILABLE', 'token could not be verified');
 }
 
