@@ -68,7 +68,9 @@ describe('examples/crm-server env contract', () => {
     expect(Object.keys(tokens).sort()).toEqual(['acme', 'globex', 'initech']);
     const config = JSON.parse(text.slice(text.indexOf('{', text.indexOf('client config'))));
     expect(config.mcpServers['tenantscope-acme'].url).toBe(url);
-    const meta = await (await fetch(`http://localhost:${port}/.well-known/oauth-protected-resource/mcp`)).json();
+    const meta = (await (await fetch(`http://localhost:${port}/.well-known/oauth-protected-resource/mcp`)).json()) as {
+      resource: string;
+    };
     expect(meta.resource).toBe(url);
     const acme = await connect(url, tokens.acme as string);
     const r = await acme.callTool({ name: 'whoami', arguments: {} });
