@@ -149,7 +149,9 @@ describe("the seed's isolation list", () => {
     const results = await Promise.all(
       plan.map((t, i) => (clients[t] as Client).callTool({ name: 'echo', arguments: { text: `call-${i}` } })),
     );
-    results.forEach((r, i) => expect((r.structuredContent as { tenant: string }).tenant).toBe(plan[i]));
+    for (const [i, r] of results.entries()) {
+      expect((r.structuredContent as { tenant: string }).tenant).toBe(plan[i]);
+    }
     for (const t of tenants) {
       const events = (await h.stream(t)).filter((e) => e.event_type === 'tool_call');
       const expected = plan.filter((p) => p === t).length;
