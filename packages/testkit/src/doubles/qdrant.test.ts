@@ -1,0 +1,312 @@
+/**
+ * Unit tests of the QdrantProtocolDouble itself: it is driven over HTTP with the paths and bodies
+ * @qdrant/js-client-rest 1.19 sends, and its filter semantics are checked against the examples in
+ * Qdrant's filtering documentation. These run against the double only (they test the double); the
+ * @tenantscope/qdrant suites drive it with the official client.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QdrantProtocolDouble } from './qdrant.ts';
+
+let double: QdrantProtocolDouble;
+
+/** The REST calls the official client makes, as fetch; non-2xx throws with the status in the message. */
+// biome-ignore lint/suspicious/noExplicitAny: JSON from the wire, asserted by the tests.
+async function call(method: string, path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${double.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = (await res.json()) as { result?: unknown; status: unknown };
+  if (res.status !== 200) throw new Error(`${res.status} ${JSON.stringify(json.status)}`);
+  return json.result;
+}
+const client = {
+  createCollection: (c: string, b: unknown) => call('PUT', `/collections/${c}`, b),
+  upsert: (c: string, b: unknown) => call('PUT', `/collections/${c}/points?wait=true`, b),
+  retrieve: (c: string, b: unknown) => call('POST', `/collections/${c}/points`, b),
+  scroll: (c: string, b: unknown) => call('POST', `/collections/${c}/points/scroll`, b),
+  query: (c: string, b: unknown) => call('POST', `/collections/${c}/points/query`, b),
+};
+const C = 'cities';
+
+// The payloads of Qdrant's filtering docs, plus a few for arrays, nesting and empties.
+const points = [
+  { id: 1, city: 'London', color: 'green' },
+  { id: 2, city: 'London', color: 'red' },
+  { id: 3, city: 'London', color: 'blue' },
+  { id: 4, city: 'Berlin', color: 'red' },
+  { id: 5, city: 'Moscow', color: 'green' },
+  { id: 6, city: 'Moscow', color: 'blue' },
+];
+
+async function ids(filter: Record<string, unknown>): Promise<number[]> {
+  const r = await client.scroll(C, { filter, limit: 100, with_payload: false });
+  return r.points.map((p: { id: number }) => p.id);
+}
+
+beforeAll(async () => {
+  double = await QdrantProtocolDouble.start();
+  await client.createCollection(C, { vectors: { size: 2, distance: 'Cosine' } });
+  await client.upsert(C, {
+    points: points.map(({ id, ...payload }) => ({ id, vector: [id, 1], payload })),
+  });
+  await client.upsert(C, {
+    points: [
+      {
+        id: 10,
+        vector: [1, 0],
+        payload: {
+          diet: [
+            { food: 'leaves', likes: false },
+            { food: 'meat', likes: true },
+          ],
+        },
+      },
+      {
+        id: 11,
+        vector: [0, 1],
+        payload: {
+          diet: [
+            { food: 'leaves', likes: true },
+            { food: 'meat', likes: false },
+          ],
+        },
+      },
+      { id: 12, vector: [1, 1], payload: { tags: ['a', 'b'], price: 10, parts: [], packaging: null } },
+      { id: 13, vector: [1, 2], payload: { tags: [], price: 20.5, not_null: [null] } },
+    ],
+  });
+});
+
+afterAll(async () => {
+  await double?.close();
+});
+
+describe('QdrantProtocolDouble filter semantics (Qdrant filtering docs)', () => {
+  it('must: all conditions', async () => {
+    expect(
+      await ids({
+        must: [
+          { key: 'city', match: { value: 'London' } },
+          { key: 'color', match: { value: 'red' } },
+        ],
+      }),
+    ).toEqual([2]);
+  });
+
+  it('should: at least one condition', async () => {
+    expect(
+      await ids({
+        should: [
+          { key: 'city', match: { value: 'London' } },
+          { key: 'color', match: { value: 'red' } },
+        ],
+      }),
+    ).toEqual([1, 2, 3, 4]);
+  });
+
+  it('must_not: none of the conditions', async () => {
+    const got = await ids({
+      must_not: [
+        { key: 'city', match: { value: 'London' } },
+        { key: 'color', match: { value: 'red' } },
+      ],
+    });
+    expect(got).toEqual([5, 6, 10, 11, 12, 13]);
+  });
+
+  it('clauses combine: must and must_not', async () => {
+    expect(
+      await ids({
+        must: [{ key: 'city', match: { value: 'London' } }],
+        must_not: [{ key: 'color', match: { value: 'red' } }],
+      }),
+    ).toEqual([1, 3]);
+  });
+
+  it('a filter nested as a condition', async () => {
+    expect(
+      await ids({
+        must_not: [
+          {
+            must: [
+              { key: 'city', match: { value: 'London' } },
+              { key: 'color', match: { value: 'red' } },
+            ],
+          },
+        ],
+        should: [{ key: 'city', match: { any: ['London', 'Moscow'] } }],
+      }),
+    ).toEqual([1, 3, 5, 6]);
+  });
+
+  it('a single condition may stand in for a list', async () => {
+    expect(await ids({ must: { key: 'city', match: { value: 'Berlin' } } })).toEqual([4]);
+  });
+
+  it('min_should counts matching conditions', async () => {
+    expect(
+      await ids({
+        min_should: {
+          conditions: [
+            { key: 'city', match: { value: 'London' } },
+            { key: 'color', match: { value: 'green' } },
+          ],
+          min_count: 2,
+        },
+      }),
+    ).toEqual([1]);
+  });
+
+  it('should: [] matches nothing, must: [] matches everything', async () => {
+    expect(await ids({ should: [] })).toEqual([]);
+    expect((await ids({ must: [] })).length).toBe(10);
+  });
+
+  it('match any and except', async () => {
+    expect(await ids({ must: [{ key: 'color', match: { any: ['black', 'yellow', 'red'] } }] })).toEqual([2, 4]);
+    expect(await ids({ must: [{ key: 'color', match: { except: ['green', 'blue'] } }] })).toEqual([
+      2, 4, 10, 11, 12, 13,
+    ]);
+  });
+
+  it('match on an array payload: any element', async () => {
+    expect(await ids({ must: [{ key: 'tags', match: { value: 'b' } }] })).toEqual([12]);
+    // except on an array: at least one element not in the list
+    expect(await ids({ must: [{ key: 'tags', match: { except: ['a'] } }] })).toContain(12);
+    expect(await ids({ must: [{ key: 'tags', match: { except: ['a', 'b'] } }] })).not.toContain(12);
+  });
+
+  it('match value is type-strict (keyword vs integer)', async () => {
+    expect(await ids({ must: [{ key: 'price', match: { value: '10' } }] })).toEqual([]);
+    expect(await ids({ must: [{ key: 'price', match: { value: 10 } }] })).toEqual([12]);
+  });
+
+  it('range on integers and floats', async () => {
+    expect(await ids({ must: [{ key: 'price', range: { gte: 10, lt: 20.5 } }] })).toEqual([12]);
+    expect(await ids({ must: [{ key: 'price', range: { gt: 10 } }] })).toEqual([13]);
+  });
+
+  it('is_empty: missing, null or []; [null] is not empty', async () => {
+    const empty = await ids({ must: [{ is_empty: { key: 'parts' } }] });
+    expect(empty).toContain(12); // []
+    expect(empty).toContain(1); // missing
+    expect(await ids({ must: [{ is_empty: { key: 'not_null' } }] })).not.toContain(13);
+    expect(await ids({ must: [{ is_empty: { key: 'packaging' } }] })).toContain(12);
+  });
+
+  it('is_null: only a stored null', async () => {
+    expect(await ids({ must: [{ is_null: { key: 'packaging' } }] })).toEqual([12]);
+  });
+
+  it('has_id', async () => {
+    expect(await ids({ must: [{ has_id: [2, 4, 999] }] })).toEqual([2, 4]);
+    expect(await ids({ must_not: [{ has_id: [1, 2, 3, 4, 5, 6] }] })).toEqual([10, 11, 12, 13]);
+  });
+
+  it('array paths without nested match across elements; nested matches per element', async () => {
+    const flat = await ids({
+      must: [
+        { key: 'diet[].food', match: { value: 'meat' } },
+        { key: 'diet[].likes', match: { value: true } },
+      ],
+    });
+    expect(flat).toEqual([10, 11]);
+    const nested = await ids({
+      must: [
+        {
+          nested: {
+            key: 'diet',
+            filter: {
+              must: [
+                { key: 'food', match: { value: 'meat' } },
+                { key: 'likes', match: { value: true } },
+              ],
+            },
+          },
+        },
+      ],
+    });
+    expect(nested).toEqual([10]);
+  });
+});
+
+describe('QdrantProtocolDouble is strict', () => {
+  const status = async (p: Promise<unknown>) => {
+    try {
+      await p;
+      return 200;
+    } catch (err) {
+      return Number(/(\d{3})/.exec(String((err as Error).message))?.[1] ?? 0);
+    }
+  };
+
+  it('answers 400 to conditions and fields it does not implement', async () => {
+    expect(await status(client.scroll(C, { filter: { must: [{ key: 'city', match: { text: 'Lon' } }] } }))).toBe(400);
+    expect(
+      await status(
+        client.scroll(C, { filter: { must: [{ key: 'loc', geo_radius: { center: { lat: 0, lon: 0 }, radius: 1 } }] } }),
+      ),
+    ).toBe(400);
+    expect(await status(client.scroll(C, { filter: { must: [{ key: 'tags', values_count: { gt: 1 } }] } }))).toBe(400);
+    expect(await status(client.scroll(C, { order_by: 'price' }))).toBe(400);
+    expect(await status(client.scroll(C, { filter: { must: [{ frobnicate: 1 }] } }))).toBe(400);
+    expect(await status(client.scroll(C, { filter: { mustt: [] } }))).toBe(400);
+    expect(await status(client.query(C, { query: { formula: { sum: [1] } } }))).toBe(400);
+  });
+
+  it('answers 400 to a nested has_id and 404 to an unknown collection', async () => {
+    expect(
+      await status(
+        client.scroll(C, { filter: { must: [{ nested: { key: 'diet', filter: { must: [{ has_id: [1] }] } } }] } }),
+      ),
+    ).toBe(400);
+    expect(await status(client.scroll('nope', {}))).toBe(404);
+  });
+
+  it('wraps results in the Qdrant envelope', async () => {
+    const res = await fetch(`${double.url}/collections/${C}/points/count`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ exact: true }),
+    });
+    const body = (await res.json()) as { result: { count: number }; status: string; time: number };
+    expect(body.status).toBe('ok');
+    expect(body.result.count).toBe(10);
+    expect(typeof body.time).toBe('number');
+    const bad = await fetch(`${double.url}/collections/${C}/points/count`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ filter: { must: [{ key: 'x', geo_radius: {} }] } }),
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { status: { error: string } }).status.error).toMatch(/does not implement/);
+  });
+
+  it('honours update_filter on upsert: a non-matching existing point keeps its state', async () => {
+    await client.upsert(C, {
+      points: [{ id: 4, vector: [9, 9], payload: { city: 'Paris' } }],
+      update_filter: { must: [{ key: 'city', match: { value: 'London' } }] },
+    });
+    const [p] = await client.retrieve(C, { ids: [4], with_payload: true });
+    expect(p?.payload).toEqual({ city: 'Berlin', color: 'red' });
+    await client.upsert(C, {
+      points: [{ id: 2, vector: [2, 1], payload: { city: 'London', color: 'pink' } }],
+      update_filter: { must: [{ key: 'city', match: { value: 'London' } }] },
+    });
+    const [q] = await client.retrieve(C, { ids: [2], with_payload: true });
+    expect(q?.payload).toEqual({ city: 'London', color: 'pink' });
+  });
+
+  it('scores nearest by cosine and recommends away from examples', async () => {
+    const r = await client.query(C, { query: [1, 0], limit: 1, filter: { must: [{ has_id: [10, 11] }] } });
+    expect(r.points.map((p: { id: number }) => p.id)).toEqual([10]);
+    const rec = await client.query(C, {
+      query: { recommend: { positive: [10] } },
+      filter: { must: [{ has_id: [10, 11, 12] }] },
+      limit: 5,
+    });
+    expect(rec.points.map((p: { id: number }) => p.id)).toEqual([12, 11]); // the example itself is excluded
+  });
+});
