@@ -1,1 +1,28 @@
-export {};
+export {
+  type DeleteManyResult,
+  type GetResult,
+  type HeadResult,
+  type ListOptions,
+  type ListResult,
+  type ObjectInfo,
+  type PresignOptions,
+  type PresignPutOptions,
+  type PutBody,
+  type PutOptions,
+  type ScopedS3,
+  type ScopedS3Options,
+  scopedS3,
+  TenantS3,
+  type UploadOptions,
+} from './client.ts';
+export { type DeleteAllResult, type ExportedObject, type ExportResult, type TenantCount, TenantData } from './dsar.ts';
+export { S3_ERROR_STATUS, type S3ErrorCode } from './errors.ts';
+export { checkKey, type KeyProblem, keyProblem, MAX_KEY_BYTES } from './keys.ts';
+export {
+  checkPlacement,
+  defaultPrefix,
+  type Placement,
+  type PlacementResolver,
+  sharedBucket,
+  type TenantRef,
+} from './placement.ts';

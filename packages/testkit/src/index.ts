@@ -5,3 +5,12 @@ export { type ResolvedPostgres, freePort, resolvePostgres, startEmbeddedPostgres
 export { QdrantProtocolDouble, type QdrantProtocolDoubleOptions } from './doubles/qdrant.ts';
 export { type QdrantRecordingProxy, type RecordedQdrantRequest, startQdrantRecordingProxy } from './doubles/qdrant-recorder.ts';
 export { QDRANT_TEST_IMAGE, type ResolvedQdrant, resolveQdrant } from './services/qdrant.ts';
+export {
+  type ResolvedS3,
+  type S3Connection,
+  createTestBucket,
+  resolveS3,
+  s3Client,
+  s3ClientConfig,
+  startS3rver,
+} from './services/s3.ts';

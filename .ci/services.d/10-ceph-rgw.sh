@@ -1,0 +1,164 @@
+# shellcheck shell=bash
+# Sourced by .ci/run. Starts a real S3 server for the suites: the Ceph RADOS Gateway from
+# Debian's packages, as a single-host cluster on loopback (one monitor, one memstore OSD,
+# auth none, pool size 1, beast on 127.0.0.1:7480), creates an S3 user and exports
+#   S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY
+# which test/setup/services/s3.ts reads. Idempotent: if the gateway already answers and the user
+# exists, it only exports the variables. Every wait is bounded; a failure prints the daemon log
+# tail and returns non-zero (the caller runs with `set -e`, so CI stops loudly).
+#
+# Override with TENANTSCOPE_CEPH_DIR (state, default /var/tmp/tenantscope-ceph) and
+# TENANTSCOPE_RGW_PORT (default 7480). Skip entirely with TENANTSCOPE_SKIP_CEPH=1 (then the suites
+# use S3_ENDPOINT if set, else testcontainers MinIO, else the in-process fallback).
+
+tenantscope_ceph_rgw() {
+  local dir="${TENANTSCOPE_CEPH_DIR:-/var/tmp/tenantscope-ceph}"
+  local port="${TENANTSCOPE_RGW_PORT:-7480}"
+  local conf="$dir/ceph.conf"
+  local access="${S3_ACCESS_KEY_ID:-tenantscope-ci}"
+  local secret="${S3_SECRET_ACCESS_KEY:-tenantscope-ci-secret-0123456789abcdef}"
+  local endpoint="http://127.0.0.1:${port}"
+
+  _ceph_log() { echo "[ceph-rgw] $*"; }
+  _ceph_fail() {
+    echo "[ceph-rgw] FAILED: $*" >&2
+    local lf
+    for lf in "$dir"/log/*.log; do
+      [ -f "$lf" ] || continue
+      echo "----- last lines of $lf -----" >&2
+      tail -n 25 "$lf" >&2 || true
+    done
+    return 1
+  }
+  # _ceph_wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND once a second, at most SECONDS times.
+  _ceph_wait_for() {
+    local secs="$1" what="$2"
+    shift 2
+    local i
+    for ((i = 0; i < secs; i++)); do
+      if "$@" >/dev/null 2>&1; then return 0; fi
+      sleep 1
+    done
+    _ceph_fail "timed out after ${secs}s waiting for ${what}"
+  }
+  _ceph_rgw_answers() { curl -fsS -o /dev/null --max-time 3 "$endpoint/"; }
+  _ceph_q() { timeout 20 ceph -c "$conf" --connect-timeout 10 "$@"; }
+
+  if [ "${TENANTSCOPE_SKIP_CEPH:-}" = "1" ]; then
+    _ceph_log "skipped (TENANTSCOPE_SKIP_CEPH=1)"
+    return 0
+  fi
+
+  # 1. Packages, only if missing.
+  if ! command -v radosgw >/dev/null 2>&1 || ! command -v ceph-mon >/dev/null 2>&1 \
+    || ! command -v ceph-osd >/dev/null 2>&1; then
+    _ceph_log "installing ceph-mon ceph-osd radosgw from Debian (about a minute)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || return 1
+    apt-get install -y -qq --no-install-recommends ceph-mon ceph-osd radosgw >/dev/null \
+      || _ceph_fail "apt-get install ceph-mon ceph-osd radosgw" || return 1
+  fi
+  command -v curl >/dev/null 2>&1 || { apt-get install -y -qq --no-install-recommends curl >/dev/null || return 1; }
+
+  # 2. Already running (second sourcing, or a developer's machine)? Then only make sure of the user.
+  if [ -f "$conf" ] && _ceph_rgw_answers; then
+    _ceph_log "gateway already answers on $endpoint"
+  else
+    # Stop leftovers of an earlier run that no longer answers, by the pid files we wrote.
+    local pidf
+    for pidf in "$dir"/run/*.pid; do
+      [ -f "$pidf" ] || continue
+      kill "$(cat "$pidf")" 2>/dev/null || true
+    done
+    sleep 1
+    rm -rf "$dir"
+    mkdir -p "$dir"/{run,log,mon,osd} || return 1
+
+    local fsid
+    fsid="$(uuidgen)"
+    cat >"$conf" <<EOF
+[global]
+fsid = $fsid
+mon host = v1:127.0.0.1:6789
+mon initial members = a
+public addr = 127.0.0.1
+ms bind ipv6 = false
+auth cluster required = none
+auth service required = none
+auth client required = none
+auth allow insecure global id reclaim = false
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+mon max pg per osd = 1000
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+osd crush chooseleaf type = 0
+run dir = $dir/run
+pid file = $dir/run/\$name.pid
+admin socket = $dir/run/\$name.asok
+_ceph_log file = $dir/log/\$name.log
+keyring = $dir/keyring
+[mon]
+mon data = $dir/mon/\$cluster-\$id
+[osd]
+osd data = $dir/osd/\$cluster-\$id
+osd objectstore = memstore
+memstore device bytes = 1073741824
+osd max object name len = 256
+osd max object namespace len = 64
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:$port
+rgw dns name = 127.0.0.1
+rgw enable usage _ceph_log = false
+EOF
+
+    _ceph_log "creating monitor (fsid $fsid)"
+    ceph-authtool --create-keyring "$dir/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null \
+      || _ceph_fail "ceph-authtool" || return 1
+    monmaptool --create --add a v1:127.0.0.1:6789 --fsid "$fsid" "$dir/monmap" >/dev/null \
+      || _ceph_fail "monmaptool" || return 1
+    ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/keyring" \
+      || _ceph_fail "ceph-mon --mkfs" || return 1
+    ceph-mon -c "$conf" -i a || _ceph_fail "starting ceph-mon" || return 1
+    _ceph_wait_for 30 "the monitor" _ceph_q mon stat || return 1
+
+    _ceph_log "creating one memstore OSD"
+    local osd_uuid osd_id
+    osd_uuid="$(uuidgen)"
+    osd_id="$(_ceph_q osd new "$osd_uuid")" || _ceph_fail "ceph osd new" || return 1
+    mkdir -p "$dir/osd/ceph-$osd_id"
+    ceph-osd -c "$conf" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1 \
+      || _ceph_fail "ceph-osd --mkfs" || return 1
+    ceph-osd -c "$conf" -i "$osd_id" >>"$dir/log/osd-start.log" 2>&1 || _ceph_fail "starting ceph-osd" || return 1
+    _ceph_osd_up() { _ceph_q osd stat | grep -q '1 up'; }
+    _ceph_wait_for 60 "the OSD to come up" _ceph_osd_up || return 1
+
+    _ceph_log "starting radosgw (beast on 127.0.0.1:$port)"
+    radosgw -c "$conf" -n client.rgw.a || _ceph_fail "starting radosgw" || return 1
+    _ceph_wait_for 90 "radosgw to answer on $endpoint" _ceph_rgw_answers || return 1
+  fi
+
+  # 3. The S3 user (create, or confirm it has our key).
+  if ! timeout 30 radosgw-admin -c "$conf" user info --uid=tenantscope 2>/dev/null | grep -q "\"$access\""; then
+    timeout 30 radosgw-admin -c "$conf" user rm --uid=tenantscope >/dev/null 2>&1 || true
+    timeout 30 radosgw-admin -c "$conf" user create --uid=tenantscope --display-name="tenantscope CI" \
+      --access-key="$access" --secret="$secret" >/dev/null || _ceph_fail "radosgw-admin user create" || return 1
+  fi
+  # A signed request must now succeed (proves the key works and SigV4 is checked, not ignored).
+  local anon
+  anon="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$endpoint/tenantscope-probe-$$/x")"
+  if [ "$anon" = "200" ]; then _ceph_fail "anonymous GET answered 200: the gateway is not checking auth" || return 1; fi
+
+  export S3_ENDPOINT="$endpoint"
+  export S3_REGION="${S3_REGION:-us-east-1}"
+  export S3_ACCESS_KEY_ID="$access"
+  export S3_SECRET_ACCESS_KEY="$secret"
+  export S3_SERVER_NAME="ceph-radosgw"
+  _ceph_log "ready: S3_ENDPOINT=$S3_ENDPOINT ($(radosgw --version 2>/dev/null | head -1 | cut -c1-60))"
+  return 0
+}
+
+tenantscope_ceph_rgw

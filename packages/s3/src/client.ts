@@ -1,0 +1,639 @@
+import { Readable } from 'node:stream';
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import {
+  assertTenant,
+  type CallInfo,
+  DEFAULT_TENANT_ID_PATTERN,
+  type ResourceProvider,
+  type Tenant,
+  TenantScopeError,
+} from '@tenantscope/core';
+import { TenantData } from './dsar.ts';
+import { s3Error, wrapSdkError } from './errors.ts';
+import { byteLength, checkKey, checkListPrefix } from './keys.ts';
+import {
+  checkPlacement,
+  defaultPrefix,
+  type Placement,
+  type PlacementResolver,
+  sharedBucket,
+  type TenantRef,
+} from './placement.ts';
+import { createTokenSealer, type TokenSealer } from './tokens.ts';
+
+export interface ScopedS3Options {
+  /** The shared bucket every tenant's objects live in, each under its own prefix. */
+  bucket: string;
+  /**
+   * The tenant's prefix inside the bucket. Must end in `/` and pass the key rule; must be a
+   * function of the tenant id alone, and two tenants must never get nested prefixes.
+   * Default: `tenants/<id>/`.
+   */
+  prefix?: (tenant: TenantRef) => string;
+  /**
+   * Placement resolver, the seam for dedicated buckets: when given, it decides bucket, prefix and
+   * client per tenant and `bucket` / `prefix` are not used. Default: `sharedBucket(bucket, prefix)`.
+   */
+  placement?: PlacementResolver;
+  /**
+   * Secret (at least 32 bytes) that seals list continuation tokens. Give every replica the same one
+   * so a token from one replica opens on another. Default: random per process (tokens then do not
+   * survive a restart).
+   */
+  tokenSecret?: string | Uint8Array;
+  /** How long a list continuation token stays valid, in seconds. Default 3600. */
+  listTokenTtlSeconds?: number;
+  /** Presigned URL expiry when the caller gives none, in seconds. Default 300 (5 minutes). */
+  presignDefaultSeconds?: number;
+  /** The longest presigned URL expiry a caller may ask for, in seconds. Default 3600. */
+  presignMaxSeconds?: number;
+  /** Multipart part size in bytes (at least 5 MiB, the S3 minimum). Default 8 MiB. */
+  partSize?: number;
+  /** Parts uploaded in parallel by a multipart upload. Default 4. */
+  uploadConcurrency?: number;
+}
+
+/** A body for `put`/`upload`: text (stored as UTF-8), bytes, or a stream (Node or web). */
+export type PutBody = string | Uint8Array | Readable | ReadableStream<Uint8Array>;
+
+export interface PutOptions {
+  /** Content-Type. Default `application/octet-stream` (`text/plain; charset=utf-8` for strings). */
+  contentType?: string;
+  /** User metadata (`x-amz-meta-*`). */
+  metadata?: Record<string, string>;
+  /** Cache-Control. */
+  cacheControl?: string;
+  /** Content-Disposition. */
+  contentDisposition?: string;
+}
+
+export interface UploadOptions extends PutOptions {
+  /** Part size in bytes; default from `scopedS3` options. */
+  partSize?: number;
+  /** Parts in flight; default from `scopedS3` options. */
+  concurrency?: number;
+  /** Progress callback: bytes sent so far (and total, when known). */
+  onProgress?: (progress: { loaded: number; total?: number }) => void;
+}
+
+export interface ObjectInfo {
+  /** The key relative to the tenant prefix. */
+  key: string;
+  size: number;
+  etag: string | undefined;
+  lastModified: Date | undefined;
+}
+
+export interface HeadResult extends ObjectInfo {
+  contentType: string | undefined;
+  metadata: Record<string, string>;
+}
+
+export interface GetResult extends HeadResult {
+  /** The object's bytes as a Node stream. Read it once (or use `text()` / `bytes()`). */
+  body: Readable;
+  /** Reads the whole body as UTF-8 text. */
+  text(): Promise<string>;
+  /** Reads the whole body. */
+  bytes(): Promise<Uint8Array>;
+}
+
+export interface ListOptions {
+  /** Only keys starting with this (relative to the tenant). Default: all. */
+  prefix?: string;
+  /** `/` to group keys into `folders`. */
+  delimiter?: '/';
+  /** At most this many entries per page (1–1000). Default 1000. */
+  limit?: number;
+  /** A `nextContinuationToken` from an earlier page of the same listing by the same tenant. */
+  continuationToken?: string;
+}
+
+export interface ListResult {
+  objects: ObjectInfo[];
+  /** With `delimiter: '/'`: the folder prefixes (relative, ending in `/`). */
+  folders: string[];
+  /** Present when there are more pages. Sealed to this tenant and listing. */
+  nextContinuationToken: string | undefined;
+}
+
+export interface DeleteManyResult {
+  /** Keys (relative) the server reported deleted. */
+  deleted: string[];
+  /** Keys the server refused, with its error code. */
+  errors: { key: string; code: string }[];
+}
+
+export interface PresignOptions {
+  /** Seconds the URL stays valid; 1 … `presignMaxSeconds`. Default `presignDefaultSeconds` (300). */
+  expiresIn?: number;
+}
+
+export interface PresignPutOptions extends PresignOptions {
+  /** Content-Type the uploader must send (it is signed). */
+  contentType?: string;
+}
+
+/** The scoped client as `scopedS3` returns it: a factory of per-tenant clients. */
+export interface ScopedS3 {
+  /** A client bound to one verified tenant. Throws `NOT_A_TENANT` for anything else. */
+  forTenant(tenant: Tenant, options?: { signal?: AbortSignal }): TenantS3;
+  /** Plugs in as `ctx.files`: `tenantScope({ providers: { files: s3.provider() } })`. */
+  provider(): ResourceProvider<TenantS3>;
+  /**
+   * Operator-side data operations for one tenant id (DSAR count, export, delete-all). Not for tool
+   * code: it takes a tenant id, not a verified Tenant.
+   */
+  tenantData(tenantId: string): TenantData;
+  /** Where a tenant's objects live. */
+  placementOf(tenant: TenantRef): Placement;
+  /** The raw client, with no tenant scope. Reach for it only on purpose (migrations, admin). */
+  readonly unscopedClient: S3Client;
+}
+
+const MIB = 1024 * 1024;
+
+/**
+ * Wraps an `S3Client` you built so every call is confined to one tenant's prefix.
+ *
+ * ```ts
+ * const s3 = scopedS3(new S3Client({ ... }), { bucket: 'crm-files' });
+ * const files = s3.forTenant(tenant); // a verified Tenant only
+ * await files.put('notes/a.txt', 'hello'); // stored as tenants/<id>/notes/a.txt
+ * ```
+ */
+export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
+  if (!client || typeof (client as { send?: unknown }).send !== 'function') {
+    throw new TenantScopeError('INVALID_CONFIG', 'scopedS3 needs an S3Client');
+  }
+  const resolver = options.placement ?? sharedBucket(options.bucket, options.prefix ?? defaultPrefix);
+  const settings: Settings = {
+    sealer: createTokenSealer(
+      options.tokenSecret,
+      positive(options.listTokenTtlSeconds ?? 3600, 'listTokenTtlSeconds'),
+    ),
+    presignDefault: positive(options.presignDefaultSeconds ?? 300, 'presignDefaultSeconds'),
+    presignMax: positive(options.presignMaxSeconds ?? 3600, 'presignMaxSeconds'),
+    partSize: options.partSize ?? 8 * MIB,
+    concurrency: positive(options.uploadConcurrency ?? 4, 'uploadConcurrency'),
+  };
+  if (settings.presignDefault > settings.presignMax) {
+    throw new TenantScopeError('INVALID_CONFIG', 'presignDefaultSeconds must not exceed presignMaxSeconds');
+  }
+  if (!Number.isInteger(settings.partSize) || settings.partSize < 5 * MIB) {
+    throw new TenantScopeError('INVALID_CONFIG', 'partSize must be an integer of at least 5 MiB');
+  }
+
+  const placementOf = (tenant: TenantRef): Placement => checkPlacement(resolver({ id: tenant.id }));
+  const scope = (tenantId: string, signal?: AbortSignal): Scope => {
+    const p = placementOf({ id: tenantId });
+    return {
+      tenantId,
+      client: p.client ?? client,
+      bucket: p.bucket,
+      prefix: p.prefix,
+      prefixBytes: byteLength(p.prefix),
+      signal,
+      settings,
+    };
+  };
+
+  return {
+    forTenant(tenant, opts = {}) {
+      assertTenant(tenant, 'scopedS3().forTenant');
+      return new TenantS3(scope(tenant.id, opts.signal));
+    },
+    provider() {
+      return {
+        forCall: (call: CallInfo) => {
+          assertTenant(call.tenant, 'scopedS3().provider');
+          return new TenantS3(scope(call.tenant.id, call.signal));
+        },
+      };
+    },
+    tenantData(tenantId) {
+      if (typeof tenantId !== 'string' || !DEFAULT_TENANT_ID_PATTERN.test(tenantId)) {
+        throw new TenantScopeError('INVALID_ARGUMENT', 'tenantData needs a tenant id');
+      }
+      return new TenantData(new TenantS3(scope(tenantId)));
+    },
+    placementOf,
+    get unscopedClient() {
+      return client;
+    },
+  };
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new TenantScopeError('INVALID_CONFIG', `${name} must be a positive integer`);
+  return n;
+}
+
+interface Settings {
+  sealer: TokenSealer;
+  presignDefault: number;
+  presignMax: number;
+  partSize: number;
+  concurrency: number;
+}
+
+/** @internal Everything a tenant client knows. Kept in a private field. */
+export interface Scope {
+  tenantId: string;
+  client: S3Client;
+  bucket: string;
+  prefix: string;
+  prefixBytes: number;
+  signal: AbortSignal | undefined;
+  settings: Settings;
+}
+
+/**
+ * One tenant's view of the store. Every key is relative to the tenant prefix, goes through the
+ * key rule, and every key the server returns is checked to be inside the prefix before it is
+ * handed back (relative). Get one from `scopedS3(...).forTenant(tenant)` or as `ctx.files`.
+ */
+export class TenantS3 {
+  readonly #s: Scope;
+
+  /** @internal Use `scopedS3(...).forTenant(tenant)`. */
+  constructor(scope: Scope) {
+    this.#s = scope;
+  }
+
+  /** The tenant this client is bound to. */
+  get tenantId(): string {
+    return this.#s.tenantId;
+  }
+
+  /** @internal Full key for a relative one, after the key rule. */
+  #full(key: unknown, what = 'key'): string {
+    checkKey(key, this.#s.prefixBytes, what);
+    return this.#s.prefix + key;
+  }
+
+  /** @internal Relative key for a full one from the server; refuses anything outside the prefix. */
+  #relative(full: string | undefined): string {
+    if (typeof full !== 'string' || !full.startsWith(this.#s.prefix) || full.length === this.#s.prefix.length) {
+      throw s3Error('S3_SCOPE_VIOLATION', 'the server returned a key outside the tenant prefix');
+    }
+    return full.slice(this.#s.prefix.length);
+  }
+
+  async #send<T>(operation: string, command: object): Promise<T> {
+    try {
+      return (await this.#s.client.send(command as never, { abortSignal: this.#s.signal })) as T;
+    } catch (err) {
+      throw wrapSdkError(err, operation);
+    }
+  }
+
+  /**
+   * Stores an object. Strings and bytes go in one PUT; a stream of unknown length goes through
+   * `@aws-sdk/lib-storage` (single PUT when small, multipart when large).
+   */
+  async put(key: string, body: PutBody, options: PutOptions = {}): Promise<{ key: string; etag: string | undefined }> {
+    const Key = this.#full(key);
+    const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body instanceof Uint8Array ? body : null;
+    if (bytes === null) return this.upload(key, body, options);
+    const out = await this.#send<{ ETag?: string }>(
+      'PutObject',
+      new PutObjectCommand({
+        Bucket: this.#s.bucket,
+        Key,
+        Body: bytes,
+        ContentLength: bytes.byteLength,
+        ...headers(options, typeof body === 'string'),
+      }),
+    );
+    return { key, etag: out.ETag };
+  }
+
+  /** Uploads through `@aws-sdk/lib-storage` (multipart above one part). Aborts its parts on failure. */
+  async upload(
+    key: string,
+    body: PutBody,
+    options: UploadOptions = {},
+  ): Promise<{ key: string; etag: string | undefined }> {
+    const Key = this.#full(key);
+    const Body = uploadBody(body);
+    const partSize = options.partSize ?? this.#s.settings.partSize;
+    if (!Number.isInteger(partSize) || partSize < 5 * MIB) {
+      throw new TenantScopeError('INVALID_ARGUMENT', 'partSize must be an integer of at least 5 MiB');
+    }
+    const abortController = new AbortController();
+    const signal = this.#s.signal;
+    const onAbort = () => abortController.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const upload = new Upload({
+      client: this.#s.client,
+      params: { Bucket: this.#s.bucket, Key, Body, ...headers(options, typeof body === 'string') },
+      partSize,
+      queueSize: options.concurrency ?? this.#s.settings.concurrency,
+      leavePartsOnError: false,
+      abortController,
+    });
+    if (options.onProgress) {
+      const cb = options.onProgress;
+      upload.on('httpUploadProgress', (p) => cb({ loaded: p.loaded ?? 0, total: p.total }));
+    }
+    try {
+      const out = await upload.done();
+      return { key, etag: out.ETag };
+    } catch (err) {
+      throw wrapSdkError(err, 'Upload');
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Reads an object. Throws `S3_NOT_FOUND` if the tenant has no object under that key. */
+  async get(key: string, options: { range?: string } = {}): Promise<GetResult> {
+    const Key = this.#full(key);
+    const out = await this.#send<{
+      Body?: unknown;
+      ContentLength?: number;
+      ContentType?: string;
+      ETag?: string;
+      LastModified?: Date;
+      Metadata?: Record<string, string>;
+    }>('GetObject', new GetObjectCommand({ Bucket: this.#s.bucket, Key, Range: options.range }));
+    const body = toReadable(out.Body);
+    const bytes = async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(Buffer.from(c as Uint8Array));
+      return new Uint8Array(Buffer.concat(chunks));
+    };
+    return {
+      key,
+      size: out.ContentLength ?? 0,
+      etag: out.ETag,
+      lastModified: out.LastModified,
+      contentType: out.ContentType,
+      metadata: out.Metadata ?? {},
+      body,
+      bytes,
+      text: async () => new TextDecoder().decode(await bytes()),
+    };
+  }
+
+  /** Reads a whole object as UTF-8 text. */
+  async getText(key: string): Promise<string> {
+    return (await this.get(key)).text();
+  }
+
+  /** Reads a whole object's bytes. */
+  async getBytes(key: string): Promise<Uint8Array> {
+    return (await this.get(key)).bytes();
+  }
+
+  /** An object's size, type and metadata. Throws `S3_NOT_FOUND` if absent. */
+  async head(key: string): Promise<HeadResult> {
+    const Key = this.#full(key);
+    const out = await this.#send<{
+      ContentLength?: number;
+      ContentType?: string;
+      ETag?: string;
+      LastModified?: Date;
+      Metadata?: Record<string, string>;
+    }>('HeadObject', new HeadObjectCommand({ Bucket: this.#s.bucket, Key }));
+    return {
+      key,
+      size: out.ContentLength ?? 0,
+      etag: out.ETag,
+      lastModified: out.LastModified,
+      contentType: out.ContentType,
+      metadata: out.Metadata ?? {},
+    };
+  }
+
+  /** True if the tenant has an object under that key. */
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.head(key);
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'S3_NOT_FOUND') return false;
+      throw err;
+    }
+  }
+
+  /** Deletes an object (no error if it does not exist, as in S3). */
+  async delete(key: string): Promise<void> {
+    const Key = this.#full(key);
+    await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#s.bucket, Key }));
+  }
+
+  /**
+   * Deletes several objects. Every key is checked first; if any breaks the key rule, nothing is
+   * sent and `S3_KEY_INVALID` names its index. Sent in batches of 1,000.
+   */
+  async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
+    if (!Array.isArray(keys)) throw new TenantScopeError('INVALID_ARGUMENT', 'deleteMany needs an array of keys');
+    const full: string[] = [];
+    keys.forEach((k, i) => {
+      try {
+        full.push(this.#full(k));
+      } catch (err) {
+        const e = err as TenantScopeError;
+        throw s3Error('S3_KEY_INVALID', `deleteMany: key #${i}: ${e.message}; nothing was deleted`, {
+          details: { ...e.details, index: i },
+        });
+      }
+    });
+    const unique = [...new Set(full)];
+    const result: DeleteManyResult = { deleted: [], errors: [] };
+    for (let i = 0; i < unique.length; i += 1000) {
+      const batch = unique.slice(i, i + 1000);
+      const out = await this.#send<{
+        Deleted?: { Key?: string }[];
+        Errors?: { Key?: string; Code?: string }[];
+      }>(
+        'DeleteObjects',
+        new DeleteObjectsCommand({
+          Bucket: this.#s.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
+        }),
+      );
+      for (const d of out.Deleted ?? []) result.deleted.push(this.#relative(d.Key));
+      for (const e of out.Errors ?? []) result.errors.push({ key: this.#relative(e.Key), code: e.Code ?? 'Error' });
+    }
+    return result;
+  }
+
+  /** Copies an object; both keys are inside this tenant. */
+  async copy(from: string, to: string, options: PutOptions = {}): Promise<{ key: string; etag: string | undefined }> {
+    const src = this.#full(from, 'source key');
+    const Key = this.#full(to, 'destination key');
+    const replace = options.contentType !== undefined || options.metadata !== undefined;
+    const out = await this.#send<{ CopyObjectResult?: { ETag?: string } }>(
+      'CopyObject',
+      new CopyObjectCommand({
+        Bucket: this.#s.bucket,
+        Key,
+        // The copy source travels in a header the server URL-decodes once: encode every segment,
+        // so a literal `%2e` in a key stays literal and cannot name another object.
+        CopySource: `${this.#s.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
+        ...(replace ? { MetadataDirective: 'REPLACE' as const, ...headers(options, false) } : {}),
+      }),
+    );
+    return { key: to, etag: out.CopyObjectResult?.ETag };
+  }
+
+  /** One page of the tenant's objects. Keys come back relative to the tenant. */
+  async list(options: ListOptions = {}): Promise<ListResult> {
+    const sub = options.prefix ?? '';
+    checkListPrefix(sub, this.#s.prefixBytes);
+    const limit = options.limit ?? 1000;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+      throw new TenantScopeError('INVALID_ARGUMENT', 'limit must be an integer from 1 to 1000');
+    }
+    if (options.delimiter !== undefined && options.delimiter !== '/') {
+      throw new TenantScopeError('INVALID_ARGUMENT', 'delimiter must be "/"');
+    }
+    const Prefix = this.#s.prefix + sub;
+    const binding = JSON.stringify([this.#s.tenantId, this.#s.bucket, Prefix, options.delimiter ?? '']);
+    const ContinuationToken =
+      options.continuationToken === undefined
+        ? undefined
+        : this.#s.settings.sealer.open(options.continuationToken, binding);
+    const out = await this.#send<{
+      Contents?: { Key?: string; Size?: number; ETag?: string; LastModified?: Date }[];
+      CommonPrefixes?: { Prefix?: string }[];
+      IsTruncated?: boolean;
+      NextContinuationToken?: string;
+    }>(
+      'ListObjectsV2',
+      new ListObjectsV2Command({
+        Bucket: this.#s.bucket,
+        Prefix,
+        Delimiter: options.delimiter,
+        MaxKeys: limit,
+        ContinuationToken,
+      }),
+    );
+    return {
+      objects: (out.Contents ?? []).map((o) => ({
+        key: this.#relative(o.Key),
+        size: o.Size ?? 0,
+        etag: o.ETag,
+        lastModified: o.LastModified,
+      })),
+      folders: (out.CommonPrefixes ?? []).map((p) => this.#relative(p.Prefix)),
+      nextContinuationToken:
+        out.IsTruncated && out.NextContinuationToken
+          ? this.#s.settings.sealer.seal(out.NextContinuationToken, binding)
+          : undefined,
+    };
+  }
+
+  /** Every object under a (relative) prefix, page by page. */
+  async *iterate(options: Omit<ListOptions, 'continuationToken' | 'delimiter'> = {}): AsyncGenerator<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      const page = await this.list({ ...options, continuationToken: token });
+      yield* page.objects;
+      token = page.nextContinuationToken;
+    } while (token);
+  }
+
+  #expiry(options: PresignOptions): number {
+    const s = options.expiresIn ?? this.#s.settings.presignDefault;
+    if (!Number.isInteger(s) || s < 1 || s > this.#s.settings.presignMax) {
+      throw s3Error(
+        'S3_PRESIGN_EXPIRY',
+        `expiresIn must be an integer from 1 to ${this.#s.settings.presignMax} seconds`,
+      );
+    }
+    return s;
+  }
+
+  /** A presigned GET URL for one of the tenant's keys. Default expiry 5 minutes, capped. */
+  async presignGet(key: string, options: PresignOptions = {}): Promise<string> {
+    const Key = this.#full(key);
+    const expiresIn = this.#expiry(options);
+    try {
+      return await getSignedUrl(this.#s.client, new GetObjectCommand({ Bucket: this.#s.bucket, Key }), { expiresIn });
+    } catch (err) {
+      throw wrapSdkError(err, 'presign GetObject');
+    }
+  }
+
+  /** A presigned PUT URL for one of the tenant's keys. Default expiry 5 minutes, capped. */
+  async presignPut(key: string, options: PresignPutOptions = {}): Promise<string> {
+    const Key = this.#full(key);
+    const expiresIn = this.#expiry(options);
+    try {
+      return await getSignedUrl(
+        this.#s.client,
+        new PutObjectCommand({ Bucket: this.#s.bucket, Key, ContentType: options.contentType }),
+        { expiresIn },
+      );
+    } catch (err) {
+      throw wrapSdkError(err, 'presign PutObject');
+    }
+  }
+
+  /** Logs and JSON show the tenant only. */
+  toJSON(): { tenant_id: string } {
+    return { tenant_id: this.#s.tenantId };
+  }
+}
+
+function headers(options: PutOptions, isText: boolean) {
+  if (options.metadata !== undefined) {
+    if (typeof options.metadata !== 'object' || options.metadata === null) {
+      throw new TenantScopeError('INVALID_ARGUMENT', 'metadata must be an object of strings');
+    }
+    for (const [k, v] of Object.entries(options.metadata)) {
+      if (!/^[A-Za-z0-9_-]{1,128}$/.test(k) || typeof v !== 'string' || /[^\x20-\x7e]/.test(v)) {
+        throw new TenantScopeError(
+          'INVALID_ARGUMENT',
+          'metadata keys must be [A-Za-z0-9_-] and values printable ASCII',
+        );
+      }
+    }
+  }
+  for (const [name, v] of [
+    ['contentType', options.contentType],
+    ['cacheControl', options.cacheControl],
+    ['contentDisposition', options.contentDisposition],
+  ] as const) {
+    if (v !== undefined && (typeof v !== 'string' || /[^\x20-\x7e]/.test(v) || v.length > 1024)) {
+      throw new TenantScopeError('INVALID_ARGUMENT', `${name} must be printable ASCII`);
+    }
+  }
+  return {
+    ContentType: options.contentType ?? (isText ? 'text/plain; charset=utf-8' : 'application/octet-stream'),
+    Metadata: options.metadata,
+    CacheControl: options.cacheControl,
+    ContentDisposition: options.contentDisposition,
+  };
+}
+
+function uploadBody(body: unknown): string | Uint8Array | Readable {
+  if (typeof body === 'string' || body instanceof Uint8Array || body instanceof Readable) return body;
+  if (typeof ReadableStream !== 'undefined' && body instanceof ReadableStream) {
+    return Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>);
+  }
+  throw s3Error('S3_BODY_INVALID', 'body must be a string, bytes (Uint8Array) or a stream');
+}
+
+function toReadable(body: unknown): Readable {
+  if (body instanceof Readable) return body;
+  if (body && typeof body === 'object' && typeof (body as ReadableStream).getReader === 'function') {
+    return Readable.fromWeb(body as import('node:stream/web').ReadableStream<Uint8Array>);
+  }
+  return Readable.from([]);
+}

@@ -1,0 +1,58 @@
+import { isTenantScopeError, TenantScopeError } from '@tenantscope/core';
+
+/**
+ * The codes this package throws, with their HTTP status. Callers switch on `err.code`.
+ * - `S3_KEY_INVALID` (400): a key broke the key rule (`details.reason` says which part).
+ * - `S3_BODY_INVALID` (400): a body that is not a string, bytes or a stream.
+ * - `S3_TOKEN_INVALID` (400): a continuation token not sealed for this tenant and listing, or expired.
+ * - `S3_PRESIGN_EXPIRY` (400): a presign expiry outside 1 s … the configured cap.
+ * - `S3_NOT_FOUND` (404): no such object (inside the tenant).
+ * - `S3_REQUEST_FAILED` (502): the server refused or failed; the driver error is the `cause`.
+ * - `S3_SCOPE_VIOLATION` (500): the server returned a key outside the tenant prefix (never expected).
+ * - `S3_DSAR_MISMATCH` (500): a DSAR recount did not match what was exported or deleted.
+ */
+export const S3_ERROR_STATUS = {
+  S3_KEY_INVALID: 400,
+  S3_BODY_INVALID: 400,
+  S3_TOKEN_INVALID: 400,
+  S3_PRESIGN_EXPIRY: 400,
+  S3_NOT_FOUND: 404,
+  S3_REQUEST_FAILED: 502,
+  S3_SCOPE_VIOLATION: 500,
+  S3_DSAR_MISMATCH: 500,
+} as const;
+
+export type S3ErrorCode = keyof typeof S3_ERROR_STATUS;
+
+export function s3Error(
+  code: S3ErrorCode,
+  message: string,
+  options: { cause?: unknown; details?: Record<string, unknown> } = {},
+): TenantScopeError {
+  return new TenantScopeError(code, message, { ...options, status: S3_ERROR_STATUS[code] });
+}
+
+interface SdkErrorShape {
+  name?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/**
+ * Turns a driver error into a typed one. The message names the operation and the S3 error code
+ * only; keys, buckets and the server's own message (which can name them) stay in `cause`.
+ */
+export function wrapSdkError(err: unknown, operation: string): TenantScopeError {
+  if (isTenantScopeError(err)) return err;
+  const e = (err ?? {}) as SdkErrorShape;
+  const status = e.$metadata?.httpStatusCode;
+  const name = typeof e.name === 'string' ? e.name : 'Error';
+  if (name === 'NoSuchKey' || name === 'NotFound' || (status === 404 && name !== 'NoSuchBucket')) {
+    return s3Error('S3_NOT_FOUND', `${operation}: no such object`, { cause: err, details: { status: 404 } });
+  }
+  const code = /^[A-Za-z]{1,64}$/.test(name) ? name : 'Error';
+  return s3Error('S3_REQUEST_FAILED', `${operation} failed: ${code}${status ? ` (HTTP ${status})` : ''}`, {
+    cause: err,
+    details: { s3Code: code, status },
+  });
+}
