@@ -1,1 +1,29 @@
-export {};
+export {
+  type Anchor,
+  type BreakCause,
+  type ChainBreak,
+  type ChainRow,
+  GENESIS_HASH,
+  linkHash,
+  type StreamReport,
+  type VerifyReport,
+  type VerifyStreamInput,
+  verifyStream,
+} from './chain.ts';
+export { type PrivacyOptions, prepareEvent, type StoredEvent } from './event.ts';
+export {
+  type AuditSchemaOptions,
+  auditSchemaSql,
+  DEFAULT_AUDIT_SCHEMA,
+  migrateAuditSchema,
+} from './postgres/schema.ts';
+export { PostgresAuditSink, type PostgresAuditSinkOptions } from './postgres/sink.ts';
+export {
+  DEFAULT_RETENTION_DAYS,
+  MIN_RETENTION_DAYS,
+  PostgresAuditStore,
+  type PostgresAuditStoreOptions,
+  type PurgeOptions,
+  type PurgeResult,
+  purgePostgresAudit,
+} from './postgres/store.ts';

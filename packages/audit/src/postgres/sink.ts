@@ -1,0 +1,147 @@
+import { type AuditEvent, type AuditSink, TenantScopeError } from '@tenantscope/core';
+import type { Pool } from 'pg';
+import { type PrivacyOptions, prepareEvent } from '../event.ts';
+import { DEFAULT_AUDIT_SCHEMA, ident } from './schema.ts';
+
+export interface PostgresAuditSinkOptions {
+  /** A pool connected as the writer role (see `migrateAuditSchema`). The sink never closes it unless `ownsPool`. */
+  pool: Pool;
+  /** Schema of the audit tables. Default `tenantscope_audit`. */
+  schema?: string;
+  /**
+   * `durable` (default): `write` resolves only after the event's batch has committed, so a tool
+   * call returns only once its event is in the table, and a failed write fails the call.
+   * `async`: `write` resolves as soon as the event is queued; a batch that then fails is reported
+   * to `onAsyncError` and its events are LOST, and a crash loses whatever was queued. The call
+   * also no longer fails closed when the database is down (until the queue fills). Use it only
+   * when losing the last moments of audit on a crash is acceptable.
+   */
+  mode?: 'durable' | 'async';
+  /** Most events in one INSERT (one group commit). Default 1000. */
+  maxBatch?: number;
+  /** Batches in flight at once (each on its own pooled connection). Default 2. */
+  maxInFlight?: number;
+  /**
+   * Most events queued and not yet committed. Past it, `write` waits for its own event to
+   * commit (back-pressure, also in async mode). Default 50,000.
+   */
+  maxQueue?: number;
+  /** Identity minimisation applied before events are chained. */
+  privacy?: PrivacyOptions;
+  /** Called with the error and the number of events lost when an async-mode batch fails. */
+  onAsyncError?: (err: TenantScopeError, lost: number) => void;
+  /** Close the pool in `close()`. Default false. */
+  ownsPool?: boolean;
+}
+
+interface Pending {
+  canonical: string;
+  stream: string;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Appends events to the hash-chained audit table with group commit: concurrent writes are
+ * gathered into one multi-row INSERT (one round trip, one commit). The database assigns
+ * sequence numbers and hashes (see `auditSchemaSql`), so several processes may write at once.
+ */
+export class PostgresAuditSink implements AuditSink {
+  readonly #pool: Pool;
+  readonly #sql: string;
+  readonly #mode: 'durable' | 'async';
+  readonly #maxBatch: number;
+  readonly #maxInFlight: number;
+  readonly #maxQueue: number;
+  readonly #privacy: PrivacyOptions;
+  readonly #onAsyncError: PostgresAuditSinkOptions['onAsyncError'];
+  readonly #ownsPool: boolean;
+  #queue: Pending[] = [];
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
+  #closed = false;
+
+  constructor(options: PostgresAuditSinkOptions) {
+    if (!options?.pool) throw new TenantScopeError('INVALID_CONFIG', 'PostgresAuditSink needs a pool');
+    const s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
+    this.#pool = options.pool;
+    // Rows sorted by stream so concurrent batches take the per-stream locks in one order (no deadlock);
+    // within a stream, queue order.
+    this.#sql = `INSERT INTO ${s}.events (event)
+      SELECT e FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(e, st, n) ORDER BY st, n`;
+    this.#mode = options.mode ?? 'durable';
+    this.#maxBatch = positive(options.maxBatch ?? 1000, 'maxBatch');
+    this.#maxInFlight = positive(options.maxInFlight ?? 2, 'maxInFlight');
+    this.#maxQueue = positive(options.maxQueue ?? 50_000, 'maxQueue');
+    this.#privacy = options.privacy ?? {};
+    this.#onAsyncError = options.onAsyncError;
+    this.#ownsPool = options.ownsPool ?? false;
+  }
+
+  /** Events queued and not yet committed. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  write(event: AuditEvent): Promise<void> {
+    if (this.#closed) return Promise.reject(new TenantScopeError('AUDIT_WRITE_FAILED', 'audit sink is closed'));
+    let prepared: ReturnType<typeof prepareEvent>;
+    try {
+      prepared = prepareEvent(event, this.#privacy);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const durable = this.#mode === 'durable' || this.#queue.length >= this.#maxQueue;
+    const p = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ canonical: prepared.canonical, stream: prepared.stream, resolve, reject });
+    });
+    this.#pump();
+    if (durable) return p;
+    p.catch(() => undefined); // reported through onAsyncError
+    return Promise.resolve();
+  }
+
+  /** Resolves when everything queued so far has been committed or has failed. */
+  flush(): Promise<void> {
+    if (this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve();
+    return new Promise((r) => this.#idle.push(r));
+  }
+
+  /** Flushes, then stops accepting events (and closes the pool if `ownsPool`). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
+      const batch = this.#queue.splice(0, this.#maxBatch);
+      this.#inFlight++;
+      void this.#send(batch).finally(() => {
+        this.#inFlight--;
+        this.#pump();
+        if (this.#queue.length === 0 && this.#inFlight === 0) {
+          for (const r of this.#idle.splice(0)) r();
+        }
+      });
+    }
+  }
+
+  async #send(batch: Pending[]): Promise<void> {
+    try {
+      await this.#pool.query(this.#sql, [batch.map((b) => b.canonical), batch.map((b) => b.stream)]);
+      for (const b of batch) b.resolve();
+    } catch (cause) {
+      const err = new TenantScopeError('AUDIT_WRITE_FAILED', 'audit events could not be written', { cause });
+      for (const b of batch) b.reject(err);
+      if (this.#mode === 'async') this.#onAsyncError?.(err, batch.length);
+    }
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isInteger(n) || n <= 0)
+    throw new TenantScopeError('INVALID_CONFIG', `${name} must be a positive integer`);
+  return n;
+}
