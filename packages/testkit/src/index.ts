@@ -14,3 +14,5 @@ export {
   s3ClientConfig,
   startS3rver,
 } from './services/s3.ts';
+export { type SecretsManagerDoubleCall, type SecretsManagerDoubleOptions, type SecretsManagerOperation, SECRETS_MANAGER_OPERATIONS, SecretsManagerProtocolDouble } from './doubles/secrets-manager.ts';
+export { type ResolvedSecretsManager, resolveSecretsManager } from './services/secrets-manager.ts';

@@ -1,0 +1,494 @@
+import {
+  assertTenant,
+  BoundedLru,
+  type CallInfo,
+  type ResourceProvider,
+  type Tenant,
+  TenantScopeError,
+} from '@tenantscope/core';
+import { secretError } from './errors.ts';
+import { assertSecretName, defaultNaming, defaultTenantPrefix, resolvePath, type SecretNaming } from './naming.ts';
+import type { SecretsProvider, SecretValue, VersionSelector } from './provider.ts';
+
+/** Default cache TTL: 5 minutes. */
+export const DEFAULT_TTL_MS = 5 * 60_000;
+/** Largest TTL accepted: 1 hour. */
+export const MAX_TTL_MS = 60 * 60_000;
+/** Default cache size (entries across all tenants). */
+export const DEFAULT_MAX_ENTRIES = 10_000;
+/** Values shorter than this cannot be redacted by core, so they are never handed out. */
+export const MIN_SECRET_LENGTH = 4;
+
+export interface SecretsInjectorOptions {
+  /** Where the secrets live: `awsSecretsManager(...)`, `postgresSecrets(...)`, or your own. */
+  provider: SecretsProvider;
+  /**
+   * Maps (tenant, name) to the provider's identifier. Default `tenants/<tenant>/<name>`. Called
+   * only with a verified tenant and a validated name; its output is checked too.
+   */
+  naming?: SecretNaming;
+  /**
+   * The prefix every identifier of a tenant starts with, for listing (DSAR). Required with a
+   * custom `naming`; default `tenants/<tenant>/`.
+   */
+  tenantPrefix?: (tenant: Tenant) => string;
+  /** How long a value is served from the cache, in ms. Default 5 min, max 1 h; 0 disables caching. */
+  ttl?: number;
+  /** Most cached values across all tenants; least recently used are evicted. Default 10,000. */
+  maxEntries?: number;
+  /** Clock in ms, for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Options for one read. */
+export interface GetSecretOptions extends VersionSelector {}
+
+/** What a tool sees as `ctx.secrets`: only the names its definition declared. */
+export interface ScopedSecrets {
+  /** Reads a declared secret for the calling tenant (current version unless pinned). */
+  get(name: string, options?: GetSecretOptions): Promise<string>;
+  /** Reads several declared secrets (current versions); all or nothing. */
+  getMany(names: readonly string[]): Promise<Record<string, string>>;
+  /** Reads a declared secret and parses it as JSON. */
+  getJson<T = unknown>(name: string, options?: GetSecretOptions): Promise<T>;
+  /**
+   * Drops the cached value and fetches the current one, for rotation (e.g. after a downstream
+   * call failed authentication). At most one fetch per name per call; concurrent refreshes of
+   * one key share a fetch.
+   */
+  refresh(name: string): Promise<string>;
+  /** The names this call may read. */
+  readonly declared: readonly string[];
+}
+
+/** Cache and backend counters. */
+export interface SecretsStats {
+  hits: number;
+  misses: number;
+  /** Requests sent to the provider (a batch counts once). */
+  fetches: number;
+  refreshes: number;
+  size: number;
+}
+
+interface Entry {
+  value: string;
+  expiresAt: number;
+  gen: number;
+}
+
+interface Inflight {
+  promise: Promise<string>;
+  refresh: boolean;
+}
+
+/** A secret's name as exported for a DSAR: never its value. */
+export interface SecretNameRecord {
+  name: string;
+}
+
+/**
+ * Per-tenant secrets injected at call time. `provider()` plugs it into core as `ctx.secrets`;
+ * the cache is keyed by (tenant, name, version) and every value handed to a call is registered
+ * with the call for redaction.
+ */
+export class SecretsInjector {
+  readonly #provider: SecretsProvider;
+  readonly #naming: SecretNaming;
+  readonly #prefix: (tenant: Tenant) => string;
+  readonly #ttl: number;
+  readonly #now: () => number;
+  readonly #cache: BoundedLru<string, Entry>;
+  readonly #inflight = new Map<string, Inflight>();
+  #gen = 0;
+  readonly #stats = { hits: 0, misses: 0, fetches: 0, refreshes: 0 };
+
+  constructor(options: SecretsInjectorOptions) {
+    if (!options?.provider) throw new TenantScopeError('INVALID_CONFIG', 'secretsInjector needs a provider');
+    const ttl = options.ttl ?? DEFAULT_TTL_MS;
+    if (!Number.isFinite(ttl) || ttl < 0 || ttl > MAX_TTL_MS) {
+      throw new TenantScopeError('INVALID_CONFIG', `ttl must be between 0 and ${MAX_TTL_MS} ms`);
+    }
+    const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    if (!Number.isInteger(maxEntries) || maxEntries <= 0 || maxEntries > 10_000_000) {
+      throw new TenantScopeError('INVALID_CONFIG', 'maxEntries must be a positive integer');
+    }
+    if (options.naming && !options.tenantPrefix) {
+      // Without it a DSAR could not find the tenant's secrets; fail at start-up, not at export time.
+      throw new TenantScopeError('INVALID_CONFIG', 'a custom naming needs tenantPrefix too');
+    }
+    this.#provider = options.provider;
+    this.#naming = options.naming ?? defaultNaming;
+    this.#prefix = options.tenantPrefix ?? defaultTenantPrefix;
+    this.#ttl = ttl;
+    this.#now = options.now ?? Date.now;
+    this.#cache = new BoundedLru(maxEntries);
+  }
+
+  /** The TTL in force, in ms. */
+  get ttl(): number {
+    return this.#ttl;
+  }
+
+  /** The ResourceProvider to pass to core: `providers: { secrets: injector.provider() }`. */
+  provider(): ResourceProvider<ScopedSecrets> {
+    return {
+      forCall: (call) => this.#forCall(call),
+      release: (resource) => {
+        closers.get(resource)?.();
+      },
+    };
+  }
+
+  /** Counters for tests and metrics. */
+  stats(): SecretsStats {
+    return { ...this.#stats, size: this.#cache.size };
+  }
+
+  /** Drops every cached value of one tenant (e.g. after it was moved or erased). */
+  invalidateTenant(tenant: Tenant): number {
+    assertTenant(tenant, 'secrets.invalidateTenant');
+    const head = `${tenant.id}\u0000`;
+    let n = 0;
+    for (const [key] of [...this.#cache.entries()]) {
+      if (key.startsWith(head)) {
+        this.#cache.delete(key);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * Operator access to one tenant's secrets: write (seed, rotate) and delete. Not for tool
+   * handlers: it bypasses the declared-names check and registers no redaction.
+   */
+  unscopedAdmin(tenant: Tenant): {
+    put(name: string, value: string): Promise<{ versionId?: string }>;
+    delete(name: string): Promise<boolean>;
+  } {
+    assertTenant(tenant, 'secrets.unscopedAdmin');
+    return {
+      put: async (name, value) => {
+        assertSecretName(name);
+        if (typeof value !== 'string' || value.length < MIN_SECRET_LENGTH) {
+          throw secretError(
+            'SECRET_VALUE_INVALID',
+            `a secret value must be a string of at least ${MIN_SECRET_LENGTH} characters`,
+          );
+        }
+        const id = resolvePath(this.#naming, tenant, name);
+        this.#stats.fetches++;
+        return this.#provider.put({ tenant, id, value });
+      },
+      delete: async (name) => {
+        assertSecretName(name);
+        const id = resolvePath(this.#naming, tenant, name);
+        this.#stats.fetches++;
+        const deleted = await this.#provider.delete({ tenant, id });
+        this.#dropName(tenant, name);
+        return deleted;
+      },
+    };
+  }
+
+  /** DSAR export: the names of one tenant's secrets. Never values. */
+  async exportTenant(tenant: Tenant): Promise<{ tenant_id: string; secrets: SecretNameRecord[] }> {
+    assertTenant(tenant, 'secrets.exportTenant');
+    const names = await this.#listNames(tenant);
+    return { tenant_id: tenant.id, secrets: names.map((name) => ({ name })) };
+  }
+
+  /** DSAR erase: deletes every secret of one tenant and drops its cache entries. Returns the names. */
+  async deleteTenant(tenant: Tenant): Promise<{ tenant_id: string; deleted: string[] }> {
+    assertTenant(tenant, 'secrets.deleteTenant');
+    const prefix = this.#tenantPrefix(tenant);
+    this.#stats.fetches++;
+    const ids = await this.#provider.list({ tenant, prefix });
+    const deleted: string[] = [];
+    for (const id of ids) {
+      if (!id.startsWith(prefix)) continue; // never act on anything outside the tenant's prefix
+      this.#stats.fetches++;
+      if (await this.#provider.delete({ tenant, id })) deleted.push(id.slice(prefix.length));
+    }
+    this.invalidateTenant(tenant);
+    return { tenant_id: tenant.id, deleted: deleted.sort() };
+  }
+
+  async #listNames(tenant: Tenant): Promise<string[]> {
+    const prefix = this.#tenantPrefix(tenant);
+    this.#stats.fetches++;
+    const ids = await this.#provider.list({ tenant, prefix });
+    return ids
+      .filter((id) => id.startsWith(prefix))
+      .map((id) => id.slice(prefix.length))
+      .sort();
+  }
+
+  #tenantPrefix(tenant: Tenant): string {
+    const prefix = this.#prefix(tenant);
+    if (typeof prefix !== 'string' || prefix.length === 0 || !prefix.includes(tenant.id)) {
+      throw new TenantScopeError('INVALID_CONFIG', 'tenantPrefix must return a non-empty prefix naming the tenant');
+    }
+    return prefix;
+  }
+
+  #dropName(tenant: Tenant, name: string): void {
+    const head = `${tenant.id}\u0000${name}\u0000`;
+    for (const [key] of [...this.#cache.entries()]) if (key.startsWith(head)) this.#cache.delete(key);
+  }
+
+  // --- per call -------------------------------------------------------------------------------
+
+  #forCall(call: CallInfo): ScopedSecrets {
+    const tenant = call.tenant;
+    assertTenant(tenant, 'secrets.forCall');
+    const declared = Object.freeze([...new Set(call.declaredSecrets)]);
+    const allowed = new Set(declared);
+    const refreshed = new Map<string, Promise<string>>();
+    let closed = false;
+
+    const admit = (name: unknown): string => {
+      if (closed) throw secretError('SECRET_CONTEXT_CLOSED', 'secrets cannot be read after the call ended');
+      assertSecretName(name);
+      if (!allowed.has(name)) {
+        throw secretError('SECRET_NOT_DECLARED', `secret "${name}" is not declared by tool ${call.toolName}`);
+      }
+      return name;
+    };
+    const hand = (value: string): string => {
+      if (closed) throw secretError('SECRET_CONTEXT_CLOSED', 'secrets cannot be read after the call ended');
+      registerRedactions(call, value);
+      return value;
+    };
+
+    const scoped: ScopedSecrets = {
+      declared,
+      get: async (name, options = {}) => {
+        const n = admit(name);
+        const version = checkVersion(options);
+        const id = resolvePath(this.#naming, tenant, n);
+        const value = await abortable(this.#read(tenant, n, id, version), call.signal);
+        return hand(value);
+      },
+      getJson: async <T>(name: string, options: GetSecretOptions = {}) => {
+        const raw = await scoped.get(name, options);
+        try {
+          return JSON.parse(raw) as T;
+        } catch {
+          throw secretError('SECRET_UNAVAILABLE', `secret "${name}" is not JSON`);
+        }
+      },
+      getMany: async (names) => {
+        if (!Array.isArray(names)) throw secretError('SECRET_NAME_INVALID', 'getMany takes a list of names');
+        const list = [...new Set(names.map((n) => admit(n)))]; // every name checked before any fetch
+        const values = await abortable(this.#readMany(tenant, list), call.signal);
+        const out: Record<string, string> = {};
+        for (const n of list) out[n] = hand(values.get(n) as string);
+        return out;
+      },
+      refresh: async (name) => {
+        const n = admit(name);
+        const id = resolvePath(this.#naming, tenant, n);
+        let p = refreshed.get(n);
+        if (!p) {
+          p = this.#refresh(tenant, n, id);
+          refreshed.set(n, p);
+        } else {
+          // Already refreshed in this call: serve the refreshed value without another fetch.
+          p = p.then(() => this.#read(tenant, n, id, {}));
+        }
+        return hand(await abortable(p, call.signal));
+      },
+    };
+    Object.freeze(scoped);
+    closers.set(scoped, () => {
+      closed = true;
+    });
+    return scoped;
+  }
+
+  // --- cache ----------------------------------------------------------------------------------
+
+  #read(tenant: Tenant, name: string, id: string, version: VersionSelector): Promise<string> {
+    const key = cacheKey(tenant.id, name, version);
+    const hit = this.#cache.get(key);
+    if (hit) {
+      if (hit.expiresAt > this.#now()) {
+        this.#stats.hits++;
+        return Promise.resolve(hit.value);
+      }
+      this.#cache.delete(key);
+    }
+    this.#stats.misses++;
+    const inflight = this.#inflight.get(key);
+    if (inflight) return inflight.promise;
+    return this.#fetch(key, false, () => this.#provider.get({ tenant, id, version }));
+  }
+
+  #refresh(tenant: Tenant, name: string, id: string): Promise<string> {
+    const key = cacheKey(tenant.id, name, {});
+    this.#stats.refreshes++;
+    const inflight = this.#inflight.get(key);
+    if (inflight?.refresh) return inflight.promise;
+    this.#cache.delete(key);
+    return this.#fetch(key, true, () => this.#provider.get({ tenant, id, version: {} }));
+  }
+
+  #fetch(key: string, refresh: boolean, load: () => Promise<SecretValue>): Promise<string> {
+    const gen = ++this.#gen;
+    this.#stats.fetches++;
+    const promise = (async () => {
+      const got = await load();
+      const value = checkValue(got);
+      const current = this.#cache.peek(key);
+      if (this.#ttl > 0 && (!current || current.gen < gen)) {
+        this.#cache.set(key, { value, expiresAt: this.#now() + this.#ttl, gen });
+      }
+      return value;
+    })();
+    const entry: Inflight = { promise, refresh };
+    this.#inflight.set(key, entry);
+    const clear = () => {
+      if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+    };
+    promise.then(clear, clear);
+    return promise;
+  }
+
+  async #readMany(tenant: Tenant, names: string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const waits: Promise<void>[] = [];
+    const missing: { name: string; id: string; key: string }[] = [];
+    for (const name of names) {
+      const key = cacheKey(tenant.id, name, {});
+      const hit = this.#cache.get(key);
+      if (hit && hit.expiresAt > this.#now()) {
+        this.#stats.hits++;
+        out.set(name, hit.value);
+        continue;
+      }
+      if (hit) this.#cache.delete(key);
+      this.#stats.misses++;
+      const inflight = this.#inflight.get(key);
+      if (inflight) {
+        waits.push(inflight.promise.then((v) => void out.set(name, v)));
+        continue;
+      }
+      missing.push({ name, id: resolvePath(this.#naming, tenant, name), key });
+    }
+    if (missing.length > 0) {
+      this.#stats.fetches++;
+      const batch = this.#provider.getMany({ tenant, ids: missing.map((m) => m.id) });
+      for (const m of missing) {
+        const gen = ++this.#gen;
+        const promise = batch.then((values) => {
+          const got = values.get(m.id);
+          if (!got) throw secretError('SECRET_BACKEND_FAILED', `secret "${m.name}" was missing from the batch answer`);
+          const value = checkValue(got);
+          const current = this.#cache.peek(m.key);
+          if (this.#ttl > 0 && (!current || current.gen < gen)) {
+            this.#cache.set(m.key, { value, expiresAt: this.#now() + this.#ttl, gen });
+          }
+          return value;
+        });
+        const entry: Inflight = { promise, refresh: false };
+        this.#inflight.set(m.key, entry);
+        const clear = () => {
+          if (this.#inflight.get(m.key) === entry) this.#inflight.delete(m.key);
+        };
+        promise.then(clear, clear);
+        waits.push(promise.then((v) => void out.set(m.name, v)));
+      }
+    }
+    await Promise.all(waits);
+    return out;
+  }
+}
+
+const closers = new WeakMap<object, () => void>();
+
+/** Creates a secrets injector; plug `injector.provider()` into core as `ctx.secrets`. */
+export function secretsInjector(options: SecretsInjectorOptions): SecretsInjector {
+  return new SecretsInjector(options);
+}
+
+function cacheKey(tenantId: string, name: string, version: VersionSelector): string {
+  const v = version.versionId ? `id:${version.versionId}` : version.versionStage ? `stage:${version.versionStage}` : '';
+  return `${tenantId}\u0000${name}\u0000${v}`;
+}
+
+const VERSION_ID = /^[A-Za-z0-9-]{1,64}$/;
+const VERSION_STAGE = /^[A-Za-z0-9_.-]{1,256}$/;
+
+function checkVersion(options: unknown): VersionSelector {
+  if (options === null || typeof options !== 'object') {
+    throw secretError('SECRET_NAME_INVALID', 'read options must be an object');
+  }
+  const { versionId, versionStage, ...rest } = options as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) throw secretError('SECRET_NAME_INVALID', 'unknown read option');
+  if (versionId !== undefined && (typeof versionId !== 'string' || !VERSION_ID.test(versionId))) {
+    throw secretError('SECRET_NAME_INVALID', 'invalid versionId');
+  }
+  if (versionStage !== undefined && (typeof versionStage !== 'string' || !VERSION_STAGE.test(versionStage))) {
+    throw secretError('SECRET_NAME_INVALID', 'invalid versionStage');
+  }
+  if (versionId !== undefined && versionStage !== undefined) {
+    throw secretError('SECRET_NAME_INVALID', 'give versionId or versionStage, not both');
+  }
+  const out: VersionSelector = {};
+  if (versionId !== undefined) out.versionId = versionId as string;
+  if (versionStage !== undefined && versionStage !== 'AWSCURRENT') out.versionStage = versionStage as string;
+  return out;
+}
+
+function checkValue(got: SecretValue): string {
+  if (!got || typeof got.value !== 'string') {
+    throw secretError('SECRET_BACKEND_FAILED', 'the provider returned no value');
+  }
+  if (got.value.length < MIN_SECRET_LENGTH) {
+    // core cannot mask values this short, so handing one out could leak it.
+    throw secretError('SECRET_UNAVAILABLE', `secret values shorter than ${MIN_SECRET_LENGTH} characters are refused`);
+  }
+  return got.value;
+}
+
+/** Registers the value, and each string inside a JSON secret, for redaction in logs and results. */
+function registerRedactions(call: CallInfo, value: string): void {
+  call.addRedaction(value);
+  const trimmed = value.trimStart();
+  if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return;
+  }
+  const walk = (v: unknown, depth: number): void => {
+    if (depth > 16) return;
+    if (typeof v === 'string') {
+      if (v.length >= MIN_SECRET_LENGTH) call.addRedaction(v);
+    } else if (Array.isArray(v)) for (const x of v) walk(x, depth + 1);
+    else if (v !== null && typeof v === 'object') for (const x of Object.values(v)) walk(x, depth + 1);
+  };
+  walk(parsed, 0);
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason ?? new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
