@@ -1,1 +1,26 @@
-export {};
+export { DEFAULT_TENANT_SETTING, generateBindingKey } from './binding.ts';
+export { PG_ERROR_CODES, type PgErrorCode } from './errors.ts';
+export type { HotOptions } from './hot.ts';
+export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
+export {
+  ScopedPool,
+  type ScopedPoolOptions,
+  type ScopedTransaction,
+  scopedPool,
+  type TenantDb,
+  type TransactionOptions,
+  type UntrustedQueryOptions,
+} from './scoped.ts';
+export {
+  CURRENT_TENANT_SQL,
+  type InstallOptions,
+  type InstallResult,
+  installSql,
+  installTenantScope,
+  type Queryable,
+  quoteIdent,
+  readBindingKey,
+  TENANT_POLICY_NAME,
+  type TenantTableOptions,
+  tenantTableSql,
+} from './sql.ts';

@@ -1,0 +1,58 @@
+import { TenantScopeError } from '@tenantscope/core';
+
+/**
+ * Error codes this package throws, with their HTTP status. Callers switch on `code`.
+ * Driver errors are kept as `cause`; messages never carry row data.
+ */
+export const PG_ERROR_CODES = {
+  /** The SQL failed (syntax, constraint, permission, RLS WITH CHECK). The transaction was rolled back. */
+  PG_QUERY_FAILED: 400,
+  /** The database could not be reached or the connection broke. */
+  PG_UNAVAILABLE: 503,
+  /** `doctor()` found problems; `details.problems` lists every one. */
+  PG_DOCTOR_FAILED: 500,
+  /** The tenant binding was refused by the database (wrong key, clock skew, not installed). */
+  PG_BINDING_REFUSED: 500,
+  /** An identifier (table, column, role) is not a plain SQL identifier. */
+  PG_IDENTIFIER_INVALID: 400,
+  /** The tenant's placement is not supported by this pool. */
+  PG_PLACEMENT_UNSUPPORTED: 500,
+} as const;
+
+export type PgErrorCode = keyof typeof PG_ERROR_CODES;
+
+export function pgError(code: PgErrorCode, message: string, cause?: unknown, details?: Record<string, unknown>) {
+  return new TenantScopeError(code, message, { cause, details, status: PG_ERROR_CODES[code] });
+}
+
+/** SQLSTATE classes that mean the connection, not the statement, failed. */
+function isConnectionFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code === 'string') {
+    if (/^(08|57P|53)/.test(code)) return true;
+    if (/^E(CONNREFUSED|CONNRESET|PIPE|TIMEDOUT|HOSTUNREACH)$/.test(code)) return true;
+  }
+  const msg = (err as Error)?.message ?? '';
+  return /Connection terminated|not queryable|Client was closed/.test(msg);
+}
+
+/**
+ * Wraps a driver error. The message names the SQLSTATE only: PostgreSQL's own message can quote
+ * values from the statement (e.g. a duplicate key), so it stays in `cause`.
+ */
+export function wrapDriverError(err: unknown, what: string): TenantScopeError {
+  if (err instanceof TenantScopeError) return err;
+  const sqlstate = (err as { code?: unknown })?.code;
+  if (sqlstate === '42501' && /tenantscope: invalid tenant binding/.test((err as Error)?.message ?? '')) {
+    return pgError('PG_BINDING_REFUSED', `${what}: the database refused the tenant binding`, err);
+  }
+  if (isConnectionFailure(err)) {
+    return pgError('PG_UNAVAILABLE', `${what}: database connection failed`, err, { sqlstate });
+  }
+  return pgError(
+    'PG_QUERY_FAILED',
+    `${what} failed${typeof sqlstate === 'string' ? ` (SQLSTATE ${sqlstate})` : ''}`,
+    err,
+    typeof sqlstate === 'string' ? { sqlstate } : undefined,
+  );
+}

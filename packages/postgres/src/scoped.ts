@@ -1,0 +1,375 @@
+import { assertTenant, type CallInfo, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
+import pg from 'pg';
+import { assertBindableTenantId, DEFAULT_TENANT_SETTING, normaliseBindingKey, TokenCache } from './binding.ts';
+import { pgError, wrapDriverError } from './errors.ts';
+import { HotLanes, type HotOptions } from './hot.ts';
+import { type PlacementResolver, resolvePlacement, sharedPlacement } from './placement.ts';
+import { assertSettingName } from './sql.ts';
+
+export type { QueryResult, QueryResultRow } from 'pg';
+
+type QueryResult<R extends pg.QueryResultRow> = pg.QueryResult<R>;
+
+export interface ScopedPoolOptions {
+  /** The 64-byte key from `installTenantScope` (bytes, hex or base64). Required. */
+  bindingKey: Uint8Array | string;
+  /** Setting that carries the binding. Default `app.tenant_id`; must match the install. */
+  setting?: string;
+  /** Where a tenant's data lives. Default: everyone in the shared, RLS-separated tables. */
+  placement?: PlacementResolver;
+  /**
+   * Tenant-affine connections for hot tenants (the fast path). Off unless given. Each hot tenant
+   * gets its own pipelined connection, bound once to it at start; nothing else ever uses it.
+   */
+  hot?: HotOptions;
+  /** Statement timeout for `queryUntrusted`, in ms. Default 5000. */
+  untrustedTimeoutMs?: number;
+}
+
+/** Options of one scoped transaction. */
+export interface TransactionOptions {
+  /** `BEGIN READ ONLY`. Default false. */
+  readOnly?: boolean;
+  /** Isolation level. Default the server's (read committed). */
+  isolation?: 'read committed' | 'repeatable read' | 'serializable';
+}
+
+/** Options of `queryUntrusted`. */
+export interface UntrustedQueryOptions {
+  /** Run read-only. Default true. */
+  readOnly?: boolean;
+  /** Statement timeout in ms. Default the pool's `untrustedTimeoutMs` (5000). */
+  timeoutMs?: number;
+}
+
+/** Queries inside a scoped transaction. */
+export interface ScopedTransaction {
+  readonly tenantId: string;
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<QueryResult<R>>;
+}
+
+/** A database handle bound to one verified tenant. This is what a tool sees as `ctx.db`. */
+export interface TenantDb {
+  readonly tenantId: string;
+  /**
+   * One statement in its own transaction bound to the tenant (one network round trip on a
+   * pipelined pool), or on the tenant's hot connection when it has one.
+   */
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]): Promise<QueryResult<R>>;
+  /** Runs `fn` in one transaction bound to the tenant. Commits if it resolves, rolls back if it throws. */
+  transaction<T>(fn: (tx: ScopedTransaction) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  /**
+   * SQL written by someone you do not trust (an agent): one statement (extended protocol, so
+   * no multi-statement strings), read-only by default, under a statement timeout, on a connection
+   * that is destroyed afterwards so nothing it did to the session (settings, cursors, temp
+   * tables) can reach a later checkout.
+   */
+  queryUntrusted<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    params?: unknown[],
+    options?: UntrustedQueryOptions,
+  ): Promise<QueryResult<R>>;
+}
+
+interface PoolLike {
+  connect(): Promise<pg.PoolClient>;
+  end(): Promise<void>;
+  options?: pg.PoolConfig;
+}
+
+/**
+ * Wraps a `pg.Pool` (or a config: then the pool is created with `pipeline: true`) so every
+ * statement runs bound to one verified tenant. `forTenant(tenant)` returns the handle; `provider()`
+ * plugs it into core as `ctx.db`.
+ */
+export function scopedPool(poolOrConfig: pg.Pool | pg.PoolConfig, options: ScopedPoolOptions): ScopedPool {
+  return new ScopedPool(poolOrConfig, options);
+}
+
+export class ScopedPool {
+  readonly #pool: PoolLike;
+  readonly #ownsPool: boolean;
+  readonly #tokens: TokenCache;
+  readonly #setting: string;
+  readonly #placement: PlacementResolver;
+  readonly #hot: HotLanes | undefined;
+  readonly #untrustedTimeoutMs: number;
+  readonly #config: pg.PoolConfig;
+  #ended = false;
+
+  constructor(poolOrConfig: pg.Pool | pg.PoolConfig, options: ScopedPoolOptions) {
+    if (!options || options.bindingKey === undefined) {
+      throw new TenantScopeError('INVALID_CONFIG', 'scopedPool needs options.bindingKey (from installTenantScope)');
+    }
+    const key = normaliseBindingKey(options.bindingKey);
+    this.#setting = options.setting ?? DEFAULT_TENANT_SETTING;
+    assertSettingName(this.#setting);
+    this.#tokens = new TokenCache(key, this.#setting);
+    this.#placement = options.placement ?? sharedPlacement;
+    this.#untrustedTimeoutMs = options.untrustedTimeoutMs ?? 5000;
+    if (poolOrConfig instanceof pg.Pool || typeof (poolOrConfig as PoolLike).connect === 'function') {
+      this.#pool = poolOrConfig as unknown as PoolLike;
+      this.#ownsPool = false;
+      this.#config = { ...((poolOrConfig as PoolLike).options ?? {}) };
+    } else {
+      this.#config = { ...(poolOrConfig as pg.PoolConfig) };
+      this.#pool = new pg.Pool({ ...this.#config, pipeline: true } as pg.PoolConfig);
+      this.#ownsPool = true;
+    }
+    this.#hot = options.hot ? new HotLanes(this.#config, options.hot, (id) => this.#tokens.get(id)) : undefined;
+  }
+
+  /** The wrapped pool, unscoped: statements on it see no tenant (policies return no rows). */
+  get unscopedPool(): pg.Pool {
+    return this.#pool as unknown as pg.Pool;
+  }
+
+  /** The setting name this pool binds. */
+  get setting(): string {
+    return this.#setting;
+  }
+
+  /** Counters for tests, benchmarks and metrics. */
+  stats(): { hotTenants: number; hotConnections: number; hotQueries: number; sharedQueries: number } {
+    return {
+      ...(this.#hot?.stats() ?? { hotTenants: 0, hotConnections: 0, hotQueries: 0 }),
+      sharedQueries: this.#shared,
+    };
+  }
+  #shared = 0;
+
+  /** A handle bound to `tenant`, which must be a verified Tenant from core; anything else throws NOT_A_TENANT. */
+  forTenant(tenant: Tenant): TenantDb {
+    assertTenant(tenant, 'scopedPool.forTenant');
+    assertBindableTenantId(tenant.id);
+    resolvePlacement(this.#placement, tenant);
+    const id = tenant.id;
+    return Object.freeze({
+      tenantId: id,
+      query: <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => this.#query<R>(id, text, params),
+      transaction: <T>(fn: (tx: ScopedTransaction) => Promise<T>, opts?: TransactionOptions) =>
+        this.#transaction(id, fn, opts),
+      queryUntrusted: <R extends pg.QueryResultRow>(text: string, params?: unknown[], opts?: UntrustedQueryOptions) =>
+        this.#untrusted<R>(id, text, params, opts),
+    });
+  }
+
+  /** A core ResourceProvider: `providers: { db: scoped.provider() }` gives tools `ctx.db`. */
+  provider(): ResourceProvider<TenantDb> {
+    return { forCall: (call: CallInfo) => this.forTenant(call.tenant) };
+  }
+
+  /**
+   * A non-pipelined connection bound to `tenantId` in an open transaction, for cursors
+   * (pipelined clients refuse them). The caller must `finish(ok)`. @internal
+   */
+  async cursorCheckout(
+    tenantId: string,
+    readOnly: boolean,
+  ): Promise<{ client: pg.Client; finish(ok: boolean): Promise<void> }> {
+    assertBindableTenantId(tenantId);
+    const client = new pg.Client({ ...this.#config, pipeline: false } as pg.ClientConfig);
+    try {
+      await client.connect();
+      await client.query(readOnly ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
+      await client.query('SELECT tenantscope.bind($1)', [this.#tokens.get(tenantId)]);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw wrapDriverError(err, 'bind');
+    }
+    return {
+      client,
+      finish: async (ok) => {
+        try {
+          if (ok) await client.query('COMMIT');
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      },
+    };
+  }
+
+  /** The token `tenantscope.bind($1)` takes for `tenantId`. For adapters that run their own transactions (audit). */
+  bindToken(tenant: Tenant): string {
+    assertTenant(tenant, 'scopedPool.bindToken');
+    return this.#tokens.get(tenant.id);
+  }
+
+  /** Closes hot connections, and the pool if this object created it. */
+  async end(): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    await this.#hot?.end();
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  async #checkout(): Promise<pg.PoolClient> {
+    if (this.#ended) throw pgError('PG_UNAVAILABLE', 'scoped pool has ended');
+    try {
+      return await this.#pool.connect();
+    } catch (err) {
+      throw wrapDriverError(err, 'connect');
+    }
+  }
+
+  async #query<R extends pg.QueryResultRow>(
+    tenantId: string,
+    text: string,
+    params?: unknown[],
+  ): Promise<QueryResult<R>> {
+    checkText(text, params);
+    if (this.#hot) {
+      const r = this.#hot.tryQuery<R>(tenantId, text, params);
+      if (r) return r;
+    }
+    this.#shared++;
+    return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, false);
+  }
+
+  async #untrusted<R extends pg.QueryResultRow>(
+    tenantId: string,
+    text: string,
+    params: unknown[] | undefined,
+    opts: UntrustedQueryOptions = {},
+  ): Promise<QueryResult<R>> {
+    checkText(text, params);
+    const timeout = opts.timeoutMs ?? this.#untrustedTimeoutMs;
+    if (!Number.isInteger(timeout) || timeout < 1)
+      throw new TenantScopeError('INVALID_ARGUMENT', 'timeoutMs must be a positive integer');
+    const begin = opts.readOnly === false ? 'BEGIN' : 'BEGIN READ ONLY';
+    return this.#inTransaction<R>(
+      tenantId,
+      text,
+      params,
+      [begin, `SET LOCAL statement_timeout = ${timeout}`],
+      'extended',
+      true,
+    );
+  }
+
+  /**
+   * BEGIN, bind, statement, COMMIT written back to back: with `pipeline: true` that is one
+   * round trip. Any error, or a connection not idle afterwards, destroys the connection.
+   */
+  async #inTransaction<R extends pg.QueryResultRow>(
+    tenantId: string,
+    text: string,
+    params: unknown[] | undefined,
+    prelude: string[],
+    queryMode: 'extended' | undefined,
+    destroyAfter: boolean,
+  ): Promise<QueryResult<R>> {
+    const token = this.#tokens.get(tenantId);
+    const client = await this.#checkout();
+    let failure: unknown;
+    try {
+      const stmt: pg.QueryConfig = { text, values: params };
+      if (queryMode) (stmt as { queryMode?: string }).queryMode = queryMode;
+      if ((client as unknown as { pipeline?: boolean }).pipeline) {
+        const ps: Promise<unknown>[] = [
+          ...prelude.map((p) => client.query(p)),
+          client.query('SELECT tenantscope.bind($1)', [token]),
+        ];
+        const q = client.query<R>(stmt);
+        const commit = client.query('COMMIT');
+        const settled = await Promise.allSettled([...ps, q, commit]);
+        const bad = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult | undefined;
+        if (bad) {
+          const bindFailed = settled[prelude.length]?.status === 'rejected';
+          failure = bindFailed ? (settled[prelude.length] as PromiseRejectedResult).reason : bad.reason;
+          throw wrapDriverError(failure, 'query');
+        }
+        const result = (settled[prelude.length + 1] as PromiseFulfilledResult<QueryResult<R>>).value;
+        return result;
+      }
+      for (const p of prelude) await client.query(p);
+      try {
+        await client.query('SELECT tenantscope.bind($1)', [token]);
+      } catch (err) {
+        failure = err;
+        throw wrapDriverError(err, 'bind');
+      }
+      const result = await client.query<R>(stmt);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      failure ??= err;
+      throw wrapDriverError(err, 'query');
+    } finally {
+      const idle = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
+      const unclean = failure !== undefined || destroyAfter || (idle !== undefined && idle !== 'I');
+      // release(err) makes pg-pool destroy the connection instead of pooling it.
+      client.release(unclean ? new Error('tenantscope: connection discarded') : undefined);
+    }
+  }
+
+  async #transaction<T>(
+    tenantId: string,
+    fn: (tx: ScopedTransaction) => Promise<T>,
+    opts: TransactionOptions = {},
+  ): Promise<T> {
+    if (typeof fn !== 'function') throw new TenantScopeError('INVALID_ARGUMENT', 'transaction needs a function');
+    const token = this.#tokens.get(tenantId);
+    const client = await this.#checkout();
+    let failed = false;
+    let open = true;
+    try {
+      let begin = 'BEGIN';
+      if (opts.isolation) {
+        if (!['read committed', 'repeatable read', 'serializable'].includes(opts.isolation)) {
+          throw new TenantScopeError('INVALID_ARGUMENT', 'unknown isolation level');
+        }
+        begin += ` ISOLATION LEVEL ${opts.isolation.toUpperCase()}`;
+      }
+      if (opts.readOnly) begin += ' READ ONLY';
+      const b = client.query(begin);
+      const bind = client.query('SELECT tenantscope.bind($1)', [token]);
+      const [rb, rbind] = await Promise.allSettled([b, bind]);
+      if (rb.status === 'rejected') throw wrapDriverError(rb.reason, 'begin');
+      if (rbind.status === 'rejected') throw wrapDriverError(rbind.reason, 'bind');
+      const tx: ScopedTransaction = Object.freeze({
+        tenantId,
+        query: async <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => {
+          checkText(text, params);
+          if (!open) throw new TenantScopeError('INVALID_ARGUMENT', 'transaction is finished');
+          try {
+            return await client.query<R>({ text, values: params });
+          } catch (err) {
+            failed = true;
+            throw wrapDriverError(err, 'query');
+          }
+        },
+      });
+      const out = await fn(tx);
+      open = false;
+      if (failed) throw pgError('PG_QUERY_FAILED', 'a statement in the transaction failed; rolled back');
+      try {
+        await client.query('COMMIT');
+      } catch (err) {
+        throw wrapDriverError(err, 'commit');
+      }
+      return out;
+    } catch (err) {
+      failed = true;
+      open = false;
+      await client.query('ROLLBACK').catch(() => undefined);
+      // The callback's own errors pass through unchanged; ours are already typed.
+      throw err;
+    } finally {
+      open = false;
+      const idle = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
+      client.release(
+        failed || (idle !== undefined && idle !== 'I') ? new Error('tenantscope: connection discarded') : undefined,
+      );
+    }
+  }
+}
+
+function checkText(text: unknown, params: unknown): void {
+  if (typeof text !== 'string' || text.trim() === '') {
+    throw new TenantScopeError('INVALID_ARGUMENT', 'query text must be a non-empty string');
+  }
+  if (params !== undefined && !Array.isArray(params)) {
+    throw new TenantScopeError('INVALID_ARGUMENT', 'query params must be an array');
+  }
+}

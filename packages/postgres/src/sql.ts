@@ -1,0 +1,296 @@
+import type { QueryResult, QueryResultRow } from 'pg';
+import {
+  BINDING_KEY_BYTES,
+  DEFAULT_TENANT_SETTING,
+  generateBindingKey,
+  normaliseBindingKey,
+  paddedKeys,
+} from './binding.ts';
+import { pgError, wrapDriverError } from './errors.ts';
+
+/** Anything that can run a query: a `pg.Pool`, a `pg.Client` or a `PoolClient`. */
+export interface Queryable {
+  query<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+}
+
+/** The SQL expression policies and column defaults use. Wrapped in `(select …)` so it runs once per statement. */
+export const CURRENT_TENANT_SQL = '(select tenantscope.current_tenant_id())';
+
+/** Name of the policy `tenantTableSql` creates on every tenant table. */
+export const TENANT_POLICY_NAME = 'tenantscope_isolation';
+
+const IDENT = /^[a-z_][a-z0-9_$]{0,62}$/;
+const SETTING = /^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * Quotes a plain identifier (`customers`) or a schema-qualified one (`crm.customers`). Only
+ * lowercase letters, digits, `_` and `$` are accepted, so what you write is what PostgreSQL sees.
+ */
+export function quoteIdent(name: string, what = 'identifier'): string {
+  if (typeof name !== 'string') throw pgError('PG_IDENTIFIER_INVALID', `${what} must be a string`);
+  const parts = name.split('.');
+  if (parts.length > 2 || parts.some((p) => !IDENT.test(p))) {
+    throw pgError('PG_IDENTIFIER_INVALID', `${what} must be a lowercase SQL identifier, optionally schema-qualified`);
+  }
+  return parts.map((p) => `"${p}"`).join('.');
+}
+
+/** Validates the setting name (`namespace.name`). @internal */
+export function assertSettingName(setting: string): void {
+  if (typeof setting !== 'string' || !SETTING.test(setting)) {
+    throw pgError('PG_IDENTIFIER_INVALID', 'tenant setting must look like namespace.name');
+  }
+}
+
+function lit(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
+export interface InstallOptions {
+  /**
+   * Roles the application connects as. They get USAGE on schema `tenantscope` and EXECUTE on its
+   * functions (PUBLIC gets them too); they are explicitly refused the key table.
+   */
+  appRole?: string | string[];
+  /** Name of the setting that carries the binding. Default `app.tenant_id`. Must match `scopedPool`'s. */
+  setting?: string;
+  /**
+   * The 64-byte HMAC key (bytes, hex or base64). Default: keep the installed key, or generate one on
+   * first install. Passing a different key rotates it: pools using the old key stop binding.
+   */
+  bindingKey?: Uint8Array | string;
+  /** How far (seconds) a client token's timestamp may be from the database clock. Default 300. */
+  maxClockSkewSeconds?: number;
+}
+
+export interface InstallResult {
+  /** The key `scopedPool` needs (`bindingKey` option). Keep it out of the database role's reach. */
+  bindingKey: Buffer;
+}
+
+/**
+ * The DDL of schema `tenantscope`: the key table (no grants), `current_tenant_id()` which policies
+ * call, and `bind()` / `bind_session()` which the client calls with an HMAC token. Idempotent.
+ */
+export function installSql(
+  options: { setting?: string; maxClockSkewSeconds?: number; appRole?: string | string[] } = {},
+): string {
+  const setting = options.setting ?? DEFAULT_TENANT_SETTING;
+  assertSettingName(setting);
+  const skew = options.maxClockSkewSeconds ?? 300;
+  if (!Number.isInteger(skew) || skew < 1 || skew > 86_400) {
+    throw pgError('PG_IDENTIFIER_INVALID', 'maxClockSkewSeconds must be an integer from 1 to 86400');
+  }
+  const roles =
+    options.appRole === undefined ? [] : Array.isArray(options.appRole) ? options.appRole : [options.appRole];
+  const S = lit(setting);
+  // HMAC-SHA-256 with the two padded keys; sha256() is built in since PostgreSQL 11, so no extension.
+  const mac = (msg: string) =>
+    `pg_catalog.encode(pg_catalog.sha256(k.outer_key || pg_catalog.sha256(k.inner_key || pg_catalog.convert_to(${msg}, 'UTF8'))), 'hex')`;
+  const xMsg = `pg_catalog.concat_ws(pg_catalog.chr(31), 'x', ${S}, tenant, pg_catalog.pg_backend_pid()::text, (extract(epoch from pg_catalog.transaction_timestamp()) * 1000000)::bigint::text)`;
+  const sMsg = `pg_catalog.concat_ws(pg_catalog.chr(31), 's', ${S}, tenant, pg_catalog.pg_backend_pid()::text)`;
+  const refuse = `RAISE EXCEPTION 'tenantscope: invalid tenant binding' USING ERRCODE = '42501'`;
+  const checkClient = `
+  IF token IS NULL THEN ${refuse}; END IF;
+  p := pg_catalog.string_to_array(token, ':');
+  IF pg_catalog.cardinality(p) <> 4 OR p[1] <> 'c' OR p[2] !~ '^[a-z0-9][a-z0-9_-]{0,62}$' OR p[3] !~ '^[0-9]{1,12}$' THEN ${refuse}; END IF;
+  tenant := p[2];
+  SELECT * INTO k FROM tenantscope.binding_key WHERE id;
+  IF NOT FOUND THEN ${refuse}; END IF;
+  IF ${mac(`pg_catalog.concat_ws(pg_catalog.chr(31), 'c', ${S}, tenant, p[3])`)} <> p[4] THEN ${refuse}; END IF;
+  IF abs(extract(epoch from pg_catalog.clock_timestamp()) - p[3]::numeric) > ${skew} THEN ${refuse}; END IF;`;
+  return `
+CREATE SCHEMA IF NOT EXISTS tenantscope;
+REVOKE ALL ON SCHEMA tenantscope FROM PUBLIC;
+GRANT USAGE ON SCHEMA tenantscope TO PUBLIC;
+CREATE TABLE IF NOT EXISTS tenantscope.binding_key (
+  id boolean PRIMARY KEY DEFAULT true CHECK (id),
+  inner_key bytea NOT NULL CHECK (length(inner_key) = ${BINDING_KEY_BYTES}),
+  outer_key bytea NOT NULL CHECK (length(outer_key) = ${BINDING_KEY_BYTES}),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON tenantscope.binding_key FROM PUBLIC;
+${roles.map((r) => `REVOKE ALL ON tenantscope.binding_key FROM ${quoteIdent(r, 'appRole')};`).join('\n')}
+
+-- The tenant of the current transaction, or NULL. Policies call it as (select tenantscope.current_tenant_id()).
+-- It accepts the setting only when it carries a MAC over (tenant, this backend, this transaction's start)
+-- made by bind(), or over (tenant, this backend) made by bind_session(). Anything else: NULL, so no rows.
+CREATE OR REPLACE FUNCTION tenantscope.current_tenant_id() RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v text := pg_catalog.current_setting(${S}, true);
+  p text[];
+  tenant text;
+  k tenantscope.binding_key%ROWTYPE;
+BEGIN
+  IF v IS NULL OR v = '' THEN RETURN NULL; END IF;
+  p := pg_catalog.string_to_array(v, ':');
+  IF pg_catalog.cardinality(p) <> 3 THEN RETURN NULL; END IF;
+  tenant := p[2];
+  SELECT * INTO k FROM tenantscope.binding_key WHERE id;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  IF p[1] = 'x' THEN
+    IF ${mac(xMsg)} = p[3] THEN RETURN tenant; END IF;
+  ELSIF p[1] = 's' THEN
+    IF ${mac(sMsg)} = p[3] THEN RETURN tenant; END IF;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+
+-- Binds the current transaction to the tenant named in a client token (HMAC by the application's key).
+CREATE OR REPLACE FUNCTION tenantscope.bind(token text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p text[];
+  tenant text;
+  k tenantscope.binding_key%ROWTYPE;
+BEGIN${checkClient}
+  PERFORM pg_catalog.set_config(${S}, 'x:' || tenant || ':' || ${mac(xMsg)}, true);
+  RETURN tenant;
+END
+$fn$;
+
+-- Binds this connection (session) to a tenant: for tenant-affine connections only.
+CREATE OR REPLACE FUNCTION tenantscope.bind_session(token text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p text[];
+  tenant text;
+  k tenantscope.binding_key%ROWTYPE;
+BEGIN${checkClient}
+  PERFORM pg_catalog.set_config(${S}, 's:' || tenant || ':' || ${mac(sMsg)}, false);
+  RETURN tenant;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION tenantscope.current_tenant_id() FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantscope.bind(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenantscope.bind_session(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenantscope.current_tenant_id() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tenantscope.bind(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tenantscope.bind_session(text) TO PUBLIC;
+${roles.map((r) => `GRANT USAGE ON SCHEMA tenantscope TO ${quoteIdent(r, 'appRole')};`).join('\n')}
+`;
+}
+
+/**
+ * Installs (or upgrades) schema `tenantscope` through an admin connection, in one transaction.
+ * Idempotent; safe to run at every start. Returns the binding key the application must pass to
+ * `scopedPool`. The admin role owns the functions (they run as it), so use the schema owner,
+ * not the application role.
+ */
+export async function installTenantScope(admin: Queryable, options: InstallOptions = {}): Promise<InstallResult> {
+  const ddl = installSql(options);
+  const given = options.bindingKey === undefined ? undefined : normaliseBindingKey(options.bindingKey);
+  const client = await checkout(admin);
+  try {
+    await client.q('BEGIN');
+    // Serialises concurrent installers (several replicas starting at once).
+    await client.q(`SELECT pg_advisory_xact_lock(hashtext('tenantscope.install'))`);
+    await client.q(ddl);
+    let key = given;
+    if (key === undefined) {
+      const r = await client.q<{ inner_key: Buffer }>('SELECT inner_key FROM tenantscope.binding_key WHERE id');
+      key = r.rows[0] ? unpad(r.rows[0].inner_key) : generateBindingKey();
+    }
+    const { inner, outer } = paddedKeys(key);
+    await client.q(
+      `INSERT INTO tenantscope.binding_key (id, inner_key, outer_key) VALUES (true, $1, $2)
+       ON CONFLICT (id) DO UPDATE SET inner_key = EXCLUDED.inner_key, outer_key = EXCLUDED.outer_key, updated_at = now()
+       WHERE tenantscope.binding_key.inner_key IS DISTINCT FROM EXCLUDED.inner_key`,
+      [inner, outer],
+    );
+    await client.q('COMMIT');
+    return { bindingKey: key };
+  } catch (err) {
+    await client.q('ROLLBACK').catch(() => undefined);
+    throw wrapDriverError(err, 'installTenantScope');
+  } finally {
+    client.release();
+  }
+}
+
+/** Reads the installed binding key through an admin connection (the app role cannot). */
+export async function readBindingKey(admin: Queryable): Promise<Buffer> {
+  try {
+    const r = await admin.query<{ inner_key: Buffer }>('SELECT inner_key FROM tenantscope.binding_key WHERE id');
+    if (!r.rows[0]) throw pgError('PG_BINDING_REFUSED', 'tenantscope is not installed: no binding key');
+    return unpad(r.rows[0].inner_key);
+  } catch (err) {
+    throw wrapDriverError(err, 'readBindingKey');
+  }
+}
+
+function unpad(inner: Buffer): Buffer {
+  return Buffer.from(inner.map((b) => b ^ 0x36));
+}
+
+export interface TenantTableOptions {
+  /** The table, optionally schema-qualified (`crm.customers`). It must already exist. */
+  table: string;
+  /** Column holding the tenant id (type text). Default `tenant_id`. */
+  tenantColumn?: string;
+  /** Extra columns for the tenant-led index, after the tenant column (e.g. `['id']`). */
+  indexColumns?: string[];
+  /** Roles to grant SELECT, INSERT, UPDATE, DELETE on the table (the application role). */
+  grantTo?: string | string[];
+  /** Privileges granted to `grantTo`. Default `['SELECT', 'INSERT', 'UPDATE', 'DELETE']`. */
+  privileges?: ('SELECT' | 'INSERT' | 'UPDATE' | 'DELETE')[];
+}
+
+/**
+ * Idempotent SQL that makes an existing table a tenant table: the tenant column defaults to
+ * `tenantscope.current_tenant_id()` and is NOT NULL, RLS is enabled and forced, one policy
+ * (`tenantscope_isolation`, FOR ALL) checks `tenant = (select tenantscope.current_tenant_id())` in
+ * USING and WITH CHECK, and an index is led by the tenant column. Run it as the table owner.
+ */
+export function tenantTableSql(options: TenantTableOptions): string {
+  const table = quoteIdent(options.table, 'table');
+  const col = quoteIdent(options.tenantColumn ?? 'tenant_id', 'tenantColumn');
+  const extra = (options.indexColumns ?? []).map((c) => quoteIdent(c, 'indexColumns'));
+  const bare = options.table.replace('.', '_');
+  const idxName = quoteIdent(`${bare}_${options.tenantColumn ?? 'tenant_id'}_tsidx`.slice(0, 63), 'index name');
+  const grants =
+    options.grantTo === undefined ? [] : Array.isArray(options.grantTo) ? options.grantTo : [options.grantTo];
+  const privs = options.privileges ?? ['SELECT', 'INSERT', 'UPDATE', 'DELETE'];
+  for (const p of privs) {
+    if (!['SELECT', 'INSERT', 'UPDATE', 'DELETE'].includes(p))
+      throw pgError('PG_IDENTIFIER_INVALID', 'unknown privilege');
+  }
+  const cond = `${col} = ${CURRENT_TENANT_SQL}`;
+  return [
+    `ALTER TABLE ${table} ALTER COLUMN ${col} SET DEFAULT tenantscope.current_tenant_id();`,
+    `ALTER TABLE ${table} ALTER COLUMN ${col} SET NOT NULL;`,
+    `ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY;`,
+    `ALTER TABLE ${table} FORCE ROW LEVEL SECURITY;`,
+    `DROP POLICY IF EXISTS ${TENANT_POLICY_NAME} ON ${table};`,
+    `CREATE POLICY ${TENANT_POLICY_NAME} ON ${table} AS PERMISSIVE FOR ALL TO PUBLIC USING (${cond}) WITH CHECK (${cond});`,
+    `CREATE INDEX IF NOT EXISTS ${idxName} ON ${table} (${[col, ...extra].join(', ')});`,
+    ...grants.map((r) => `GRANT ${privs.join(', ')} ON ${table} TO ${quoteIdent(r, 'grantTo')};`),
+  ].join('\n');
+}
+
+interface Checked {
+  q<R extends QueryResultRow = QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>>;
+  release(): void;
+}
+
+/** One connection for a multi-statement transaction, from a Pool or a plain Client. */
+async function checkout(q: Queryable): Promise<Checked> {
+  const maybePool = q as Queryable & {
+    connect?: () => Promise<Queryable & { release(err?: unknown): void }>;
+    totalCount?: number;
+  };
+  if (typeof maybePool.connect === 'function' && typeof maybePool.totalCount === 'number') {
+    const c = await maybePool.connect();
+    return { q: (t, v) => c.query(t, v), release: () => c.release() };
+  }
+  return { q: (t, v) => q.query(t, v), release: () => {} };
+}

@@ -1,0 +1,53 @@
+import type { Tenant } from '@tenantscope/core';
+import { createTestIssuer } from '@tenantscope/testkit';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { installTenantScope, tenantTableSql } from '../sql.ts';
+import { createScratchDatabase, type ScratchDatabase } from './scratch.ts';
+
+export interface PgFixture {
+  db: ScratchDatabase;
+  /** Owner pool (tables' owner, installed tenantscope). */
+  owner: pg.Pool;
+  /** Raw app-role pool (pipelined), for raw checkouts in hygiene tests. */
+  bindingKey: Buffer;
+  tenant(id: string): Promise<Tenant>;
+  close(): Promise<void>;
+}
+
+/**
+ * One scratch database per test file: tenantscope installed by the owner role, a tenant table
+ * `customers` (and `notes`), `rows` rows seeded per tenant in `tenants`.
+ */
+export async function pgFixture(label: string, tenants: string[], rows = 3): Promise<PgFixture> {
+  const db = await createScratchDatabase(inject('databaseUrl'), label);
+  const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 3 });
+  const { bindingKey } = await installTenantScope(owner, { appRole: db.appRole });
+  await owner.query(`
+    CREATE TABLE customers (id bigserial PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text);
+    CREATE TABLE notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
+    GRANT USAGE ON SEQUENCE customers_id_seq, notes_id_seq TO ${db.appRole};
+  `);
+  await owner.query(tenantTableSql({ table: 'customers', indexColumns: ['id'], grantTo: db.appRole }));
+  await owner.query(tenantTableSql({ table: 'notes', grantTo: db.appRole }));
+  // Seed as the owner with RLS forced: bind nothing, so go through a superuser insert.
+  const su = new pg.Client({ connectionString: db.superUrl });
+  await su.connect();
+  await su.query(
+    `INSERT INTO customers (tenant_id, name, email)
+     SELECT t, t || '-customer-' || i, t || i || '@example.test' FROM unnest($1::text[]) t, generate_series(1, $2) i`,
+    [tenants, rows],
+  );
+  await su.end();
+  const issuer = await createTestIssuer();
+  return {
+    db,
+    owner,
+    bindingKey,
+    tenant: (id) => issuer.tenant(id),
+    async close() {
+      await owner.end();
+      await db.drop();
+    },
+  };
+}
