@@ -6,15 +6,21 @@ import {
   GetSecretValueCommand,
   ListSecretsCommand,
   PutSecretValueCommand,
-  type SecretsManagerClient,
+  SecretsManagerClient,
+  type SecretsManagerClientConfig,
 } from '@aws-sdk/client-secrets-manager';
 import { isTenantScopeError, TenantScopeError } from '@tenantscope/core';
 import { type SecretErrorCode, secretError } from './errors.ts';
-import type { SecretsProvider, SecretValue, VersionSelector } from './provider.ts';
+import type { SecretsProvider, SecretValue } from './provider.ts';
 
 export interface AwsSecretsManagerOptions {
   /** A `SecretsManagerClient` you built (region, credentials, endpoint). Kept as `unscopedClient`. */
-  client: SecretsManagerClient;
+  client?: SecretsManagerClient;
+  /**
+   * Instead of `client`: the config to build one with (for apps that do not depend on the SDK
+   * directly). Exactly one of `client` and `clientConfig` is required.
+   */
+  clientConfig?: SecretsManagerClientConfig;
   /**
    * How `delete` (and a DSAR erase) deletes: `true` (default) deletes at once with
    * `ForceDeleteWithoutRecovery`; a number is a recovery window in days (7–30).
@@ -83,7 +89,9 @@ export class AwsSecretsManagerProvider implements SecretsProvider {
   readonly #batchSize: number;
 
   constructor(options: AwsSecretsManagerOptions) {
-    if (!options?.client) throw new TenantScopeError('INVALID_CONFIG', 'awsSecretsManager needs a client');
+    if (!options || (options.client === undefined) === (options.clientConfig === undefined)) {
+      throw new TenantScopeError('INVALID_CONFIG', 'awsSecretsManager needs a client or a clientConfig (not both)');
+    }
     const del = options.deleteWithoutRecovery ?? true;
     if (del !== true && (!Number.isInteger(del) || del < 7 || del > 30)) {
       throw new TenantScopeError('INVALID_CONFIG', 'deleteWithoutRecovery must be true or 7-30 days');
@@ -92,7 +100,8 @@ export class AwsSecretsManagerProvider implements SecretsProvider {
     if (!Number.isInteger(batch) || batch < 1 || batch > 20) {
       throw new TenantScopeError('INVALID_CONFIG', 'batchSize must be 1-20');
     }
-    this.unscopedClient = options.client;
+    this.unscopedClient =
+      options.client ?? new SecretsManagerClient(options.clientConfig as SecretsManagerClientConfig);
     this.#delete = del;
     this.#batchSize = batch;
   }
