@@ -1,6 +1,7 @@
 import { assertTenant, type CallInfo, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
 import pg from 'pg';
 import { assertBindableTenantId, DEFAULT_TENANT_SETTING, normaliseBindingKey, TokenCache } from './binding.ts';
+import { type DoctorOptions, type DoctorReport, runDoctor } from './doctor.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 import { HotLanes, type HotOptions } from './hot.ts';
 import { type PlacementResolver, resolvePlacement, sharedPlacement } from './placement.ts';
@@ -195,6 +196,25 @@ export class ScopedPool {
     return this.#tokens.get(tenant.id);
   }
 
+  /**
+   * Start-up safety checks on the role this pool connects as: refuses (PG_DOCTOR_FAILED, every
+   * problem in `details.problems`) a superuser, BYPASSRLS, an owner of a tenant table, a tenant
+   * table without ENABLE/FORCE/policy, a view over one without `security_invoker`, a key the role
+   * can read or a key that does not bind.
+   */
+  async doctor(options: DoctorOptions = {}): Promise<DoctorReport> {
+    const client = await this.#checkout();
+    let failed = false;
+    try {
+      return await runDoctor(client, options, this.#tokens.get('doctor-probe'));
+    } catch (err) {
+      failed = (err as { code?: string }).code !== 'PG_DOCTOR_FAILED';
+      throw err;
+    } finally {
+      client.release(failed ? new Error('tenantscope: connection discarded') : undefined);
+    }
+  }
+
   /** Closes hot connections, and the pool if this object created it. */
   async end(): Promise<void> {
     if (this.#ended) return;
@@ -223,7 +243,7 @@ export class ScopedPool {
       if (r) return r;
     }
     this.#shared++;
-    return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, false);
+    return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, LEAVES_SESSION_STATE.test(text));
   }
 
   async #untrusted<R extends pg.QueryResultRow>(
@@ -364,6 +384,15 @@ export class ScopedPool {
     }
   }
 }
+
+/**
+ * Text that may leave state in the session beyond its transaction (a WITH HOLD cursor, a prepared
+ * statement, LISTEN, a session setting, a temp table, or transaction control that ends ours).
+ * After such a statement the connection is destroyed rather than pooled. Defence in depth: the
+ * binding itself does not depend on it, and agent SQL belongs in `queryUntrusted`.
+ */
+const LEAVES_SESSION_STATE =
+  /(^|;)\s*(declare|prepare|listen|set|reset|discard|create|do|call|load|copy|begin|start|commit|end|rollback|abort|savepoint|release|lock)\b|set_config|\bwith\s+hold\b|\binto\s+(temp|temporary|unlogged)\b|;\s*\S|\/\*|--/i;
 
 function checkText(text: unknown, params: unknown): void {
   if (typeof text !== 'string' || text.trim() === '') {

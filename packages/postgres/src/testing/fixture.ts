@@ -5,6 +5,13 @@ import { inject } from 'vitest';
 import { installTenantScope, tenantTableSql } from '../sql.ts';
 import { createScratchDatabase, type ScratchDatabase } from './scratch.ts';
 
+declare module 'vitest' {
+  interface ProvidedContext {
+    /** Superuser URL of the PostgreSQL the suites use (test/setup/services/postgres.ts). */
+    databaseUrl: string;
+  }
+}
+
 export interface PgFixture {
   db: ScratchDatabase;
   /** Owner pool (tables' owner, installed tenantscope). */
