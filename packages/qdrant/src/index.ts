@@ -1,1 +1,22 @@
-export {};
+export {
+  type CountArgs,
+  type FacetArgs,
+  type QueryArgs,
+  type QueryGroupsArgs,
+  type RetrieveArgs,
+  ScopedQdrant,
+  type ScopedQdrantOptions,
+  type ScrollArgs,
+  type SearchArgs,
+  type SearchMatrixArgs,
+  type Selector,
+  scopedQdrant,
+  TenantData,
+  TenantQdrant,
+  type UpdateResult,
+  type UpsertArgs,
+  type WriteOpts,
+} from './client.ts';
+export { QDRANT_ERROR_CODES, type QdrantErrorCode } from './errors.ts';
+export { type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
+export { type Filter, type PointId, scopeFilter, tenantCondition } from './scope.ts';

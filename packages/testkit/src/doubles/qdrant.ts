@@ -126,7 +126,15 @@ export class QdrantProtocolDouble {
           throw new HttpError(400, 'Format error in JSON body: not JSON');
         }
       }
-      send(200, this.#route(req.method ?? 'GET', url, body));
+      const result = this.#route(req.method ?? 'GET', url, body);
+      if (url.pathname === '/' && req.method === 'GET') {
+        // Qdrant answers `GET /` with the bare version object, not the envelope.
+        const text = JSON.stringify(result);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+        res.end(text);
+        return;
+      }
+      send(200, result);
     } catch (err) {
       if (err instanceof HttpError) send(err.status, { error: err.message });
       else if (err instanceof DoubleUnsupported) send(400, { error: err.message });

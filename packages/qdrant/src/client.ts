@@ -1,0 +1,788 @@
+import type { QdrantClient, Schemas } from '@qdrant/js-client-rest';
+import { assertTenant, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
+import { qdrantError, wrapDriverError } from './errors.ts';
+import { type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
+import {
+  checkFilter,
+  checkNotTenantPath,
+  checkPayload,
+  checkPointId,
+  checkPointIds,
+  type ExampleIds,
+  type Filter,
+  idKey,
+  isPlainObject,
+  type PointId,
+  scopeFilter,
+  scopeQueryRequest,
+  type TenantCondition,
+  tenantCondition,
+} from './scope.ts';
+
+export interface ScopedQdrantOptions {
+  /** The shared collection that holds every tenant's points (placement "shared"). */
+  collection: string;
+  /** Payload field holding the tenant id. It is forced on every write and filtered on every read. Default `tenant_id`. */
+  tenantField?: string;
+  /**
+   * Where a tenant's points live. Default: every tenant in `collection`, separated by the tenant
+   * filter. The seam for a dedicated shard key or collection per tenant (not implemented yet:
+   * such placements are refused with QDRANT_PLACEMENT_UNSUPPORTED).
+   */
+  placement?: QdrantPlacementResolver;
+  /**
+   * Collections that `lookup_from` may name. Each must hold the same tenant field: example ids
+   * looked up there are ownership-checked in that collection. Default: none (lookup_from refused).
+   */
+  lookupCollections?: readonly string[];
+  /** Most ids accepted in one call (retrieve, delete, examples, upsert). Default 1000. */
+  maxIds?: number;
+  /** Page size of the DSAR export's scroll. Default 256. */
+  exportPageSize?: number;
+}
+
+/** Arguments of the wrapped client methods, minus what the scope decides (shard_key, wait). */
+type Args<M extends keyof QdrantClient> = QdrantClient[M] extends (c: string, a: infer A, ...r: never[]) => unknown
+  ? Omit<NonNullable<A>, 'shard_key' | 'wait'>
+  : never;
+type Result<M extends keyof QdrantClient> = QdrantClient[M] extends (...a: never[]) => Promise<infer R> ? R : never;
+
+export type QueryArgs = Args<'query'>;
+export type QueryGroupsArgs = Args<'queryGroups'>;
+export type ScrollArgs = Args<'scroll'>;
+export type CountArgs = Args<'count'>;
+export type FacetArgs = Args<'facet'>;
+export type SearchMatrixArgs = Args<'searchMatrixPairs'>;
+/** Legacy `search` (removed from client 1.19): a vector (or `{name, vector}`) plus filter. Sent as a query. */
+export interface SearchArgs {
+  vector: number[] | { name: string; vector: number[] };
+  filter?: Filter;
+  limit?: number;
+  offset?: number;
+  with_payload?: Schemas['WithPayloadInterface'];
+  with_vector?: Schemas['WithVector'];
+  params?: Schemas['SearchParams'];
+  score_threshold?: number;
+  consistency?: Schemas['ReadConsistency'];
+  timeout?: number;
+}
+export interface RetrieveArgs {
+  ids: PointId[];
+  with_payload?: Schemas['WithPayloadInterface'];
+  with_vector?: Schemas['WithVector'];
+  consistency?: Schemas['ReadConsistency'];
+}
+export interface UpsertArgs {
+  /** Points to write. Their payload gets the tenant field; a payload that sets another tenant is refused. */
+  points?: Schemas['PointStruct'][];
+  /** Column form; converted to points. */
+  batch?: Schemas['Batch'];
+  ordering?: Schemas['WriteOrdering'];
+  timeout?: number;
+}
+/** Points by id, or by a filter (ANDed with the tenant), never both. */
+export type Selector = { points: PointId[]; filter?: undefined } | { filter: Filter; points?: undefined };
+export type WriteOpts = { ordering?: Schemas['WriteOrdering']; timeout?: number };
+export type UpdateResult = Schemas['UpdateResult'];
+
+const SERVER_MIN = [1, 16, 0] as const;
+
+/**
+ * The tenant-scoping factory around a `QdrantClient` you built. `forTenant(tenant)` gives the
+ * client a tool uses; `provider()` plugs it in as `ctx.vectors`.
+ */
+export class ScopedQdrant {
+  /** The shared collection. */
+  readonly collection: string;
+  /** The payload field that holds the tenant id. */
+  readonly tenantField: string;
+  /** The raw client, unscoped. Reach for it only on purpose (admin work, migrations). */
+  readonly unscopedClient: QdrantClient;
+  readonly #placement: QdrantPlacementResolver;
+  readonly #lookup: ReadonlySet<string>;
+  readonly #maxIds: number;
+  readonly #exportPageSize: number;
+  #serverCheck: Promise<void> | undefined;
+
+  constructor(client: QdrantClient, options: ScopedQdrantOptions) {
+    if (!client || typeof (client as { query?: unknown }).query !== 'function') {
+      throw new TenantScopeError('INVALID_CONFIG', 'scopedQdrant needs a QdrantClient from @qdrant/js-client-rest');
+    }
+    if (typeof options?.collection !== 'string' || options.collection.length === 0) {
+      throw new TenantScopeError('INVALID_CONFIG', 'scopedQdrant needs a collection name');
+    }
+    const field = options.tenantField ?? 'tenant_id';
+    if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(field)) {
+      throw new TenantScopeError('INVALID_CONFIG', 'tenantField must be a plain top-level payload key');
+    }
+    this.unscopedClient = client;
+    this.collection = options.collection;
+    this.tenantField = field;
+    this.#placement = options.placement ?? sharedPlacement(options.collection);
+    this.#lookup = new Set(options.lookupCollections ?? []);
+    this.#maxIds = options.maxIds ?? 1000;
+    this.#exportPageSize = options.exportPageSize ?? 256;
+  }
+
+  /** A client confined to one verified tenant. Throws NOT_A_TENANT for anything else. */
+  forTenant(tenant: Tenant): TenantQdrant {
+    assertTenant(tenant, 'ScopedQdrant.forTenant');
+    const placement = this.#placement(tenant.id);
+    if (placement?.kind !== 'shared') {
+      throw qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'only the shared placement is implemented');
+    }
+    return new TenantQdrant(this, tenant.id, placement, {
+      lookup: this.#lookup,
+      maxIds: this.#maxIds,
+      exportPageSize: this.#exportPageSize,
+      ensureServer: () => this.#ensureServer(),
+    });
+  }
+
+  /** Plugs the scoped client into tool handlers as a resource (e.g. `ctx.vectors`). */
+  provider(): ResourceProvider<TenantQdrant> {
+    return { forCall: (call) => this.forTenant(call.tenant) };
+  }
+
+  /**
+   * Creates the tenant index (keyword, `is_tenant: true`) on the shared collection if it is
+   * missing. Idempotent; refuses an existing index of another kind on the tenant field.
+   */
+  async ensureTenantIndex(): Promise<{ created: boolean }> {
+    const info = await this.#raw('get collection', () => this.unscopedClient.getCollection(this.collection));
+    const existing = (info.payload_schema as Record<string, { data_type?: string; params?: unknown }> | undefined)?.[
+      this.tenantField
+    ];
+    if (existing) {
+      const params = (existing.params ?? {}) as { is_tenant?: boolean };
+      if (existing.data_type === 'keyword' && params.is_tenant === true) return { created: false };
+      throw qdrantError(
+        'QDRANT_INDEX_CONFLICT',
+        `the tenant field already has a ${existing.data_type} index without is_tenant`,
+      );
+    }
+    await this.#raw('create tenant index', () =>
+      this.unscopedClient.createPayloadIndex(this.collection, {
+        field_name: this.tenantField,
+        field_schema: { type: 'keyword', is_tenant: true },
+        wait: true,
+      }),
+    );
+    return { created: true };
+  }
+
+  /**
+   * DSAR operations for one tenant: exact count, a streamed export (paged scroll), and a delete
+   * that is verified by a recount.
+   */
+  tenantData(tenant: Tenant): TenantData {
+    return this.forTenant(tenant).data;
+  }
+
+  #ensureServer(): Promise<void> {
+    this.#serverCheck ??= (async () => {
+      const info = await this.#raw('version check', () => this.unscopedClient.versionInfo());
+      const v = /^(\d+)\.(\d+)\.(\d+)/
+        .exec(String(info.version ?? ''))
+        ?.slice(1)
+        .map(Number);
+      const ok = v !== undefined && (v[0]! - SERVER_MIN[0] || v[1]! - SERVER_MIN[1] || v[2]! - SERVER_MIN[2]) >= 0;
+      if (!ok) {
+        throw qdrantError(
+          'QDRANT_SERVER_UNSUPPORTED',
+          `Qdrant ${String(info.version)} has no update_filter (or did not say its version); scoped writes need Qdrant ${SERVER_MIN.join('.')} or later`,
+        );
+      }
+    })();
+    this.#serverCheck.catch(() => {
+      this.#serverCheck = undefined;
+    });
+    return this.#serverCheck;
+  }
+
+  async #raw<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw wrapDriverError(err, operation);
+    }
+  }
+}
+
+/** Creates the tenant-scoping factory. See {@link ScopedQdrantOptions}. */
+export function scopedQdrant(client: QdrantClient, options: ScopedQdrantOptions): ScopedQdrant {
+  return new ScopedQdrant(client, options);
+}
+
+interface Internals {
+  lookup: ReadonlySet<string>;
+  maxIds: number;
+  exportPageSize: number;
+  ensureServer(): Promise<void>;
+}
+
+/**
+ * A Qdrant client confined to one tenant. Every read carries the tenant condition at the top of
+ * `must` (on the request and on every prefetch); every write forces the tenant payload and is
+ * confined by the tenant condition; point ids of other tenants are never read, used as examples,
+ * overwritten or deleted.
+ */
+export class TenantQdrant {
+  /** The tenant this client is bound to. */
+  readonly tenantId: string;
+  /** Where this tenant's points live. */
+  readonly placement: QdrantPlacement;
+  /** DSAR operations for this tenant. */
+  readonly data: TenantData;
+  readonly #client: QdrantClient;
+  readonly #cond: TenantCondition;
+  readonly #field: string;
+  readonly #in: Internals;
+
+  /** @internal Use `ScopedQdrant.forTenant`. */
+  constructor(scope: ScopedQdrant, tenantId: string, placement: QdrantPlacement, internals: Internals) {
+    this.#client = scope.unscopedClient;
+    this.tenantId = tenantId;
+    this.placement = placement;
+    this.#field = scope.tenantField;
+    this.#cond = tenantCondition(scope.tenantField, tenantId);
+    this.#in = internals;
+    this.data = new TenantData(this);
+    Object.freeze(this);
+  }
+
+  get #c(): string {
+    return this.placement.collection;
+  }
+
+  /** The filter this client adds, for logging and tests. */
+  tenantFilter(): Filter {
+    return scopeFilter(this.#cond, undefined);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Universal query. Tenant filter on the request and every prefetch; example ids must be this tenant's. */
+  async query(args: QueryArgs): Promise<Result<'query'>> {
+    const scoped = await this.#scopeQuery(args as Record<string, unknown>);
+    return this.#run('query', () => this.#client.query(this.#c, scoped as Parameters<QdrantClient['query']>[1]));
+  }
+
+  /** Several queries in one request, each scoped as `query`. */
+  async queryBatch(args: {
+    searches: QueryArgs[];
+    consistency?: Schemas['ReadConsistency'];
+    timeout?: number;
+  }): Promise<Result<'queryBatch'>> {
+    if (!isPlainObject(args) || !Array.isArray(args.searches) || args.searches.length === 0) {
+      throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'queryBatch needs a non-empty searches list');
+    }
+    const examples: ExampleIds = { byCollection: new Map() };
+    const searches = args.searches.map((s) =>
+      scopeQueryRequest(s as Record<string, unknown>, this.#cond, this.#in.lookup, examples),
+    );
+    await this.#verifyExamples(examples);
+    return this.#run('query batch', () =>
+      this.#client.queryBatch(this.#c, {
+        searches: searches as Schemas['QueryRequest'][],
+        consistency: args.consistency,
+        timeout: args.timeout,
+      }),
+    );
+  }
+
+  /** Query grouped by a payload field. `with_lookup` is refused (it reads by group id without a filter). */
+  async queryGroups(args: QueryGroupsArgs): Promise<Result<'queryGroups'>> {
+    const scoped = await this.#scopeQuery(args as Record<string, unknown>);
+    return this.#run('query groups', () =>
+      this.#client.queryGroups(this.#c, scoped as Parameters<QdrantClient['queryGroups']>[1]),
+    );
+  }
+
+  /**
+   * The legacy search call (gone from client 1.19) for code written against it: sent as a
+   * universal query with the same vector, filter and options.
+   */
+  async search(args: SearchArgs): Promise<Schemas['ScoredPoint'][]> {
+    if (!isPlainObject(args)) throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'search needs an arguments object');
+    const v = args.vector;
+    const named = isPlainObject(v) && typeof v.name === 'string' && Array.isArray(v.vector);
+    if (!named && !(Array.isArray(v) && v.every((x) => typeof x === 'number'))) {
+      throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'search.vector must be a dense vector or {name, vector}');
+    }
+    const res = await this.query({
+      query: (named ? (v as { vector: number[] }).vector : v) as number[],
+      using: named ? (v as { name: string }).name : undefined,
+      filter: args.filter,
+      limit: args.limit,
+      offset: args.offset,
+      with_payload: args.with_payload,
+      with_vector: args.with_vector,
+      params: args.params,
+      score_threshold: args.score_threshold,
+      consistency: args.consistency,
+      timeout: args.timeout,
+    });
+    return res.points;
+  }
+
+  /** Pages through this tenant's points (optionally narrowed by a filter). */
+  async scroll(args: ScrollArgs = {}): Promise<Result<'scroll'>> {
+    this.#noShardKey(args);
+    const { filter, ...rest } = args;
+    return this.#run('scroll', () => this.#client.scroll(this.#c, { ...rest, filter: this.#f(filter) }));
+  }
+
+  /** Counts this tenant's points (exact by default). */
+  async count(args: CountArgs = {}): Promise<number> {
+    this.#noShardKey(args);
+    const r = await this.#run('count', () =>
+      this.#client.count(this.#c, { exact: args.exact ?? true, timeout: args.timeout, filter: this.#f(args.filter) }),
+    );
+    return r.count;
+  }
+
+  /** Counts values of a payload key over this tenant's points. */
+  async facet(args: FacetArgs): Promise<Result<'facet'>> {
+    this.#noShardKey(args);
+    if (!isPlainObject(args) || typeof args.key !== 'string' || args.key.length === 0) {
+      throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'facet needs a key');
+    }
+    const { filter, ...rest } = args;
+    return this.#run('facet', () => this.#client.facet(this.#c, { ...rest, filter: this.#f(filter) }));
+  }
+
+  /** Distance matrix (pairs) over a sample of this tenant's points. */
+  async searchMatrixPairs(args: SearchMatrixArgs = {}): Promise<Result<'searchMatrixPairs'>> {
+    this.#noShardKey(args);
+    const { filter, ...rest } = args;
+    return this.#run('search matrix', () =>
+      this.#client.searchMatrixPairs(this.#c, { ...rest, filter: this.#f(filter) }),
+    );
+  }
+
+  /** Distance matrix (offsets) over a sample of this tenant's points. */
+  async searchMatrixOffsets(args: SearchMatrixArgs = {}): Promise<Result<'searchMatrixOffsets'>> {
+    this.#noShardKey(args);
+    const { filter, ...rest } = args;
+    return this.#run('search matrix', () =>
+      this.#client.searchMatrixOffsets(this.#c, { ...rest, filter: this.#f(filter) }),
+    );
+  }
+
+  /**
+   * Points by id: a filtered scroll on `has_id` plus the tenant, never the unfiltered
+   * retrieve-by-id endpoint. Ids of other tenants come back exactly as ids that do not exist.
+   */
+  async retrieve(args: RetrieveArgs): Promise<Schemas['Record'][]> {
+    if (!isPlainObject(args)) throw qdrantError('QDRANT_POINT_INVALID', 'retrieve needs {ids}');
+    const ids = dedupe(checkPointIds(args.ids, this.#in.maxIds));
+    const r = await this.#run('retrieve', () =>
+      this.#client.scroll(this.#c, {
+        filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
+        limit: ids.length,
+        with_payload: args.with_payload ?? true,
+        with_vector: args.with_vector ?? false,
+        consistency: args.consistency,
+      }),
+    );
+    const byKey = new Map(r.points.map((p) => [idKey(p.id), p]));
+    return ids.flatMap((id) => byKey.get(idKey(id)) ?? []);
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /**
+   * Inserts or replaces this tenant's points. The tenant field is forced into every payload; a
+   * payload naming another tenant is refused before anything is sent. Existing points of other
+   * tenants are never overwritten: the upsert carries `update_filter` = this tenant (Qdrant
+   * 1.16+), so the server itself skips them. Ids found to belong to another tenant fail with
+   * QDRANT_POINT_ID_CONFLICT, and points this call newly inserted are removed again.
+   */
+  async upsert(args: UpsertArgs): Promise<UpdateResult> {
+    const points = this.#pointsOf(args);
+    await this.#in.ensureServer();
+    const ids = dedupe(points.map((p) => p.id));
+    const before = await this.#ownIds(ids);
+    const result = await this.#run('upsert', () =>
+      this.#client.upsert(this.#c, {
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+        points,
+        update_filter: this.tenantFilter(),
+      } as Parameters<QdrantClient['upsert']>[1]),
+    );
+    const after = await this.#ownIds(ids);
+    const conflicts = ids.filter((id) => !after.has(idKey(id)));
+    if (conflicts.length > 0) {
+      const inserted = ids.filter((id) => after.has(idKey(id)) && !before.has(idKey(id)));
+      if (inserted.length > 0) await this.#deleteOwn(inserted);
+      throw qdrantError(
+        'QDRANT_POINT_ID_CONFLICT',
+        `${conflicts.length} point id(s) are not available to this tenant`,
+        {
+          details: { ids: conflicts },
+        },
+      );
+    }
+    return result;
+  }
+
+  /** Sets payload keys on this tenant's points (by ids or filter). The tenant field cannot be set. */
+  async setPayload(
+    args: Selector & WriteOpts & { payload: Record<string, unknown>; key?: string },
+  ): Promise<UpdateResult> {
+    const payload = checkPayload(args?.payload, this.#field, this.tenantId);
+    if (Object.hasOwn(payload, this.#field)) {
+      throw qdrantError('QDRANT_TENANT_FIELD', `payload may not set the tenant field ${JSON.stringify(this.#field)}`);
+    }
+    if (args.key !== undefined) checkNotTenantPath(args.key, this.#field, 'key');
+    const filter = this.#selector(args);
+    return this.#run('set payload', () =>
+      this.#client.setPayload(this.#c, {
+        payload,
+        key: args.key,
+        filter,
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+      }),
+    );
+  }
+
+  /** Replaces the payload of this tenant's points; the tenant field is kept. */
+  async overwritePayload(args: Selector & WriteOpts & { payload: Record<string, unknown> }): Promise<UpdateResult> {
+    const payload = { ...checkPayload(args?.payload, this.#field, this.tenantId), [this.#field]: this.tenantId };
+    const filter = this.#selector(args);
+    return this.#run('overwrite payload', () =>
+      this.#client.overwritePayload(this.#c, {
+        payload,
+        filter,
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+      }),
+    );
+  }
+
+  /** Deletes payload keys from this tenant's points. The tenant field cannot be deleted. */
+  async deletePayload(args: Selector & WriteOpts & { keys: string[] }): Promise<UpdateResult> {
+    if (!Array.isArray(args?.keys) || args.keys.length === 0) {
+      throw qdrantError('QDRANT_POINT_INVALID', 'keys must be a non-empty list');
+    }
+    const keys = args.keys.map((k) => checkNotTenantPath(k, this.#field, 'keys'));
+    const filter = this.#selector(args);
+    return this.#run('delete payload', () =>
+      this.#client.deletePayload(this.#c, { keys, filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
+    );
+  }
+
+  /** Clears the payload of this tenant's points, keeping only the tenant field. */
+  async clearPayload(args: Selector & WriteOpts): Promise<UpdateResult> {
+    const filter = this.#selector(args);
+    return this.#run('clear payload', () =>
+      this.#client.overwritePayload(this.#c, {
+        payload: { [this.#field]: this.tenantId },
+        filter,
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+      }),
+    );
+  }
+
+  /**
+   * Updates vectors of this tenant's points. Every id must be this tenant's (else
+   * QDRANT_POINT_NOT_FOUND and nothing is written); the request also carries
+   * `update_filter` = this tenant, so a race cannot redirect it.
+   */
+  async updateVectors(args: WriteOpts & { points: Schemas['PointVectors'][] }): Promise<UpdateResult> {
+    if (!isPlainObject(args) || !Array.isArray(args.points) || args.points.length === 0) {
+      throw qdrantError('QDRANT_POINT_INVALID', 'points must be a non-empty list');
+    }
+    if (args.points.length > this.#in.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many points');
+    const points = args.points.map((p) => {
+      if (!isPlainObject(p)) throw qdrantError('QDRANT_POINT_INVALID', 'each point must be {id, vector}');
+      if (p.vector === undefined || p.vector === null)
+        throw qdrantError('QDRANT_POINT_INVALID', 'each point needs a vector');
+      return { id: checkPointId(p.id), vector: p.vector };
+    });
+    await this.#in.ensureServer();
+    const ids = dedupe(points.map((p) => p.id));
+    const own = await this.#ownIds(ids);
+    const missing = ids.filter((id) => !own.has(idKey(id)));
+    if (missing.length > 0) {
+      throw qdrantError('QDRANT_POINT_NOT_FOUND', `${missing.length} point(s) not found in this tenant`, {
+        details: { ids: missing },
+      });
+    }
+    return this.#run('update vectors', async () => {
+      const res = await this.#client.api().updateVectors({
+        collection_name: this.#c,
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+        points,
+        update_filter: this.tenantFilter(),
+      } as never);
+      return (res.data as { result: UpdateResult }).result;
+    });
+  }
+
+  /** Deletes named vectors from this tenant's points. */
+  async deleteVectors(args: Selector & WriteOpts & { vector: string[] }): Promise<UpdateResult> {
+    if (!Array.isArray(args?.vector) || args.vector.length === 0 || !args.vector.every((v) => typeof v === 'string')) {
+      throw qdrantError('QDRANT_POINT_INVALID', 'vector must be a non-empty list of vector names');
+    }
+    const filter = this.#selector(args);
+    return this.#run('delete vectors', () =>
+      this.#client.deleteVectors(this.#c, {
+        vector: args.vector,
+        filter,
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+      }),
+    );
+  }
+
+  /** Deletes this tenant's points by ids or filter. Ids of other tenants are not touched. */
+  async delete(args: Selector & WriteOpts): Promise<UpdateResult> {
+    const filter = this.#selector(args);
+    return this.#run('delete', () =>
+      this.#client.delete(this.#c, { filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
+    );
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** @internal Used by TenantData. */
+  _scopeFilter(extra?: Filter): Filter {
+    return this.#f(extra);
+  }
+
+  /** @internal Used by TenantData. */
+  _run<T>(operation: string, fn: (client: QdrantClient, collection: string) => Promise<T>): Promise<T> {
+    return this.#run(operation, () => fn(this.#client, this.#c));
+  }
+
+  /** @internal */
+  get _exportPageSize(): number {
+    return this.#in.exportPageSize;
+  }
+
+  #f(filter: unknown): Filter {
+    return scopeFilter(this.#cond, filter);
+  }
+
+  #noShardKey(args: unknown): void {
+    if (args !== undefined && !isPlainObject(args)) {
+      throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'arguments must be an object');
+    }
+    const sk = (args as { shard_key?: unknown } | undefined)?.shard_key;
+    if (sk !== undefined && sk !== null) {
+      throw qdrantError('QDRANT_SHARD_KEY_REFUSED', 'shard_key is chosen by the placement, not the caller');
+    }
+  }
+
+  /** The filter for a points-or-filter selector: has_id and/or the caller filter, ANDed with the tenant. */
+  #selector(args: Selector): Filter {
+    if (!isPlainObject(args)) throw qdrantError('QDRANT_POINT_INVALID', 'give {points} or {filter}');
+    this.#noShardKey(args);
+    const hasPoints = args.points !== undefined && args.points !== null;
+    const hasFilter = args.filter !== undefined && args.filter !== null;
+    if (hasPoints === hasFilter) throw qdrantError('QDRANT_POINT_INVALID', 'give exactly one of points or filter');
+    if (hasPoints)
+      return scopeFilter(this.#cond, undefined, {
+        has_id: dedupe(checkPointIds(args.points, this.#in.maxIds, 'points')),
+      });
+    const f = checkFilter(args.filter);
+    if (!f)
+      throw qdrantError(
+        'QDRANT_FILTER_INVALID',
+        'an empty filter would select every point of the tenant; use data.delete()',
+      );
+    return scopeFilter(this.#cond, f);
+  }
+
+  #pointsOf(args: UpsertArgs): Schemas['PointStruct'][] {
+    if (!isPlainObject(args)) throw qdrantError('QDRANT_POINT_INVALID', 'upsert needs {points} or {batch}');
+    this.#noShardKey(args);
+    if ((args as Record<string, unknown>).update_filter !== undefined) {
+      throw qdrantError('QDRANT_POINT_INVALID', 'update_filter is set by the scope');
+    }
+    let raw: unknown[];
+    if (Array.isArray(args.points) && args.batch === undefined) {
+      raw = args.points;
+    } else if (isPlainObject(args.batch) && args.points === undefined) {
+      raw = batchToPoints(args.batch);
+    } else {
+      throw qdrantError('QDRANT_POINT_INVALID', 'give exactly one of points or batch');
+    }
+    if (raw.length === 0) throw qdrantError('QDRANT_POINT_INVALID', 'no points to upsert');
+    if (raw.length > this.#in.maxIds) throw qdrantError('QDRANT_POINT_INVALID', `more than ${this.#in.maxIds} points`);
+    return raw.map((p, i) => {
+      if (!isPlainObject(p)) throw qdrantError('QDRANT_POINT_INVALID', `point ${i} must be {id, vector, payload?}`);
+      for (const k of Object.keys(p)) {
+        if (!['id', 'vector', 'payload'].includes(k)) {
+          throw qdrantError('QDRANT_POINT_INVALID', `point ${i} has unknown field ${JSON.stringify(k)}`);
+        }
+      }
+      if (p.vector === undefined || p.vector === null)
+        throw qdrantError('QDRANT_POINT_INVALID', `point ${i} needs a vector`);
+      const payload = checkPayload(p.payload, this.#field, this.tenantId, `point ${i} payload`);
+      return {
+        id: checkPointId(p.id, `point ${i} id`),
+        vector: p.vector as Schemas['VectorStruct'],
+        payload: { ...payload, [this.#field]: this.tenantId },
+      };
+    });
+  }
+
+  /** Which of these ids are this tenant's (a tenant-scoped scroll on has_id). */
+  async #ownIds(ids: PointId[]): Promise<Set<string>> {
+    const r = await this.#run('ownership check', () =>
+      this.#client.scroll(this.#c, {
+        filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
+        limit: ids.length,
+        with_payload: false,
+        with_vector: false,
+      }),
+    );
+    return new Set(r.points.map((p) => idKey(p.id)));
+  }
+
+  async #deleteOwn(ids: PointId[]): Promise<void> {
+    await this.#run('delete', () =>
+      this.#client.delete(this.#c, { filter: scopeFilter(this.#cond, undefined, { has_id: ids }), wait: true }),
+    );
+  }
+
+  async #scopeQuery(args: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (!isPlainObject(args)) throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'query needs an arguments object');
+    const examples: ExampleIds = { byCollection: new Map() };
+    const scoped = scopeQueryRequest(args, this.#cond, this.#in.lookup, examples);
+    await this.#verifyExamples(examples);
+    return scoped;
+  }
+
+  /**
+   * Example ids (recommend, discover, context, nearest-by-id, relevance feedback) must be this
+   * tenant's points in the collection they are looked up in. A foreign id is reported exactly like
+   * a missing one.
+   */
+  async #verifyExamples(examples: ExampleIds): Promise<void> {
+    for (const [collection, all] of examples.byCollection) {
+      const ids = dedupe(all);
+      if (ids.length > this.#in.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many example ids');
+      const target = collection === '' ? this.#c : collection;
+      const r = await this.#run('example check', () =>
+        this.#client.scroll(target, {
+          filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
+          limit: ids.length,
+          with_payload: false,
+          with_vector: false,
+        }),
+      );
+      const own = new Set(r.points.map((p) => idKey(p.id)));
+      const missing = ids.filter((id) => !own.has(idKey(id)));
+      if (missing.length > 0) {
+        throw qdrantError('QDRANT_POINT_NOT_FOUND', `${missing.length} example point(s) not found in this tenant`, {
+          details: { ids: missing },
+        });
+      }
+    }
+  }
+
+  async #run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw wrapDriverError(err, operation);
+    }
+  }
+}
+
+/** DSAR operations for one tenant's points. */
+export class TenantData {
+  readonly #q: TenantQdrant;
+  constructor(q: TenantQdrant) {
+    this.#q = q;
+  }
+
+  /** Exact number of this tenant's points. */
+  count(): Promise<number> {
+    return this.#q.count({ exact: true });
+  }
+
+  /** Streams every point of this tenant (payload, and vectors if asked) by paging a scroll. */
+  async *export(options: { withVectors?: boolean; pageSize?: number } = {}): AsyncGenerator<Schemas['Record']> {
+    const limit = options.pageSize ?? this.#q._exportPageSize;
+    let offset: PointId | undefined;
+    for (;;) {
+      const page = await this.#q.scroll({
+        limit,
+        offset,
+        with_payload: true,
+        with_vector: options.withVectors ?? false,
+      });
+      for (const p of page.points) yield p;
+      const next = page.next_page_offset;
+      if (next === undefined || next === null) return;
+      offset = next as PointId;
+    }
+  }
+
+  /** Deletes every point of this tenant, then recounts; throws QDRANT_DSAR_INCOMPLETE unless the recount is 0. */
+  async delete(): Promise<{ deleted: number; remaining: 0 }> {
+    const before = await this.count();
+    await this.#q._run('dsar delete', (client, collection) =>
+      client.delete(collection, { filter: this.#q._scopeFilter(), wait: true }),
+    );
+    const remaining = await this.count();
+    if (remaining !== 0) {
+      throw qdrantError('QDRANT_DSAR_INCOMPLETE', `${remaining} point(s) remained after the delete`, {
+        details: { remaining },
+      });
+    }
+    return { deleted: before, remaining: 0 };
+  }
+}
+
+function dedupe(ids: PointId[]): PointId[] {
+  const seen = new Set<string>();
+  return ids.filter((id) => {
+    const k = idKey(id);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function batchToPoints(batch: Record<string, unknown>): unknown[] {
+  const { ids, vectors, payloads } = batch;
+  if (!Array.isArray(ids)) throw qdrantError('QDRANT_POINT_INVALID', 'batch.ids must be a list');
+  if (payloads !== undefined && payloads !== null && (!Array.isArray(payloads) || payloads.length !== ids.length)) {
+    throw qdrantError('QDRANT_POINT_INVALID', 'batch.payloads must match batch.ids');
+  }
+  let vectorAt: (i: number) => unknown;
+  if (Array.isArray(vectors)) {
+    if (vectors.length !== ids.length) throw qdrantError('QDRANT_POINT_INVALID', 'batch.vectors must match batch.ids');
+    vectorAt = (i) => vectors[i];
+  } else if (isPlainObject(vectors)) {
+    for (const list of Object.values(vectors)) {
+      if (!Array.isArray(list) || list.length !== ids.length) {
+        throw qdrantError('QDRANT_POINT_INVALID', 'each named batch vector list must match batch.ids');
+      }
+    }
+    vectorAt = (i) => Object.fromEntries(Object.entries(vectors).map(([n, list]) => [n, (list as unknown[])[i]]));
+  } else {
+    throw qdrantError('QDRANT_POINT_INVALID', 'batch.vectors must be a list or named lists');
+  }
+  return ids.map((id, i) => ({
+    id,
+    vector: vectorAt(i),
+    ...(Array.isArray(payloads) && payloads[i] !== null && payloads[i] !== undefined ? { payload: payloads[i] } : {}),
+  }));
+}

@@ -1,0 +1,373 @@
+/**
+ * Escape corpus: acme tries every way we know to read, use, change or delete globex's points.
+ * Each case asserts 0 foreign points returned/changed/deleted, and after every case the recording
+ * proxy asserts the wire invariant (tenant condition at the top-level must of every filter and
+ * prefetch). Runs against QDRANT_URL, testcontainers, or the QdrantProtocolDouble.
+ */
+import type { Schemas } from '@qdrant/js-client-rest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TenantQdrant } from './client.ts';
+import {
+  ACME_IDS,
+  codeOf,
+  createHarness,
+  FIELD,
+  foreign,
+  GLOBEX_IDS,
+  type Harness,
+  snapshot,
+  vec,
+  wireViolations,
+  writes,
+} from './testing/harness.ts';
+
+let h: Harness;
+let acme: TenantQdrant;
+let globexBefore: string;
+const G = (v: string) => ({ key: FIELD, match: { value: v } });
+
+beforeAll(async () => {
+  h = await createHarness();
+  console.log(`[qdrant escape corpus] against ${h.source}`);
+  acme = h.scoped.forTenant(h.acme);
+  await h.scoped.ensureTenantIndex(); // facet needs the index
+  h.proxy.clear();
+  globexBefore = await snapshot(h);
+});
+
+afterEach(async () => {
+  // The wire invariant holds for everything acme sent in the test…
+  expect(wireViolations(h.proxy.requests, 'acme')).toEqual([]);
+  h.proxy.clear();
+  // …and globex's points are exactly as seeded.
+  expect(await snapshot(h)).toBe(globexBefore);
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+async function scrollAll(filter: unknown): Promise<Schemas['Record'][]> {
+  return (await acme.scroll({ filter: filter as Schemas['Filter'], limit: 100 })).points;
+}
+
+describe('caller filters cannot widen the scope', () => {
+  const cases: [string, Record<string, unknown>][] = [
+    ['should naming another tenant', { should: [G('globex')] }],
+    ['should naming both tenants', { should: [G('globex'), G('acme')] }],
+    ['match any with another tenant', { must: [{ key: FIELD, match: { any: ['globex', 'acme'] } }] }],
+    ['match except own tenant', { must: [{ key: FIELD, match: { except: ['acme'] } }] }],
+    ['must_not own tenant', { must_not: [G('acme')] }],
+    ['must_not is_empty on the tenant field', { must_not: [{ is_empty: { key: FIELD } }] }],
+    ['double negation in a nested filter', { should: [{ must_not: [G('acme')] }] }],
+    ['min_should naming another tenant', { min_should: { conditions: [G('globex'), G('globex')], min_count: 1 } }],
+    ['nested filter condition naming another tenant', { must: [{ should: [{ must: [G('globex')] }] }] }],
+    [
+      'nested array condition on another tenant',
+      { must: [{ nested: { key: 'diet', filter: { must: [{ key: 'owner', match: { value: 'globex' } }] } } }] },
+    ],
+    ['has_id of another tenant', { must: [{ has_id: GLOBEX_IDS }] }],
+    ['has_id of both tenants in should', { should: [{ has_id: [...GLOBEX_IDS, 1] }] }],
+  ];
+
+  it.each(cases)('scroll: %s', async (_label, filter) => {
+    const pts = await scrollAll(filter);
+    expect(foreign(pts)).toEqual([]);
+  });
+
+  it.each(cases)('count: %s', async (_label, filter) => {
+    const n = await acme.count({ filter: filter as Schemas['Filter'] });
+    const own = (await scrollAll(filter)).length;
+    expect(n).toBe(own); // every counted point is one of acme's
+  });
+
+  it.each(cases)('query: %s', async (_label, filter) => {
+    const r = await acme.query({ query: vec(1), filter: filter as Schemas['Filter'], limit: 100, with_payload: true });
+    expect(foreign(r.points)).toEqual([]);
+  });
+
+  it('a "should" filter only narrows: acme still sees its own points', async () => {
+    const pts = await scrollAll({ should: [G('globex'), G('acme')] });
+    expect(pts.map((p) => p.id).sort()).toEqual(ACME_IDS);
+  });
+
+  it('facet over the tenant field sees only the own tenant', async () => {
+    const r = await acme.facet({ key: FIELD, filter: { should: [G('globex')] }, limit: 10, exact: true });
+    expect(r.hits.map((x) => x.value)).toEqual([]);
+    const all = await acme.facet({ key: FIELD, limit: 10, exact: true });
+    expect(all.hits).toEqual([{ value: 'acme', count: ACME_IDS.length }]);
+  }, 30_000);
+
+  it('search matrix samples only the own tenant', async () => {
+    const pairs = await acme.searchMatrixPairs({ sample: 10, limit: 3, filter: { should: [G('globex'), G('acme')] } });
+    const ids = new Set(pairs.pairs.flatMap((p) => [p.a, p.b]));
+    expect([...ids].filter((id) => GLOBEX_IDS.includes(id as number))).toEqual([]);
+    const offsets = await acme.searchMatrixOffsets({ sample: 10, limit: 3 });
+    expect(offsets.ids.filter((id) => GLOBEX_IDS.includes(id as number))).toEqual([]);
+  });
+
+  it('query groups by the tenant field return only the own group', async () => {
+    const r = await acme.queryGroups({ query: vec(1), group_by: FIELD, limit: 10, group_size: 10 });
+    expect(r.groups.map((g) => g.id)).toEqual(['acme']);
+  });
+
+  it('legacy search with a foreign should', async () => {
+    const r = await acme.search({ vector: vec(101), filter: { should: [G('globex')] }, limit: 50, with_payload: true });
+    expect(r).toEqual([]);
+  });
+});
+
+describe('retrieve by id is a filtered scroll', () => {
+  it('ids of another tenant come back as if they did not exist', async () => {
+    const r = await acme.retrieve({ ids: [101, 1, 102, 999_999] });
+    expect(r.map((p) => p.id)).toEqual([1]);
+  });
+
+  it('only foreign ids: empty', async () => {
+    expect(await acme.retrieve({ ids: GLOBEX_IDS })).toEqual([]);
+  });
+});
+
+describe("example ids must be the tenant's own", () => {
+  const cases: [string, Record<string, unknown>][] = [
+    ['nearest by a foreign id', { query: 101 }],
+    ['nearest {nearest: id}', { query: { nearest: 102 } }],
+    ['recommend positive', { query: { recommend: { positive: [101] } } }],
+    ['recommend mixing own and foreign', { query: { recommend: { positive: [1], negative: [103] } } }],
+    ['discover target', { query: { discover: { target: 101, context: [{ positive: 1, negative: 2 }] } } }],
+    ['discover context pair', { query: { discover: { target: 1, context: [{ positive: 104, negative: 2 }] } } }],
+    ['context query', { query: { context: [{ positive: 1, negative: 105 }] } }],
+    [
+      'example id in a prefetch',
+      { prefetch: [{ query: { recommend: { positive: [101] } }, limit: 10 }], query: vec(1) },
+    ],
+    [
+      'example id in a nested prefetch',
+      { prefetch: [{ prefetch: [{ query: 101, limit: 10 }], query: vec(2), limit: 10 }], query: { fusion: 'rrf' } },
+    ],
+  ];
+  it.each(cases)('query refused: %s', async (_label, args) => {
+    expect(await codeOf(acme.query({ ...args, limit: 10 }))).toBe('QDRANT_POINT_NOT_FOUND');
+    expect(writes(h.proxy.requests)).toEqual([]);
+    // Only the ownership check went out: no query carrying the foreign id reached the server.
+    expect(h.proxy.requests.filter((r) => r.path.endsWith('/points/query'))).toEqual([]);
+  });
+
+  it('query groups and batch are checked the same way', async () => {
+    expect(
+      await codeOf(acme.queryGroups({ query: { recommend: { positive: [101] } }, group_by: 'color', limit: 3 })),
+    ).toBe('QDRANT_POINT_NOT_FOUND');
+    expect(
+      await codeOf(acme.queryBatch({ searches: [{ query: vec(1) }, { query: { recommend: { positive: [102] } } }] })),
+    ).toBe('QDRANT_POINT_NOT_FOUND');
+  });
+
+  it('a query mixing variants (which a lenient parser might half-read) is refused', async () => {
+    expect(await codeOf(acme.query({ query: { fusion: 'rrf', nearest: 101 } as never }))).toBe(
+      'QDRANT_QUERY_UNSUPPORTED',
+    );
+    expect(await codeOf(acme.query({ query: { order_by: 'rank', recommend: { positive: [101] } } as never }))).toBe(
+      'QDRANT_QUERY_UNSUPPORTED',
+    );
+  });
+
+  it('own example ids work, and results stay in the tenant', async () => {
+    const r = await acme.query({
+      query: { recommend: { positive: [1], negative: [2] } },
+      limit: 10,
+      with_payload: true,
+    });
+    expect(r.points.length).toBeGreaterThan(0);
+    expect(foreign(r.points)).toEqual([]);
+    const near = await acme.query({ query: 3, limit: 10, with_payload: true });
+    expect(foreign(near.points)).toEqual([]);
+  });
+});
+
+describe('lookup_from and with_lookup', () => {
+  it('lookup_from a collection that is not configured is refused before any request', async () => {
+    const code = await codeOf(
+      acme.query({ query: { recommend: { positive: [101] } }, lookup_from: { collection: h.collection } }),
+    );
+    expect(code).toBe('QDRANT_LOOKUP_REFUSED');
+    const code2 = await codeOf(
+      acme.query({ prefetch: [{ query: 1, lookup_from: { collection: 'other' }, limit: 5 }], query: vec(1) }),
+    );
+    expect(code2).toBe('QDRANT_LOOKUP_REFUSED');
+    expect(h.proxy.requests).toEqual([]);
+  });
+
+  it('with_lookup is refused', async () => {
+    expect(await codeOf(acme.queryGroups({ query: vec(1), group_by: 'color', with_lookup: h.collection }))).toBe(
+      'QDRANT_LOOKUP_REFUSED',
+    );
+  });
+
+  it('a configured lookup collection is ownership-checked in that collection', async () => {
+    const other = `${h.collection}_lk`;
+    await h.raw.createCollection(other, { vectors: { size: 4, distance: 'Cosine' } });
+    try {
+      await h.raw.upsert(other, {
+        wait: true,
+        points: [
+          { id: 7, vector: vec(3), payload: { [FIELD]: 'globex' } },
+          { id: 8, vector: vec(1), payload: { [FIELD]: 'acme' } },
+        ],
+      });
+      const scoped = h.scoped.forTenant(h.acme);
+      const withLookup = (await import('./client.ts')).scopedQdrant(h.proxied, {
+        collection: h.collection,
+        tenantField: FIELD,
+        lookupCollections: [other],
+      });
+      const a = withLookup.forTenant(h.acme);
+      expect(
+        await codeOf(
+          a.query({ query: { recommend: { positive: [7] } }, lookup_from: { collection: other }, limit: 5 }),
+        ),
+      ).toBe('QDRANT_POINT_NOT_FOUND');
+      const ok = await a.query({
+        query: { recommend: { positive: [8] } },
+        lookup_from: { collection: other },
+        limit: 10,
+        with_payload: true,
+      });
+      expect(ok.points.length).toBeGreaterThan(0);
+      expect(foreign(ok.points)).toEqual([]);
+      // the default scope (no lookupCollections) still refuses it
+      expect(await codeOf(scoped.query({ query: 8, lookup_from: { collection: other } }))).toBe(
+        'QDRANT_LOOKUP_REFUSED',
+      );
+    } finally {
+      await h.raw.deleteCollection(other);
+    }
+  });
+});
+
+describe('prefetches get the tenant filter at every depth', () => {
+  it('a prefetch without a filter returns only own points', async () => {
+    const r = await acme.query({
+      prefetch: [{ query: vec(101), limit: 100 }],
+      query: vec(101),
+      limit: 100,
+      with_payload: true,
+    });
+    expect(r.points.length).toBe(ACME_IDS.length);
+    expect(foreign(r.points)).toEqual([]);
+  });
+
+  it('nested prefetches with foreign filters and fusion', async () => {
+    const r = await acme.query({
+      prefetch: [
+        { prefetch: [{ query: vec(102), filter: { should: [G('globex')] }, limit: 50 }], query: vec(103), limit: 50 },
+        { query: vec(104), limit: 50 },
+      ],
+      query: { fusion: 'rrf' },
+      limit: 100,
+      with_payload: true,
+    });
+    expect(foreign(r.points)).toEqual([]);
+  });
+});
+
+describe('writes never touch another tenant', () => {
+  it("upsert onto another tenant's id: refused, the foreign point unchanged", async () => {
+    expect(await codeOf(acme.upsert({ points: [{ id: 101, vector: vec(9), payload: { title: 'pwned' } }] }))).toBe(
+      'QDRANT_POINT_ID_CONFLICT',
+    );
+  });
+
+  it('a batch mixing a new id and a foreign id: the new point is removed again', async () => {
+    expect(
+      await codeOf(
+        acme.upsert({
+          points: [
+            { id: 50, vector: vec(1), payload: { title: 'new' } },
+            { id: 102, vector: vec(1), payload: { title: 'pwned' } },
+          ],
+        }),
+      ),
+    ).toBe('QDRANT_POINT_ID_CONFLICT');
+    expect(await acme.retrieve({ ids: [50] })).toEqual([]);
+    expect((await h.raw.retrieve(h.collection, { ids: [50] })).length).toBe(0);
+  });
+
+  it('upsert with a UUID id spelled differently than the foreign one is still the same point', async () => {
+    const id = '6a2f41a3-c54c-fce8-32d2-0324e1c32e22';
+    await h.raw.upsert(h.collection, {
+      wait: true,
+      points: [{ id, vector: vec(2), payload: { [FIELD]: 'globex', t: 1 } }],
+    });
+    try {
+      const before = await snapshot(h);
+      expect(await codeOf(acme.upsert({ points: [{ id: id.toUpperCase(), vector: vec(2), payload: {} }] }))).toBe(
+        'QDRANT_POINT_ID_CONFLICT',
+      );
+      expect(await snapshot(h)).toBe(before);
+    } finally {
+      await h.raw.delete(h.collection, { wait: true, points: [id] });
+    }
+  });
+
+  it('delete by ids of another tenant deletes nothing of theirs', async () => {
+    await acme.delete({ points: GLOBEX_IDS });
+    expect((await h.raw.count(h.collection, { exact: true })).count).toBe(ACME_IDS.length + GLOBEX_IDS.length);
+  });
+
+  it('delete by a filter naming another tenant deletes nothing of theirs', async () => {
+    await acme.delete({ filter: { must: [{ key: 'rank', range: { gte: 100 } }] } });
+    await acme.delete({ filter: { should: [G('globex')] } });
+    expect((await h.raw.count(h.collection, { exact: true })).count).toBe(ACME_IDS.length + GLOBEX_IDS.length);
+  });
+
+  it('payload and vector operations on foreign ids change nothing', async () => {
+    await acme.setPayload({ points: GLOBEX_IDS, payload: { title: 'pwned' } });
+    await acme.overwritePayload({ points: GLOBEX_IDS, payload: { title: 'pwned' } });
+    await acme.deletePayload({ points: GLOBEX_IDS, keys: ['title'] });
+    await acme.clearPayload({ points: GLOBEX_IDS });
+    await acme.setPayload({ filter: { should: [G('globex')] }, payload: { title: 'pwned' } });
+    expect(await codeOf(acme.updateVectors({ points: [{ id: 101, vector: vec(3) }] }))).toBe('QDRANT_POINT_NOT_FOUND');
+    expect(writes(h.proxy.requests).filter((r) => r.path.endsWith('/points/vectors'))).toEqual([]);
+  });
+
+  it('a payload naming another tenant is refused and nothing is written', async () => {
+    expect(await codeOf(acme.upsert({ points: [{ id: 60, vector: vec(1), payload: { [FIELD]: 'globex' } }] }))).toBe(
+      'QDRANT_TENANT_FIELD',
+    );
+    expect(await codeOf(acme.setPayload({ points: [1], payload: { [FIELD]: 'globex' } }))).toBe('QDRANT_TENANT_FIELD');
+    expect(await codeOf(acme.setPayload({ points: [1], payload: { x: 1 }, key: FIELD }))).toBe('QDRANT_TENANT_FIELD');
+    expect(await codeOf(acme.overwritePayload({ points: [1], payload: { [FIELD]: 'globex' } }))).toBe(
+      'QDRANT_TENANT_FIELD',
+    );
+    expect(await codeOf(acme.deletePayload({ points: [1], keys: [FIELD] }))).toBe('QDRANT_TENANT_FIELD');
+    expect(await codeOf(acme.deletePayload({ points: [1], keys: [`${FIELD}[0]`] }))).toBe('QDRANT_TENANT_FIELD');
+    expect(writes(h.proxy.requests)).toEqual([]);
+  });
+});
+
+describe('the wire check itself can fail', () => {
+  it('flags an unscoped request and a prefetch without the tenant', () => {
+    const bad = wireViolations(
+      [
+        { method: 'POST', path: '/collections/c/points/scroll', query: {}, body: { limit: 10 }, status: 200 },
+        {
+          method: 'POST',
+          path: '/collections/c/points/query',
+          query: {},
+          body: { filter: { must: [G('acme')] }, prefetch: [{ query: [1, 0, 0, 0] }] },
+          status: 200,
+        },
+        { method: 'POST', path: '/collections/c/points', query: {}, body: { ids: [1] }, status: 200 },
+        {
+          method: 'POST',
+          path: '/collections/c/points/count',
+          query: {},
+          body: { filter: { should: [G('acme')] } },
+          status: 200,
+        },
+      ],
+      'acme',
+    );
+    expect(bad).toHaveLength(4);
+  });
+});

@@ -1,0 +1,224 @@
+/**
+ * Test harness for the @tenantscope/qdrant suites (not exported from the package). It talks to
+ * the Qdrant the global setup resolved (QDRANT_URL, testcontainers, or the QdrantProtocolDouble)
+ * through a recording proxy, so every suite can also assert the wire-level invariant.
+ */
+import { randomUUID } from 'node:crypto';
+import { QdrantClient } from '@qdrant/js-client-rest';
+import type { Tenant } from '@tenantscope/core';
+import {
+  createTestIssuer,
+  type QdrantRecordingProxy,
+  type RecordedQdrantRequest,
+  startQdrantRecordingProxy,
+} from '@tenantscope/testkit';
+import { inject } from 'vitest';
+import { type ScopedQdrant, type ScopedQdrantOptions, scopedQdrant } from '../client.ts';
+
+export const DIM = 4;
+export const FIELD = 'tenant_id';
+
+export interface Harness {
+  /** Unscoped client straight to the server (for seeding and checking, never through the proxy). */
+  raw: QdrantClient;
+  /** Client whose every request goes through the recording proxy. */
+  proxied: QdrantClient;
+  proxy: QdrantRecordingProxy;
+  collection: string;
+  scoped: ScopedQdrant;
+  acme: Tenant;
+  globex: Tenant;
+  source: string;
+  close(): Promise<void>;
+}
+
+/** A unit vector pointing mostly along axis `i % DIM`, with a small per-id tilt. */
+export function vec(i: number): number[] {
+  const v = [0.1, 0.1, 0.1, 0.1];
+  v[i % DIM] = 1;
+  v[(i + 1) % DIM] = 0.1 + (i % 7) / 20;
+  return v;
+}
+
+export const ACME_IDS = [1, 2, 3, 4, 5];
+export const GLOBEX_IDS = [101, 102, 103, 104, 105];
+
+/** Seed payload: same shapes for both tenants so a leak would show up in any result. */
+export function seedPayload(tenant: string, id: number): Record<string, unknown> {
+  return {
+    [FIELD]: tenant,
+    title: `${tenant} doc ${id}`,
+    color: ['red', 'green', 'blue'][id % 3],
+    rank: id,
+    tags: [tenant, `t${id % 2}`],
+    diet: [
+      { food: 'meat', likes: id % 2 === 0, owner: tenant },
+      { food: 'leaves', likes: id % 2 === 1, owner: tenant },
+    ],
+  };
+}
+
+export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, seed = true): Promise<Harness> {
+  const url = inject('qdrantUrl');
+  const apiKey = inject('qdrantApiKey') || undefined;
+  const source = inject('qdrantSource');
+  const raw = new QdrantClient({ url, apiKey, checkCompatibility: false });
+  const proxy = await startQdrantRecordingProxy(url);
+  const proxied = new QdrantClient({ url: proxy.url, apiKey, checkCompatibility: false });
+  const collection = `ts_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  await raw.createCollection(collection, { vectors: { size: DIM, distance: 'Cosine' } });
+  if (seed) {
+    await raw.upsert(collection, {
+      wait: true,
+      points: [
+        ...ACME_IDS.map((id) => ({ id, vector: vec(id), payload: seedPayload('acme', id) })),
+        ...GLOBEX_IDS.map((id) => ({ id, vector: vec(id - 100), payload: seedPayload('globex', id) })),
+      ],
+    });
+  }
+  const issuer = await createTestIssuer();
+  const acme = await issuer.tenant('acme');
+  const globex = await issuer.tenant('globex');
+  const scoped = scopedQdrant(proxied, { collection, tenantField: FIELD, ...options });
+  proxy.clear();
+  return {
+    raw,
+    proxied,
+    proxy,
+    collection,
+    scoped,
+    acme,
+    globex,
+    source,
+    async close() {
+      await raw.deleteCollection(collection).catch(() => undefined);
+      await proxy.close();
+    },
+  };
+}
+
+/** Globex's points as they are now (read unscoped), for "nothing foreign changed" checks. */
+export async function snapshot(h: Harness, tenant = 'globex'): Promise<string> {
+  const r = await h.raw.scroll(h.collection, {
+    filter: { must: [{ key: FIELD, match: { value: tenant } }] },
+    limit: 1000,
+    with_payload: true,
+    with_vector: true,
+  });
+  return JSON.stringify(r.points.map((p) => ({ id: p.id, payload: p.payload, vector: p.vector })));
+}
+
+/** Ids in a result that are not the given tenant's seed points. */
+export function foreign(
+  points: { id: unknown; payload?: Record<string, unknown> | null }[],
+  tenant = 'acme',
+): unknown[] {
+  return points.filter((p) => (p.payload ? p.payload[FIELD] !== tenant : !isOwnSeedId(p.id, tenant))).map((p) => p.id);
+}
+
+function isOwnSeedId(id: unknown, tenant: string): boolean {
+  return tenant === 'acme' ? typeof id === 'number' && id < 100 : typeof id === 'number' && id >= 100;
+}
+
+/** Error code of a rejected promise, or 'resolved'. */
+export async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+    return 'resolved';
+  } catch (err) {
+    return String((err as { code?: unknown }).code ?? (err as Error).message);
+  }
+}
+
+const WRITE_PATHS = [
+  /^PUT \/collections\/[^/]+\/points$/,
+  /^POST \/collections\/[^/]+\/points\/delete$/,
+  /^PUT \/collections\/[^/]+\/points\/vectors$/,
+  /^POST \/collections\/[^/]+\/points\/vectors\/delete$/,
+  /^(POST|PUT) \/collections\/[^/]+\/points\/payload$/,
+  /^POST \/collections\/[^/]+\/points\/payload\/(delete|clear)$/,
+];
+
+/** Requests that change data. */
+export function writes(requests: readonly RecordedQdrantRequest[]): RecordedQdrantRequest[] {
+  return requests.filter((r) => WRITE_PATHS.some((re) => re.test(`${r.method} ${r.path}`)));
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The wire-level invariant: every request the scoped client sends for `tenant` carries the tenant
+ * condition at the top-level `must` of every filter (request, update_filter, every prefetch at
+ * every depth, every search of a batch); points endpoints that take no filter are never used;
+ * every upserted payload carries the tenant. Returns the violations (empty when it holds).
+ */
+export function wireViolations(requests: readonly RecordedQdrantRequest[], tenant: string, field = FIELD): string[] {
+  const out: string[] = [];
+  const cond = JSON.stringify({ key: field, match: { value: tenant } });
+  const hasCond = (f: unknown) => isObj(f) && Array.isArray(f.must) && f.must.some((c) => JSON.stringify(c) === cond);
+  const checkFilter = (f: unknown, where: string) => {
+    if (!hasCond(f)) out.push(`${where}: filter without the tenant condition at top-level must`);
+  };
+  const checkQuery = (q: unknown, where: string) => {
+    if (!isObj(q)) {
+      out.push(`${where}: not an object`);
+      return;
+    }
+    checkFilter(q.filter, where);
+    const pf = q.prefetch === undefined || q.prefetch === null ? [] : [q.prefetch].flat();
+    pf.forEach((p, i) => {
+      checkQuery(p, `${where} prefetch[${i}]`);
+    });
+  };
+  for (const r of requests) {
+    const at = `${r.method} ${r.path}`;
+    const b = isObj(r.body) ? r.body : {};
+    const rest = at.replace(/^(\w+) \/collections\/[^/]+/, '$1 ');
+    switch (rest) {
+      case 'GET ':
+        if (r.path !== '/') out.push(`${at}: unexpected`);
+        break;
+      case 'POST /points/query':
+      case 'POST /points/query/groups':
+        checkQuery(b, at);
+        break;
+      case 'POST /points/query/batch':
+        if (!Array.isArray(b.searches)) out.push(`${at}: no searches`);
+        else {
+          b.searches.forEach((s, i) => {
+            checkQuery(s, `${at} searches[${i}]`);
+          });
+        }
+        break;
+      case 'POST /points/scroll':
+      case 'POST /points/count':
+      case 'POST /facet':
+      case 'POST /points/search/matrix/pairs':
+      case 'POST /points/search/matrix/offsets':
+      case 'POST /points/delete':
+      case 'POST /points/vectors/delete':
+      case 'POST /points/payload':
+      case 'PUT /points/payload':
+      case 'POST /points/payload/delete':
+      case 'POST /points/payload/clear':
+        checkFilter(b.filter, at);
+        if (b.points !== undefined) out.push(`${at}: selects points by id without a filter`);
+        break;
+      case 'PUT /points':
+        checkFilter(b.update_filter, `${at} update_filter`);
+        for (const p of Array.isArray(b.points) ? b.points : []) {
+          if (!isObj(p) || !isObj(p.payload) || p.payload[field] !== tenant)
+            out.push(`${at}: a point without the tenant payload`);
+        }
+        if (b.batch !== undefined) out.push(`${at}: batch form`);
+        break;
+      case 'PUT /points/vectors':
+        checkFilter(b.update_filter, `${at} update_filter`);
+        break;
+      default:
+        if (r.path === '/') break;
+        out.push(`${at}: an endpoint the scoped client must not use`);
+    }
+  }
+  return out;
+}
