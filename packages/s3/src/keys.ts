@@ -18,6 +18,7 @@
  * nothing changes) yields bytes that are not valid UTF-8 (e.g. the overlong `%c0%ae`) or a string
  * that breaks the rule above (e.g. `%2e%2e`, `..%2f`, `%252e%252e`, `%5c`, `%00`). The same check runs
  * on the NFKC form of the key and of every decoded form, so fullwidth `．．／` cannot become `../`.
+ * The non-standard `%uXXXX` escapes (JavaScript's `unescape`, old IIS) count as a decoding layer too.
  * `report%20final.pdf` and `100%.txt` are fine and stored exactly as written.
  */
 import { TenantScopeError } from '@tenantscope/core';
@@ -63,6 +64,7 @@ const NONCHAR = /[\ufffe\uffff]/u;
 // In a `u` regex a surrogate range matches only surrogates that are not part of a pair.
 const LONE_SURROGATE = /[\ud800-\udfff]/u;
 const PERCENT = /%[0-9a-fA-F]{2}/;
+const PERCENT_U = /%u([0-9a-fA-F]{4})/g;
 
 /** The literal checks on one string (no decoding). Returns the first problem, or undefined. */
 function literalProblem(key: string): KeyProblem | undefined {
@@ -129,6 +131,13 @@ export function keyProblem(key: unknown, prefixBytes = 0): KeyProblem | undefine
       if (literalProblem(decoded)) return 'percent_decodes_to_unsafe';
       seen.add(decoded);
       work.push(decoded);
+    }
+    // The non-standard `%uXXXX` form (JavaScript's `unescape`, old IIS) is a decoding layer too.
+    const unescaped = form.replace(PERCENT_U, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+    if (!seen.has(unescaped)) {
+      if (literalProblem(unescaped)) return 'percent_decodes_to_unsafe';
+      seen.add(unescaped);
+      work.push(unescaped);
     }
     if (seen.size > 256) return 'percent_decodes_to_unsafe';
   }

@@ -104,8 +104,13 @@ export async function startS3rver(): Promise<ResolvedS3> {
     checksSignatures: false,
     describe: `s3rver 3.7.1 at ${endpoint}: the no-setup in-process S3 fallback (does NOT check signatures; set S3_ENDPOINT for a real server)`,
     stop: async () => {
+      const exited = new Promise<void>((resolve) => {
+        if (child.exitCode !== null) resolve();
+        else child.once('exit', () => resolve());
+      });
       child.stdin?.end();
-      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
+      if (child.exitCode === null) child.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     },
   };
