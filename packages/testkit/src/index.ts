@@ -9,6 +9,7 @@ export {
   type ResolvedS3,
   type S3Connection,
   createTestBucket,
+  deleteTestBucket,
   resolveS3,
   s3Client,
   s3ClientConfig,

@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
 import { containerRuntimeAvailable, type ResolvedService } from './runtime.ts';
 
 /** How to reach an S3 server. Plain data, so it can cross vitest's provide/inject. */
@@ -109,7 +116,9 @@ export async function startS3rver(): Promise<ResolvedS3> {
         else child.once('exit', () => resolve());
       });
       child.stdin?.end();
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise((r) => (timer = setTimeout(r, 5000)))]);
+      clearTimeout(timer);
       if (child.exitCode === null) child.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     },
@@ -146,4 +155,20 @@ export async function createTestBucket(client: S3Client, label = 'test'): Promis
   const bucket = `ts-${safe}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`.slice(0, 63);
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   return bucket;
+}
+
+/** Deletes every object in a test bucket, then the bucket (best effort; returns false on failure). */
+export async function deleteTestBucket(client: S3Client, bucket: string): Promise<boolean> {
+  try {
+    for (;;) {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }));
+      const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key as string }));
+      if (keys.length === 0) break;
+      await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+    }
+    await client.send(new DeleteBucketCommand({ Bucket: bucket }));
+    return true;
+  } catch {
+    return false;
+  }
 }
