@@ -20,4 +20,14 @@ export {
   SECRET_NAME_PATTERN,
   type SecretNaming,
 } from './naming.ts';
+export {
+  installPostgresSecrets,
+  localMasterKey,
+  type MasterKey,
+  type PostgresSecretsOptions,
+  PostgresSecretsProvider,
+  type PostgresSecretsSqlOptions,
+  postgresSecrets,
+  postgresSecretsSql,
+} from './postgres.ts';
 export type { SecretsProvider, SecretValue, VersionSelector } from './provider.ts';

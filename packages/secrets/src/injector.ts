@@ -211,6 +211,7 @@ export class SecretsInjector {
       this.#stats.fetches++;
       if (await this.#provider.delete({ tenant, id })) deleted.push(id.slice(prefix.length));
     }
+    await this.#provider.eraseTenant?.({ tenant });
     this.invalidateTenant(tenant);
     return { tenant_id: tenant.id, deleted: deleted.sort() };
   }

@@ -34,4 +34,6 @@ export interface SecretsProvider {
   put(req: { tenant: Tenant; id: string; value: string }): Promise<{ versionId?: string }>;
   /** Deletes the secret; resolves false if it did not exist. */
   delete(req: { tenant: Tenant; id: string }): Promise<boolean>;
+  /** Optional: called after a DSAR erase deleted every secret of the tenant (e.g. to drop its keys). */
+  eraseTenant?(req: { tenant: Tenant }): Promise<void>;
 }
