@@ -96,7 +96,23 @@ describe('privileges', () => {
     await expect(
       w.query(`INSERT INTO tenantscope_audit.anchors (stream, seq, hash, kind) VALUES ('priv', 1, '\\x00', 'head')`),
     ).rejects.toMatchObject({ code: '42501' });
-    expect((await store.verify('priv')).ok).toBe(true);
+    // A plain INSERT of just the event is allowed, and the database chains it too.
+    await w.query('INSERT INTO tenantscope_audit.events (event) VALUES ($1)', [canonicalJson(sampleEvent('priv', 3))]);
+    // Setting the append() flag does not let a direct insert skip the chain: the row is refused.
+    const c = await w.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query(`SELECT set_config('tenantscope_audit.append', 'on', true)`);
+      await expect(
+        c.query('INSERT INTO tenantscope_audit.events (event) VALUES ($1)', [canonicalJson(sampleEvent('priv', 4))]),
+      ).rejects.toMatchObject({ code: '23502' });
+    } finally {
+      await c.query('ROLLBACK');
+      c.release();
+    }
+    const v = await store.verify('priv');
+    expect(v.ok).toBe(true);
+    expect(v.streams[0]?.lastSeq).toBe(3);
   });
 
   it('even the owning role is refused UPDATE, DELETE and TRUNCATE by triggers, on events and anchors', async () => {

@@ -79,6 +79,11 @@ export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
         last_seq bigint;
         last_hash bytea;
       BEGIN
+        IF current_setting('tenantscope_audit.append', true) = 'on' THEN
+          -- Rows from append(), which assigned the chain itself. A writer that sets this flag and
+          -- inserts directly can only supply "event" (column grant), so the NOT NULLs refuse the row.
+          RETURN NEW;
+        END IF;
         j := NEW.event::jsonb;
         IF jsonb_typeof(j) <> 'object' THEN
           RAISE EXCEPTION 'audit event must be a JSON object' USING ERRCODE = '22023';
@@ -101,6 +106,64 @@ export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
         NEW.prev_hash := last_hash;
         NEW.hash := sha256(last_hash || convert_to(NEW.event, 'UTF8'));
         RETURN NEW;
+      END $fn$`,
+    // The sink's fast path: one call appends a batch. The caller passes each event's stream and
+    // timestamp alongside (sorted by stream, so concurrent batches take the stream locks in one
+    // order and cannot deadlock). Per stream it takes the lock once and reads the head once, then
+    // chains the batch in a loop and inserts every row in one statement. The stream label is
+    // checked against the event's tenant_id; the hash always covers the exact event text stored.
+    `CREATE OR REPLACE FUNCTION ${s}.append(p_streams text[], p_ts timestamptz[], p_events text[]) RETURNS integer
+      LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+      DECLARE
+        n integer := coalesce(cardinality(p_events), 0);
+        i integer := 0;
+        e text;
+        st text;
+        cur text := NULL;
+        last_seq bigint;
+        last_hash bytea;
+        o_seq bigint[] := '{}';
+        o_prev bytea[] := '{}';
+        o_hash bytea[] := '{}';
+      BEGIN
+        IF coalesce(cardinality(p_streams), 0) <> n OR coalesce(cardinality(p_ts), 0) <> n THEN
+          RAISE EXCEPTION 'append: arrays differ in length' USING ERRCODE = '22023';
+        END IF;
+        FOREACH e IN ARRAY p_events LOOP
+          i := i + 1;
+          st := p_streams[i];
+          IF cur IS NULL OR st <> cur THEN
+            IF cur IS NOT NULL AND st COLLATE "C" < cur COLLATE "C" THEN
+              RAISE EXCEPTION 'append: events must be sorted by stream' USING ERRCODE = '22023';
+            END IF;
+            cur := st;
+            PERFORM pg_advisory_xact_lock(${STREAM_LOCK_CLASS}, hashtext(cur));
+            SELECT x.seq, x.hash INTO last_seq, last_hash FROM ${s}.events x
+              WHERE x.stream = cur ORDER BY x.seq DESC LIMIT 1;
+            IF NOT FOUND THEN
+              SELECT a.seq, a.hash INTO last_seq, last_hash FROM ${s}.anchors a
+                WHERE a.stream = cur AND a.kind = 'purge' ORDER BY a.seq DESC LIMIT 1;
+              IF NOT FOUND THEN
+                last_seq := 0;
+                last_hash := '\\x${'00'.repeat(32)}'::bytea;
+              END IF;
+            END IF;
+          END IF;
+          IF position((CASE WHEN cur = '_unauthenticated' THEN '"tenant_id":null'
+                            ELSE '"tenant_id":"' || cur || '"' END) IN e) = 0 THEN
+            RAISE EXCEPTION 'append: an event is labelled with another stream' USING ERRCODE = '22023';
+          END IF;
+          o_prev[i] := last_hash;
+          last_seq := last_seq + 1;
+          last_hash := sha256(last_hash || convert_to(e, 'UTF8'));
+          o_seq[i] := last_seq;
+          o_hash[i] := last_hash;
+        END LOOP;
+        PERFORM set_config('tenantscope_audit.append', 'on', true);
+        INSERT INTO ${s}.events (stream, seq, prev_hash, hash, ts, event)
+          SELECT * FROM unnest(p_streams, o_seq, o_prev, o_hash, p_ts, p_events);
+        PERFORM set_config('tenantscope_audit.append', 'off', true);
+        RETURN n;
       END $fn$`,
     `CREATE OR REPLACE FUNCTION ${s}.refuse_change() RETURNS trigger
       LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -126,6 +189,7 @@ export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
   }
   lines.push(
     `REVOKE ALL ON FUNCTION ${s}.assign_chain() FROM PUBLIC`,
+    `REVOKE ALL ON FUNCTION ${s}.append(text[], timestamptz[], text[]) FROM PUBLIC`,
     `ALTER TABLE ${s}.events ENABLE ROW LEVEL SECURITY`,
     `ALTER TABLE ${s}.anchors ENABLE ROW LEVEL SECURITY`,
   );
@@ -134,6 +198,7 @@ export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
     lines.push(
       `GRANT USAGE ON SCHEMA ${s} TO ${w}`,
       `GRANT INSERT (event) ON ${s}.events TO ${w}`,
+      `GRANT EXECUTE ON FUNCTION ${s}.append(text[], timestamptz[], text[]) TO ${w}`,
       `DROP POLICY IF EXISTS writer_append ON ${s}.events`,
       `CREATE POLICY writer_append ON ${s}.events FOR INSERT TO ${w} WITH CHECK (true)`,
     );

@@ -37,6 +37,7 @@ export interface PostgresAuditSinkOptions {
 interface Pending {
   canonical: string;
   stream: string;
+  ts: string;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -65,10 +66,8 @@ export class PostgresAuditSink implements AuditSink {
     if (!options?.pool) throw new TenantScopeError('INVALID_CONFIG', 'PostgresAuditSink needs a pool');
     const s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
     this.#pool = options.pool;
-    // Rows sorted by stream so concurrent batches take the per-stream locks in one order (no deadlock);
-    // within a stream, queue order.
-    this.#sql = `INSERT INTO ${s}.events (event)
-      SELECT e FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(e, st, n) ORDER BY st, n`;
+    // One call per batch: append() chains the batch under each stream's lock (see auditSchemaSql).
+    this.#sql = `SELECT ${s}.append($1::text[], $2::timestamptz[], $3::text[])`;
     this.#mode = options.mode ?? 'durable';
     this.#maxBatch = positive(options.maxBatch ?? 1000, 'maxBatch');
     this.#maxInFlight = positive(options.maxInFlight ?? 2, 'maxInFlight');
@@ -93,7 +92,13 @@ export class PostgresAuditSink implements AuditSink {
     }
     const durable = this.#mode === 'durable' || this.#queue.length >= this.#maxQueue;
     const p = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ canonical: prepared.canonical, stream: prepared.stream, resolve, reject });
+      this.#queue.push({
+        canonical: prepared.canonical,
+        stream: prepared.stream,
+        ts: prepared.event.timestamp,
+        resolve,
+        reject,
+      });
     });
     this.#pump();
     if (durable) return p;
@@ -130,7 +135,14 @@ export class PostgresAuditSink implements AuditSink {
 
   async #send(batch: Pending[]): Promise<void> {
     try {
-      await this.#pool.query(this.#sql, [batch.map((b) => b.canonical), batch.map((b) => b.stream)]);
+      // Stable sort by stream: append() takes the stream locks in this order.
+      const rows =
+        batch.length > 1 ? [...batch].sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : 0)) : batch;
+      await this.#pool.query(this.#sql, [
+        rows.map((b) => b.stream),
+        rows.map((b) => b.ts),
+        rows.map((b) => b.canonical),
+      ]);
       for (const b of batch) b.resolve();
     } catch (cause) {
       const err = new TenantScopeError('AUDIT_WRITE_FAILED', 'audit events could not be written', { cause });

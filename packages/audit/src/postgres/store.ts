@@ -142,9 +142,9 @@ export class PostgresAuditStore {
     return Number(r.rows[0]?.n ?? 0);
   }
 
+  /** Keyset pages, with the next page requested while the current one is being hashed. */
   async *#pages(stream: string): AsyncGenerator<ChainRow[]> {
-    let after = 0;
-    for (;;) {
+    const fetch = async (after: number): Promise<ChainRow[]> => {
       const r = await this.#pool.query<string[]>({
         text: `SELECT seq, encode(prev_hash, 'hex'), encode(hash, 'hex'), event FROM ${this.#s}.events
                WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
@@ -157,9 +157,20 @@ export class PostgresAuditStore {
         const x = r.rows[i] as string[];
         rows[i] = { seq: Number(x[0]), prevHash: x[1] as string, hash: x[2] as string, event: x[3] as string };
       }
+      return rows;
+    };
+    let next = fetch(0);
+    next.catch(() => undefined); // awaited below; this only keeps an abandoned prefetch quiet
+    for (;;) {
+      const rows = await next;
+      const full = rows.length === this.#page;
+      // Keyset on the last seq read: a stored seq is unique per stream (primary key).
+      if (full) {
+        next = fetch((rows[rows.length - 1] as ChainRow).seq);
+        next.catch(() => undefined);
+      }
       if (rows.length > 0) yield rows;
-      if (rows.length < this.#page) return;
-      after = (rows[rows.length - 1] as ChainRow).seq;
+      if (!full) return;
     }
   }
 }
