@@ -1,3 +1,5 @@
+/** The official client, re-exported so an app can build the client it injects with one dependency. */
+export { QdrantClient, type QdrantClientParams } from '@qdrant/js-client-rest';
 export {
   type CountArgs,
   type FacetArgs,
