@@ -110,6 +110,7 @@ async function demo({ call, check, say }: DemoContext, where: string): Promise<v
   );
   check("acme's search never shows globex's merger plan", !acme.text.includes('GLOBEX CONFIDENTIAL'));
   const globex = await call('globex', 'search_docs', { query: 'merger plan Hooli acquisition', limit: 1 });
+  say(`  globex search_docs (same query) -> ${globex.text}`);
   check('globex finds its own merger plan', !globex.isError && globex.text.includes('GLOBEX CONFIDENTIAL'));
 
   const added = await call('acme', 'add_doc', { title: 'Demo note', body: 'quarterly kiwi inventory for acme' });
