@@ -578,8 +578,6 @@ export class SecretsManagerProtocolDouble {
   }
 
   #delete(input: Record<string, unknown>, key: string): unknown {
-    const s = this.#find(input.SecretId as string);
-    this.#deny(key, 'DeleteSecret', s.name);
     const force = input.ForceDeleteWithoutRecovery === true;
     const window = input.RecoveryWindowInDays as number | undefined;
     if (force && window !== undefined) {
@@ -591,6 +589,8 @@ export class SecretsManagerProtocolDouble {
     if (window !== undefined && (!Number.isInteger(window) || window < 7 || window > 30)) {
       throw new AwsError('InvalidParameterException', 'RecoveryWindowInDays must be 7-30.');
     }
+    const s = this.#find(input.SecretId as string);
+    this.#deny(key, 'DeleteSecret', s.name);
     const t = now();
     if (force) this.#secrets.delete(s.name);
     else s.deletedAt ??= t;
