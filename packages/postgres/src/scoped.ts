@@ -1,9 +1,11 @@
 import { assertTenant, type CallInfo, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
 import pg from 'pg';
 import { assertBindableTenantId, DEFAULT_TENANT_SETTING, normaliseBindingKey, TokenCache } from './binding.ts';
+import { boundQuery } from './bound-query.ts';
 import { type DoctorOptions, type DoctorReport, runDoctor } from './doctor.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 import { HotLanes, type HotOptions } from './hot.ts';
+import { Multiplexer } from './multiplex.ts';
 import { type PlacementResolver, resolvePlacement, sharedPlacement } from './placement.ts';
 import { assertSettingName } from './sql.ts';
 
@@ -25,6 +27,13 @@ export interface ScopedPoolOptions {
   hot?: HotOptions;
   /** Statement timeout for `queryUntrusted`, in ms. Default 5000. */
   untrustedTimeoutMs?: number;
+  /**
+   * Shared pipelined connections that carry single statements of many tenants at once, each
+   * statement with its own binding in its own implicit transaction (no exclusive checkout).
+   * 0 turns it off: every statement then checks a connection out of the pool. Default 0.
+   * Needs a connection config (not only a Pool) to open them; the pool's options are used.
+   */
+  multiplex?: number;
 }
 
 /** Options of one scoped transaction. */
@@ -94,6 +103,7 @@ export class ScopedPool {
   readonly #setting: string;
   readonly #placement: PlacementResolver;
   readonly #hot: HotLanes | undefined;
+  readonly #mux: Multiplexer | undefined;
   readonly #untrustedTimeoutMs: number;
   readonly #config: pg.PoolConfig;
   #ended = false;
@@ -117,6 +127,10 @@ export class ScopedPool {
       this.#pool = new pg.Pool({ ...this.#config, pipeline: true } as pg.PoolConfig);
       this.#ownsPool = true;
     }
+    const mux = options.multiplex ?? 0;
+    if (!Number.isInteger(mux) || mux < 0 || mux > 1000)
+      throw new TenantScopeError('INVALID_CONFIG', 'multiplex must be an integer from 0 to 1000');
+    this.#mux = mux > 0 ? new Multiplexer(this.#config, mux) : undefined;
     this.#hot = options.hot ? new HotLanes(this.#config, options.hot, (id) => this.#tokens.get(id)) : undefined;
   }
 
@@ -131,11 +145,15 @@ export class ScopedPool {
   }
 
   /** Counters for tests, benchmarks and metrics. */
-  stats(): { hotTenants: number; hotConnections: number; hotQueries: number; sharedQueries: number } {
-    return {
-      ...(this.#hot?.stats() ?? { hotTenants: 0, hotConnections: 0, hotQueries: 0 }),
-      sharedQueries: this.#shared,
-    };
+  stats(): {
+    hotTenants: number;
+    hotConnections: number;
+    hotQueries: number /** Statements that checked a connection out of the pool. */;
+    sharedQueries: number;
+    multiplexedQueries: number;
+  } {
+    const hot = this.#hot?.stats() ?? { hotTenants: 0, hotConnections: 0, hotQueries: 0 };
+    return { ...hot, sharedQueries: this.#shared, multiplexedQueries: this.#mux?.units ?? 0 };
   }
   #shared = 0;
 
@@ -220,6 +238,7 @@ export class ScopedPool {
     if (this.#ended) return;
     this.#ended = true;
     await this.#hot?.end();
+    await this.#mux?.end();
     if (this.#ownsPool) await this.#pool.end();
   }
 
@@ -242,8 +261,35 @@ export class ScopedPool {
       const r = this.#hot.tryQuery<R>(tenantId, text, params);
       if (r) return r;
     }
+    if (LEAVES_SESSION_STATE.test(text)) {
+      this.#shared++;
+      // Multi-statement or session-touching text: an explicit transaction (simple protocol allowed),
+      // and the connection is destroyed afterwards.
+      return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, true);
+    }
+    if (this.#mux) return this.#mux.run<R>(this.#tokens.get(tenantId), text, params);
     this.#shared++;
-    return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, LEAVES_SESSION_STATE.test(text));
+    return this.#bound<R>(tenantId, text, params);
+  }
+
+  /** The common case: binding and statement in one implicit transaction, one round trip. */
+  async #bound<R extends pg.QueryResultRow>(
+    tenantId: string,
+    text: string,
+    params?: unknown[],
+  ): Promise<QueryResult<R>> {
+    const token = this.#tokens.get(tenantId);
+    const client = await this.#checkout();
+    let failed = true;
+    try {
+      const r = await boundQuery<R>(client, token, text, params);
+      failed = client.getTransactionStatus?.() !== 'I';
+      return r;
+    } catch (err) {
+      throw wrapDriverError(err, 'query');
+    } finally {
+      client.release(failed ? new Error('tenantscope: connection discarded') : undefined);
+    }
   }
 
   async #untrusted<R extends pg.QueryResultRow>(

@@ -1,0 +1,263 @@
+/**
+ * Benchmark: tenant-scoped point queries vs a raw query with an explicit tenant predicate.
+ *
+ *   bash scripts/with-toolchain.sh node test/bench/pg-scoped/main.ts
+ *
+ * One run: 1,000 tenants x 1,000 rows (RLS table `items` and an identical table `items_raw`
+ * without RLS), pool of 10, 16 in flight. Workloads: raw; scoped on 10 hot tenants; scoped on
+ * 1,000 random tenants. Prints throughput, p50, p99, the ratio to raw, and round trips per query
+ * counted by a TCP proxy (client->server turns).
+ *
+ * Env knobs: DATABASE_URL (a superuser URL; default an embedded PostgreSQL), BENCH_TENANTS (1000),
+ * BENCH_ROWS (1000), BENCH_POOL (10), BENCH_INFLIGHT (16), BENCH_SECONDS per workload (4),
+ * BENCH_ROUNDS (2; workloads alternate, best round reported per workload), BENCH_HOT_LANES (10).
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Tenant } from '@tenantscope/core';
+import { installTenantScope, scopedPool, tenantTableSql } from '@tenantscope/postgres';
+import { createTestIssuer, resolvePostgres } from '@tenantscope/testkit';
+import pg from 'pg';
+import { createScratchDatabase } from '../../../packages/postgres/src/testing/scratch.ts';
+
+const num = (name: string, d: number) => {
+  const v = process.env[name];
+  return v ? Number(v) : d;
+};
+const TENANTS = num('BENCH_TENANTS', 1000);
+const ROWS = num('BENCH_ROWS', 1000);
+const POOL = num('BENCH_POOL', 10);
+const INFLIGHT = num('BENCH_INFLIGHT', 16);
+const SECONDS = num('BENCH_SECONDS', 4);
+const ROUNDS = num('BENCH_ROUNDS', 2);
+const HOT_LANES = num('BENCH_HOT_LANES', 10);
+
+const tenantId = (i: number) => `t${String(i).padStart(4, '0')}`;
+
+interface Result {
+  name: string;
+  qps: number;
+  p50: number;
+  p99: number;
+  queries: number;
+  errors: number;
+}
+
+async function drive(name: string, one: (i: number) => Promise<unknown>, seconds = SECONDS): Promise<Result> {
+  const lat: number[] = [];
+  let errors = 0;
+  let i = 0;
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: INFLIGHT }, async () => {
+      while (performance.now() < end) {
+        const s = performance.now();
+        try {
+          await one(i++);
+        } catch {
+          errors++;
+        }
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0;
+  return { name, qps: lat.length / elapsed, p50: pct(0.5), p99: pct(0.99), queries: lat.length, errors };
+}
+
+/** A TCP proxy counting client->server turns (a burst of client writes after a server reply). */
+async function turnCounter(
+  target: URL,
+): Promise<{ port: number; turns(): number; reset(): void; close(): Promise<void> }> {
+  let turns = 0;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    sockets.add(client);
+    let lastFromClient = false;
+    const upstream = createConnection(Number(target.port || 5432), target.hostname);
+    sockets.add(upstream);
+    client.on('data', (d) => {
+      if (!lastFromClient) turns++;
+      lastFromClient = true;
+      upstream.write(d);
+    });
+    upstream.on('data', (d) => {
+      lastFromClient = false;
+      client.write(d);
+    });
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', close);
+    upstream.on('close', close);
+    client.on('error', close);
+    upstream.on('error', close);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    port,
+    turns: () => turns,
+    reset: () => {
+      turns = 0;
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+async function main() {
+  const started = performance.now();
+  const pgs = await resolvePostgres();
+  console.log(`# PostgreSQL: ${pgs.describe}`);
+  const db = await createScratchDatabase(pgs.url, 'bench');
+  const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+  try {
+    const { bindingKey } = await installTenantScope(owner, { appRole: db.appRole });
+    const su = new pg.Client({ connectionString: db.superUrl });
+    await su.connect();
+    su.on('error', () => undefined);
+    const v = await su.query<{ v: string }>('SELECT current_setting($1) AS v', ['server_version']);
+    console.log(
+      `# server_version ${v.rows[0]?.v}; ${TENANTS} tenants x ${ROWS} rows; pool ${POOL}; ${INFLIGHT} in flight; ${SECONDS}s per workload x ${ROUNDS} rounds`,
+    );
+    const tSetup = performance.now();
+    await su.query(`
+      CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL, payload text NOT NULL, PRIMARY KEY (tenant_id, id));
+      CREATE TABLE items_raw (tenant_id text NOT NULL, id int NOT NULL, payload text NOT NULL, PRIMARY KEY (tenant_id, id));
+      ALTER TABLE items OWNER TO ${db.ownerRole};
+      ALTER TABLE items_raw OWNER TO ${db.ownerRole};`);
+    await su.query(
+      `INSERT INTO items SELECT 't' || lpad(t::text, 4, '0'), i, md5(t::text || ':' || i::text) FROM generate_series(0, $1 - 1) t, generate_series(1, $2) i`,
+      [TENANTS, ROWS],
+    );
+    await su.query('INSERT INTO items_raw SELECT * FROM items');
+    await su.query('VACUUM ANALYZE items');
+    await su.query('VACUUM ANALYZE items_raw');
+    await su.end();
+    await owner.query(tenantTableSql({ table: 'items', grantTo: db.appRole, privileges: ['SELECT'] }));
+    await owner.query(`GRANT SELECT ON items_raw TO ${db.appRole}`);
+    console.log(`# setup ${((performance.now() - tSetup) / 1000).toFixed(1)}s`);
+
+    const issuer = await createTestIssuer();
+    const tenants: Tenant[] = [];
+    for (let i = 0; i < TENANTS; i++) tenants.push(await issuer.tenant(tenantId(i)));
+    const rnd = (n: number) => Math.floor(Math.random() * n);
+    const rowId = () => 1 + rnd(ROWS);
+
+    const raw = new pg.Pool({ connectionString: db.appUrl, max: POOL });
+    // The recommended set-up: multiplexed bound statements for the long tail, hot lanes for hot tenants.
+    const scoped = scopedPool(
+      { connectionString: db.appUrl, max: POOL },
+      { bindingKey, multiplex: POOL, hot: { maxTenants: HOT_LANES } },
+    );
+    // Context: every statement checks a connection out of the pool (BEGIN-less bound statement, one round trip).
+    const scopedPlain = scopedPool({ connectionString: db.appUrl, max: POOL }, { bindingKey });
+    const scopedQ = 'SELECT id, payload FROM items WHERE id = $1';
+    const rawQ = 'SELECT id, payload FROM items_raw WHERE tenant_id = $1 AND id = $2';
+
+    // correctness spot check before timing
+    const chk = await scoped
+      .forTenant(tenants[1] as Tenant)
+      .query<{ payload: string }>('SELECT count(*)::int AS n FROM items');
+    if ((chk.rows[0] as unknown as { n: number }).n !== ROWS) throw new Error('scoped count mismatch');
+
+    const hotSet = tenants.slice(0, 10);
+    const workloads: [string, (i: number) => Promise<unknown>][] = [
+      ['raw (explicit tenant predicate, no RLS)', () => raw.query(rawQ, [tenantId(rnd(TENANTS)), rowId()])],
+      ['scoped, 10 hot tenants', () => scoped.forTenant(hotSet[rnd(10)] as Tenant).query(scopedQ, [rowId()])],
+      [
+        'scoped, 1,000 random tenants',
+        () => scoped.forTenant(tenants[rnd(TENANTS)] as Tenant).query(scopedQ, [rowId()]),
+      ],
+      [
+        '(context) scoped, 10 hot tenants, checkout path only',
+        () => scopedPlain.forTenant(hotSet[rnd(10)] as Tenant).query(scopedQ, [rowId()]),
+      ],
+      [
+        '(context) scoped, 1,000 random tenants, checkout path only',
+        () => scopedPlain.forTenant(tenants[rnd(TENANTS)] as Tenant).query(scopedQ, [rowId()]),
+      ],
+    ];
+    // warm up every path (and let the hot tenants be promoted)
+    for (const [name, fn] of workloads) await drive(name, fn, 1);
+    const best = new Map<string, Result>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, fn] of workloads) {
+        const r = await drive(name, fn);
+        const prev = best.get(name);
+        if (!prev || r.qps > prev.qps) best.set(name, r);
+      }
+    }
+    const rawR = best.get(workloads[0]?.[0] ?? '') as Result;
+    console.log('');
+    console.log('| workload | queries/s | p50 ms | p99 ms | ratio to raw | errors |');
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const [name] of workloads) {
+      const r = best.get(name) as Result;
+      console.log(
+        `| ${name} | ${r.qps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.qps / rawR.qps).toFixed(2)} | ${r.errors} |`,
+      );
+    }
+    const st = scoped.stats();
+    console.log(
+      `\n# hot lanes: ${st.hotTenants} tenants bound (max ${HOT_LANES}), ${st.hotQueries} hot queries, ${st.multiplexedQueries} multiplexed, ${st.sharedQueries} checkout-path queries`,
+    );
+    console.log(
+      `# connections: raw pool ${POOL}; scoped: ${POOL} multiplexed + up to ${HOT_LANES} hot lanes (the pool of ${POOL} for transactions stays idle here)`,
+    );
+
+    // Round trips per query, through a counting proxy, one query at a time.
+    const proxy = await turnCounter(new URL(db.appUrl));
+    const viaProxy = new URL(db.appUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const pRaw = new pg.Pool({ connectionString: viaProxy.toString(), max: 1 });
+    const pShared = scopedPool({ connectionString: viaProxy.toString(), max: 1 }, { bindingKey });
+    const pMux = scopedPool({ connectionString: viaProxy.toString(), max: 1 }, { bindingKey, multiplex: 1 });
+    const pHot = scopedPool(
+      { connectionString: viaProxy.toString(), max: 1 },
+      { bindingKey, hot: { maxTenants: 1, promoteAfter: 1 } },
+    );
+    const N = 200;
+    const measure = async (name: string, fn: () => Promise<unknown>) => {
+      await fn(); // connect (and promote) outside the count
+      await new Promise((r) => setTimeout(r, 200));
+      await fn();
+      proxy.reset();
+      for (let k = 0; k < N; k++) await fn();
+      console.log(`# round trips per query, ${name}: ${(proxy.turns() / N).toFixed(2)}`);
+    };
+    const t0 = tenants[0] as Tenant;
+    await measure('raw', () => pRaw.query(rawQ, [tenantId(0), rowId()]));
+    await measure('scoped checkout path (bind + statement, one Sync)', () =>
+      pShared.forTenant(t0).query(scopedQ, [rowId()]),
+    );
+    await measure('scoped multiplexed (bind + statement, one Sync)', () =>
+      pMux.forTenant(t0).query(scopedQ, [rowId()]),
+    );
+    await measure('scoped transaction() with one statement (BEGIN+bind, statement, COMMIT)', () =>
+      pShared.forTenant(t0).transaction((tx) => tx.query(scopedQ, [rowId()])),
+    );
+    await measure('scoped hot lane', () => pHot.forTenant(t0).query(scopedQ, [rowId()]));
+    await Promise.all([pRaw.end(), pShared.end(), pMux.end(), pHot.end(), raw.end(), scoped.end(), scopedPlain.end()]);
+    await proxy.close();
+  } finally {
+    await owner.end();
+    await db.drop().catch(() => undefined);
+    await pgs.stop();
+  }
+  console.log(`# total ${((performance.now() - started) / 1000).toFixed(1)}s`);
+}
+
+await main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
