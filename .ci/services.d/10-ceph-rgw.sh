@@ -75,7 +75,7 @@ tenantscope_ceph_rgw() {
     mkdir -p "$dir"/{run,log,mon,osd} || return 1
 
     local fsid
-    fsid="$(uuidgen)"
+    fsid="$(cat /proc/sys/kernel/random/uuid)"
     cat >"$conf" <<EOF
 [global]
 fsid = $fsid
@@ -125,13 +125,13 @@ EOF
 
     _ceph_log "creating one memstore OSD"
     local osd_uuid osd_id
-    osd_uuid="$(uuidgen)"
+    osd_uuid="$(cat /proc/sys/kernel/random/uuid)"
     osd_id="$(_ceph_q osd new "$osd_uuid")" || _ceph_fail "ceph osd new" || return 1
     mkdir -p "$dir/osd/ceph-$osd_id"
     ceph-osd -c "$conf" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1 \
       || _ceph_fail "ceph-osd --mkfs" || return 1
     ceph-osd -c "$conf" -i "$osd_id" >>"$dir/log/osd-start.log" 2>&1 || _ceph_fail "starting ceph-osd" || return 1
-    _ceph_osd_up() { _ceph_q osd stat | grep -q '1 up'; }
+    _ceph_osd_up() { [[ "$(_ceph_q osd stat 2>/dev/null)" == *"1 up"* ]]; }
     _ceph_wait_for 60 "the OSD to come up" _ceph_osd_up || return 1
 
     _ceph_log "starting radosgw (beast on 127.0.0.1:$port)"
