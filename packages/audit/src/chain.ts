@@ -89,6 +89,11 @@ export interface VerifyStreamInput {
   anchors: readonly Anchor[];
   /** Sequence number of the stored row whose hash is `hash`, or null. Used only to name a break. */
   findByHash(hash: string): Promise<number | null>;
+  /**
+   * Whether a row numbered `seq` exists anywhere in the stream (for stores where the number
+   * travels with the record, e.g. files). Used only to tell a reorder from a deletion.
+   */
+  hasSeq?(seq: number): Promise<boolean>;
 }
 
 /**
@@ -154,6 +159,13 @@ export async function verifyStream(input: VerifyStreamInput): Promise<StreamRepo
 
   const classify = async (r: ChainRow, next: ChainRow | undefined): Promise<ChainBreak> => {
     if (r.seq > expectedSeq) {
+      if ((next && next.seq === expectedSeq) || (await input.hasSeq?.(expectedSeq))) {
+        return {
+          seq: expectedSeq,
+          cause: 'reorder',
+          message: `event seq ${expectedSeq} is out of place: seq ${r.seq} comes before it`,
+        };
+      }
       const last = r.seq - 1;
       return {
         seq: expectedSeq,

@@ -12,6 +12,18 @@ export {
 } from './chain.ts';
 export { type PrivacyOptions, prepareEvent, type StoredEvent } from './event.ts';
 export {
+  type AnchorStore,
+  anchorJsonl,
+  ChainedJsonlAuditSink,
+  type ChainedJsonlAuditSinkOptions,
+  formatLine,
+  JsonlAnchorStore,
+  jsonlStreams,
+  parseLine,
+  purgeJsonl,
+  verifyJsonl,
+} from './jsonl.ts';
+export {
   type AuditSchemaOptions,
   auditSchemaSql,
   DEFAULT_AUDIT_SCHEMA,
