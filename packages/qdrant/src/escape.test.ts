@@ -111,6 +111,48 @@ describe('caller filters cannot widen the scope', () => {
     expect(r.groups.map((g) => g.id)).toEqual(['acme']);
   });
 
+  it('query batch: every search is scoped', async () => {
+    const r = await acme.queryBatch({
+      searches: [
+        { query: vec(101), filter: { should: [G('globex')] }, limit: 50, with_payload: true },
+        { query: vec(102), limit: 50, with_payload: true },
+        { prefetch: { query: vec(103), limit: 50 }, query: vec(104), limit: 50, with_payload: true },
+      ],
+    });
+    expect(r.map((x) => foreign(x.points))).toEqual([[], [], []]);
+    expect(r[1]?.points.length).toBe(ACME_IDS.length);
+  });
+
+  it('scroll starting at a foreign id and facet over another field stay in the tenant', async () => {
+    const page = await acme.scroll({ offset: 101, limit: 50 });
+    expect(page.points).toEqual([]);
+    const titles = await acme.facet({ key: FIELD, filter: { must: [{ has_id: GLOBEX_IDS }] }, exact: true });
+    expect(titles.hits).toEqual([]);
+  });
+
+  it("a formula query scores only the tenant's candidates", async () => {
+    if (h.source === 'double') {
+      // The double does not implement formula (it answers 400, surfaced as QDRANT_REQUEST_FAILED);
+      // the request must still carry the tenant filter on the prefetch, which afterEach checks.
+      expect(
+        await codeOf(
+          acme.query({
+            prefetch: { query: vec(1), limit: 50 },
+            query: { formula: { sum: ['$score', { mult: [10, { has_id: GLOBEX_IDS }] }] } },
+          }),
+        ),
+      ).toBe('QDRANT_REQUEST_FAILED');
+      return;
+    }
+    const r = await acme.query({
+      prefetch: { query: vec(1), limit: 50 },
+      query: { formula: { sum: ['$score', { mult: [10, { has_id: GLOBEX_IDS }] }] } },
+      limit: 50,
+      with_payload: true,
+    });
+    expect(foreign(r.points)).toEqual([]);
+  });
+
   it('legacy search with a foreign should', async () => {
     const r = await acme.search({ vector: vec(101), filter: { should: [G('globex')] }, limit: 50, with_payload: true });
     expect(r).toEqual([]);

@@ -22,6 +22,9 @@ async function call(method: string, path: string, body?: unknown): Promise<any> 
   return json.result;
 }
 const client = {
+  facet: (c: string, b: unknown) => call('POST', `/collections/${c}/facet`, b),
+  updateVectors: (c: string, b: unknown) => call('PUT', `/collections/${c}/points/vectors?wait=true`, b),
+  deletePoints: (c: string, b: unknown) => call('POST', `/collections/${c}/points/delete?wait=true`, b),
   createCollection: (c: string, b: unknown) => call('PUT', `/collections/${c}`, b),
   upsert: (c: string, b: unknown) => call('PUT', `/collections/${c}/points?wait=true`, b),
   retrieve: (c: string, b: unknown) => call('POST', `/collections/${c}/points`, b),
@@ -308,5 +311,54 @@ describe('QdrantProtocolDouble is strict', () => {
       limit: 5,
     });
     expect(rec.points.map((p: { id: number }) => p.id)).toEqual([12, 11]); // the example itself is excluded
+  });
+
+  it('pages a scroll by id with next_page_offset', async () => {
+    const first = await client.scroll(C, { limit: 4, with_payload: false });
+    expect(first.points.map((p: { id: number }) => p.id)).toEqual([1, 2, 3, 4]);
+    expect(first.next_page_offset).toBe(5);
+    const next = await client.scroll(C, { limit: 4, offset: first.next_page_offset, with_payload: false });
+    expect(next.points.map((p: { id: number }) => p.id)).toEqual([5, 6, 10, 11]);
+  });
+
+  it('honours update_filter on update_vectors and 404s an unknown point', async () => {
+    await client.updateVectors(C, {
+      points: [{ id: 5, vector: [0, 9] }],
+      update_filter: { must: [{ key: 'city', match: { value: 'London' } }] },
+    });
+    const [p] = await client.retrieve(C, { ids: [5], with_vector: true });
+    // unchanged (Moscow is not London): still the normalised [5, 1] it was stored with
+    expect(p.vector[0]).toBeCloseTo(5 / Math.hypot(5, 1), 12);
+    expect(p.vector[1]).toBeCloseTo(1 / Math.hypot(5, 1), 12);
+    await client.updateVectors(C, { points: [{ id: 5, vector: [0, 9] }] });
+    const [q] = await client.retrieve(C, { ids: [5], with_vector: true });
+    expect(q.vector).toEqual([0, 1]);
+    expect(await status(client.updateVectors(C, { points: [{ id: 999, vector: [1, 0] }] }))).toBe(404);
+  });
+
+  it('facet needs a payload index, counts values of matching points', async () => {
+    expect(await status(client.facet(C, { key: 'city' }))).toBe(400);
+    await call('PUT', `/collections/${C}/index?wait=true`, { field_name: 'city', field_schema: 'keyword' });
+    const r = await client.facet(C, {
+      key: 'city',
+      filter: { must_not: [{ key: 'color', match: { value: 'blue' } }] },
+    });
+    expect(r.hits).toEqual([
+      { value: 'London', count: 2 },
+      { value: 'Berlin', count: 1 },
+      { value: 'Moscow', count: 1 },
+    ]);
+  });
+
+  it('answers 400 to an unknown query parameter or body field', async () => {
+    expect(await status(call('POST', `/collections/${C}/points/count?frobnicate=1`, {}))).toBe(400);
+    expect(await status(call('POST', `/collections/${C}/points/count`, { filtre: {} }))).toBe(400);
+    expect(await status(client.upsert(C, { points: [{ id: 1, vector: [1, 0], extra: 1 }] }))).toBe(400);
+    expect(await status(client.upsert(C, { points: [{ id: 1, vector: [1, 0, 0] }] }))).toBe(400);
+  });
+
+  it('deletes by filter', async () => {
+    await client.deletePoints(C, { filter: { must: [{ key: 'city', match: { value: 'Moscow' } }] } });
+    expect(await ids({ must: [{ key: 'city', match: { value: 'Moscow' } }] })).toEqual([]);
   });
 });

@@ -8,8 +8,8 @@ export interface ResolvedQdrant extends ResolvedService {
   apiKey: string | undefined;
 }
 
-/** Image for the testcontainers path; v1.16 or later is needed for `update_filter`. */
-export const QDRANT_TEST_IMAGE = 'qdrant/qdrant:v1.16.3';
+/** Image for the testcontainers path: the server version matching client 1.19 (update_filter needs 1.16+). */
+export const QDRANT_TEST_IMAGE = 'qdrant/qdrant:v1.19.0';
 
 /**
  * Qdrant for tests: `QDRANT_URL` (and optional `QDRANT_API_KEY`) if set, else a testcontainers
