@@ -14,6 +14,8 @@ let scoped: ScopedPool;
 let acmeTenant: Tenant;
 let acme: TenantDb;
 let globex: TenantDb;
+let fast: ScopedPool;
+let acmeFast: TenantDb;
 
 beforeAll(async () => {
   fx = await pgFixture('forgery', ['acme', 'globex']);
@@ -21,8 +23,16 @@ beforeAll(async () => {
   acmeTenant = await fx.tenant('acme');
   acme = scoped.forTenant(acmeTenant);
   globex = scoped.forTenant(await fx.tenant('globex'));
+  fast = scopedPool(
+    { connectionString: fx.db.appUrl, max: 2 },
+    { bindingKey: fx.bindingKey, multiplex: 2, hot: { maxTenants: 1, promoteAfter: 1 } },
+  );
+  acmeFast = fast.forTenant(acmeTenant);
+  await acmeFast.query('SELECT 1');
+  await new Promise((r) => setTimeout(r, 300)); // acme now has a hot lane
 });
 afterAll(async () => {
+  await fast?.end();
   await scoped?.end();
   await fx?.close();
 });
@@ -104,17 +114,24 @@ const corpus: [string, string][] = [
 ];
 
 describe.each([
-  ['query', false],
-  ['queryUntrusted', true],
-] as const)('forgery corpus through %s', (_name, untrusted) => {
+  ['query', 'plain'],
+  ['queryUntrusted', 'untrusted'],
+  ['query on the fast path (hot lane + multiplexed)', 'fast'],
+] as const)('forgery corpus through %s', (_name, mode) => {
   it.each(corpus)('%s: 0 foreign rows', async (_label, raw) => {
     const text = raw.replace('OWNER_ROLE', fx.db.ownerRole);
-    const r = await foreignRows(acme, text, untrusted);
+    const db = mode === 'fast' ? acmeFast : acme;
+    const r = await foreignRows(db, text, mode === 'untrusted');
     expect(r.foreign).toBe(0);
     // and the acme handle still works and still sees only acme afterwards
-    const after = await acme.query<{ foreign_rows: number; all_rows: number }>(Q);
+    const after = await db.query<{ foreign_rows: number; all_rows: number }>(Q);
     expect(after.rows[0]).toEqual({ foreign_rows: 0, all_rows: 3 });
   });
+  if (mode === 'fast') {
+    it('the fast path really served acme from its hot lane', () => {
+      expect(fast.stats().hotQueries).toBeGreaterThan(10);
+    });
+  }
 });
 
 describe('replay and persistence', () => {
