@@ -1,5 +1,6 @@
 export { DEFAULT_TENANT_SETTING, generateBindingKey } from './binding.ts';
 export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } from './doctor.ts';
+export { type ExportedRow, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode } from './errors.ts';
 export type { HotOptions } from './hot.ts';
 export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
