@@ -1,4 +1,13 @@
 export {
+  type AnomalyAlert,
+  AnomalyDetector,
+  type AnomalyKind,
+  type AnomalyOptions,
+  alertEvent,
+  type WindowRule,
+  withAnomalyDetection,
+} from './anomaly.ts';
+export {
   type Anchor,
   type BreakCause,
   type ChainBreak,
@@ -23,6 +32,7 @@ export {
   purgeJsonl,
   verifyJsonl,
 } from './jsonl.ts';
+export { type OpenTelemetryOptions, recordSpan, TENANT_ATTRIBUTE, withOpenTelemetry } from './otel.ts';
 export {
   type AuditSchemaOptions,
   auditSchemaSql,
