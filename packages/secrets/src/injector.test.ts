@@ -83,6 +83,30 @@ describe('secretsInjector configuration', () => {
     ).toBe('custom-naming-value');
     expect((await inj.exportTenant(t)).secrets).toEqual([{ name: 'k' }]);
   });
+
+  it('a too-broad tenantPrefix never lets a DSAR reach another tenant', async () => {
+    const a = await seeded('broad', { k: 'broad-a-value' });
+    const b = await seeded('broad-2', { k: 'broad-b-value' }); // its id starts with a's id
+    const broad = secretsInjector({
+      provider,
+      naming: (t, n) => `tenants/${t.id}/${n}`,
+      tenantPrefix: (t) => `tenants/${t.id}`, // wrong on purpose: no trailing "/", so it matches b's too
+    });
+    // Every listed id must round-trip through the naming as a valid name: "-2/k" and "/k" do not,
+    // so a misconfigured prefix lists and deletes nothing rather than another tenant's secrets.
+    expect((await broad.exportTenant(a)).secrets).toEqual([]);
+    expect((await broad.deleteTenant(a)).deleted).toEqual([]);
+    const s = secretsInjector({ provider }).provider();
+    expect(await s.forCall(callFor(b, ['k'])).get('k')).toBe('broad-b-value');
+    expect(await s.forCall(callFor(a, ['k'])).get('k')).toBe('broad-a-value');
+    // a prefix that does not name the tenant at all is refused outright
+    const none = secretsInjector({
+      provider,
+      naming: (t, n) => `tenants/${t.id}/${n}`,
+      tenantPrefix: () => 'tenants/',
+    });
+    expect((await rejection(none.exportTenant(a))).code).toBe('INVALID_CONFIG');
+  });
 });
 
 describe('the cache', () => {

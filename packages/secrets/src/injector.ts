@@ -7,7 +7,14 @@ import {
   TenantScopeError,
 } from '@tenantscope/core';
 import { secretError } from './errors.ts';
-import { assertSecretName, defaultNaming, defaultTenantPrefix, resolvePath, type SecretNaming } from './naming.ts';
+import {
+  assertSecretName,
+  defaultNaming,
+  defaultTenantPrefix,
+  resolvePath,
+  SECRET_NAME_PATTERN,
+  type SecretNaming,
+} from './naming.ts';
 import type { SecretsProvider, SecretValue, VersionSelector } from './provider.ts';
 
 /** Default cache TTL: 5 minutes. */
@@ -202,14 +209,10 @@ export class SecretsInjector {
   /** DSAR erase: deletes every secret of one tenant and drops its cache entries. Returns the names. */
   async deleteTenant(tenant: Tenant): Promise<{ tenant_id: string; deleted: string[] }> {
     assertTenant(tenant, 'secrets.deleteTenant');
-    const prefix = this.#tenantPrefix(tenant);
-    this.#stats.fetches++;
-    const ids = await this.#provider.list({ tenant, prefix });
     const deleted: string[] = [];
-    for (const id of ids) {
-      if (!id.startsWith(prefix)) continue; // never act on anything outside the tenant's prefix
+    for (const { name, id } of await this.#listOwn(tenant)) {
       this.#stats.fetches++;
-      if (await this.#provider.delete({ tenant, id })) deleted.push(id.slice(prefix.length));
+      if (await this.#provider.delete({ tenant, id })) deleted.push(name);
     }
     await this.#provider.eraseTenant?.({ tenant });
     this.invalidateTenant(tenant);
@@ -217,13 +220,26 @@ export class SecretsInjector {
   }
 
   async #listNames(tenant: Tenant): Promise<string[]> {
+    return (await this.#listOwn(tenant)).map((x) => x.name).sort();
+  }
+
+  /**
+   * The tenant's secrets: identifiers under its prefix whose remainder is a valid name that the
+   * naming maps back to exactly that identifier. A too-broad prefix therefore never reaches
+   * another tenant's secrets (`tenants/` + `globex/k` is not a name).
+   */
+  async #listOwn(tenant: Tenant): Promise<{ name: string; id: string }[]> {
     const prefix = this.#tenantPrefix(tenant);
     this.#stats.fetches++;
     const ids = await this.#provider.list({ tenant, prefix });
-    return ids
-      .filter((id) => id.startsWith(prefix))
-      .map((id) => id.slice(prefix.length))
-      .sort();
+    const out: { name: string; id: string }[] = [];
+    for (const id of ids) {
+      if (!id.startsWith(prefix)) continue;
+      const name = id.slice(prefix.length);
+      if (!SECRET_NAME_PATTERN.test(name) || resolvePath(this.#naming, tenant, name) !== id) continue;
+      out.push({ name, id });
+    }
+    return out;
   }
 
   #tenantPrefix(tenant: Tenant): string {
