@@ -349,6 +349,20 @@ describe('key fuzz', () => {
     expect(decodingEscapes, 'accepted keys a decoding layer turns into traversal').toEqual([]);
     expect(added.length).toBe(stored.size);
     expect(counts.refusedByRule + counts.storedInside + counts.refusedByServer).toBe(keys.length);
+    // The same rule guards every operation: head, copy and delete refuse exactly the keys put refused.
+    for (const { key } of keys) {
+      const refusedByPut = keyProblem(key, 'tenants/acme/'.length) !== undefined;
+      for (const op of [() => a.head(key), () => a.copy(key, 'fuzz-copy.txt'), () => a.presignGet(key)]) {
+        let code = 'NO_ERROR';
+        try {
+          await op();
+        } catch (err) {
+          code = (err as { code?: string }).code ?? 'untyped';
+        }
+        expect(code === 'S3_KEY_INVALID', JSON.stringify(key)).toBe(refusedByPut);
+      }
+    }
+    await a.delete('fuzz-copy.txt');
     // Every key the rule accepted reached the server; every key it refused was refused before any request.
     for (const { key } of keys) {
       const ruleAccepts = keyProblem(key, 'tenants/acme/'.length) === undefined;

@@ -289,6 +289,18 @@ describe('DSAR', () => {
   });
 });
 
+describe('call cancellation', () => {
+  it("the call's abort signal cancels the request and nothing is written", async () => {
+    const ac = new AbortController();
+    ac.abort();
+    const a = f.s3.forTenant(f.acme, { signal: ac.signal });
+    const before = (await f.allKeys()).sort();
+    const code = await codeOf(() => a.put('aborted.txt', 'never'));
+    expect(code).toBe('S3_REQUEST_FAILED');
+    expect((await f.allKeys()).sort()).toEqual(before);
+  });
+});
+
 describe('unscoped access is explicit', () => {
   it('the raw client is only reachable as unscopedClient', async () => {
     const a = f.s3.forTenant(f.acme) as unknown as Record<string, unknown>;
