@@ -19,7 +19,7 @@ const KEY_A = `sk_live_acme_${randomBytes(12).toString('hex')}`;
 const KEY_G = `sk_live_globex_${randomBytes(12).toString('hex')}`;
 const PASSWORD_A = `pw_${randomBytes(10).toString('hex')}`;
 const JSON_A = JSON.stringify({ user: 'svc-mailer', password: PASSWORD_A });
-const ALL_SECRETS = [KEY_A, KEY_G, PASSWORD_A, JSON_A];
+const ALL_SECRETS = [KEY_A, KEY_G, PASSWORD_A, JSON_A, Buffer.from(KEY_A).toString('base64')];
 
 const tool = defineTool<{ secrets: ScopedSecrets }>();
 let stash: ScopedSecrets | undefined;
@@ -48,6 +48,18 @@ const tools = [
     handler: async (_a, ctx) => {
       const creds = await ctx.secrets.getJson<{ user: string; password: string }>('db_credentials');
       return `connected with password ${creds.password}`;
+    },
+  }),
+  tool({
+    name: 'leak_encoded',
+    description: 'returns its secret base64- and URL-encoded',
+    secrets: ['api_key'],
+    handler: async (_a, ctx) => {
+      const key = await ctx.secrets.get('api_key');
+      return {
+        basic: Buffer.from(key).toString('base64'),
+        url: `https://api.example/?key=${encodeURIComponent(`${key}/x`)}`,
+      };
     },
   }),
   tool({
@@ -172,6 +184,14 @@ describe(`redaction through a real MCP server (Secrets Manager: ${sm.source})`, 
     const { t } = await callAs(A, 'leak_json_field');
     expect(t).not.toContain(PASSWORD_A);
     expect(t).toContain('connected with password [REDACTED]');
+  });
+
+  it('base64 and URL-encoded forms of the secret are redacted too', async () => {
+    const { r, t } = await callAs(A, 'leak_encoded');
+    expect(r.isError).toBeFalsy();
+    expect(t).not.toContain(Buffer.from(KEY_A).toString('base64'));
+    expect(JSON.parse(text(r)).basic).toBe('[REDACTED]');
+    expect(JSON.parse(text(r)).url).not.toContain(KEY_A);
   });
 
   it('an error message carrying the secret is redacted', async () => {

@@ -60,7 +60,7 @@ describe(`Secrets Manager provider (${sm.source})`, () => {
     expect(await s.get('mail_api_key', { versionStage: 'AWSPREVIOUS' })).toBe('acme-key-v1-0001');
     expect(await s.get('mail_api_key', { versionStage: 'AWSCURRENT' })).toBe('acme-key-v2-0002');
     // every value handed out is registered for redaction
-    expect([...call.redactions].sort()).toEqual(['acme-key-v1-0001', 'acme-key-v2-0002']);
+    expect([...call.redactions]).toEqual(expect.arrayContaining(['acme-key-v1-0001', 'acme-key-v2-0002']));
   });
 
   it('a missing secret or version is SECRET_NOT_FOUND, naming only the name', async () => {

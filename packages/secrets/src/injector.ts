@@ -470,9 +470,13 @@ function checkValue(got: SecretValue): string {
   return got.value;
 }
 
-/** Registers the value, and each string inside a JSON secret, for redaction in logs and results. */
+/**
+ * Registers the value for redaction in logs and results, with the encodings a handler most often
+ * produces by accident (base64, base64url, URL-encoding, JSON string escaping), and each string
+ * inside a JSON secret.
+ */
 function registerRedactions(call: CallInfo, value: string): void {
-  call.addRedaction(value);
+  for (const v of encodings(value)) call.addRedaction(v);
   const trimmed = value.trimStart();
   if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) return;
   let parsed: unknown;
@@ -484,7 +488,7 @@ function registerRedactions(call: CallInfo, value: string): void {
   const walk = (v: unknown, depth: number): void => {
     if (depth > 16) return;
     if (typeof v === 'string') {
-      if (v.length >= MIN_SECRET_LENGTH) call.addRedaction(v);
+      if (v.length >= MIN_SECRET_LENGTH) for (const e of encodings(v)) call.addRedaction(e);
     } else if (Array.isArray(v)) for (const x of v) walk(x, depth + 1);
     else if (v !== null && typeof v === 'object') for (const x of Object.values(v)) walk(x, depth + 1);
   };
@@ -508,4 +512,11 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
       },
     );
   });
+}
+
+function encodings(value: string): Set<string> {
+  const buf = Buffer.from(value, 'utf8');
+  const out = new Set([value, buf.toString('base64'), buf.toString('base64url'), encodeURIComponent(value)]);
+  out.add(JSON.stringify(value).slice(1, -1));
+  return out;
 }

@@ -99,7 +99,7 @@ describe('Postgres secrets provider (envelope encryption, RLS)', () => {
     expect(await s.get('mail_api_key')).toBe('pg-acme-key-v2');
     expect(await s.get('mail_api_key', { versionId: v1.versionId as string })).toBe('pg-acme-key-v1');
     expect(await s.get('mail_api_key', { versionStage: 'AWSPREVIOUS' })).toBe('pg-acme-key-v1');
-    expect([...call.redactions].sort()).toEqual(['pg-acme-key-v1', 'pg-acme-key-v2']);
+    expect([...call.redactions]).toEqual(expect.arrayContaining(['pg-acme-key-v1', 'pg-acme-key-v2']));
     const raw = await su.query(
       `SELECT encode(sealed, 'escape') AS s FROM tenantscope_secrets UNION ALL SELECT encode(wrapped_key, 'hex') FROM tenantscope_secrets_keys`,
     );
