@@ -140,15 +140,27 @@ EOF
   fi
 
   # 3. The S3 user (create, or confirm it has our key).
-  if ! timeout 30 radosgw-admin -c "$conf" user info --uid=tenantscope 2>/dev/null | grep -q "\"$access\""; then
-    timeout 30 radosgw-admin -c "$conf" user rm --uid=tenantscope >/dev/null 2>&1 || true
-    timeout 30 radosgw-admin -c "$conf" user create --uid=tenantscope --display-name="tenantscope CI" \
-      --access-key="$access" --secret="$secret" >/dev/null || _ceph_fail "radosgw-admin user create" || return 1
+  local info
+  info="$(timeout 30 radosgw-admin -c "$conf" user info --uid=tenantscope 2>/dev/null || true)"
+  if [[ "$info" != *"\"access_key\": \"$access\""* || "$info" != *"\"secret_key\": \"$secret\""* ]]; then
+    if [ -z "$info" ]; then
+      timeout 30 radosgw-admin -c "$conf" user create --uid=tenantscope --display-name="tenantscope CI" \
+        --access-key="$access" --secret="$secret" >/dev/null || _ceph_fail "radosgw-admin user create" || return 1
+    else # the user exists (its buckets too): only (re)set its key
+      timeout 30 radosgw-admin -c "$conf" key create --uid=tenantscope --key-type=s3 \
+        --access-key="$access" --secret="$secret" >/dev/null || _ceph_fail "radosgw-admin key create" || return 1
+    fi
   fi
-  # A signed request must now succeed (proves the key works and SigV4 is checked, not ignored).
-  local anon
-  anon="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$endpoint/tenantscope-probe-$$/x")"
-  if [ "$anon" = "200" ]; then _ceph_fail "anonymous GET answered 200: the gateway is not checking auth" || return 1; fi
+  # Prove the key works and SigV4 is really checked: the right secret lists buckets (200), a wrong
+  # one is refused (403 SignatureDoesNotMatch).
+  local empty_sha=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 good bad
+  good="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$access:$secret" -H "x-amz-content-sha256: $empty_sha" "$endpoint/" || true)"
+  bad="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$access:not-the-secret" -H "x-amz-content-sha256: $empty_sha" "$endpoint/" || true)"
+  if [ "$good" != "200" ]; then _ceph_fail "a request signed with the S3 user's key got HTTP $good, not 200" || return 1; fi
+  if [ "$bad" != "403" ]; then _ceph_fail "a request signed with a wrong secret got HTTP $bad, not 403" || return 1; fi
+  _ceph_log "SigV4 checked: right key 200, wrong secret 403"
 
   export S3_ENDPOINT="$endpoint"
   export S3_REGION="${S3_REGION:-us-east-1}"
