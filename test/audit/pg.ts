@@ -15,20 +15,23 @@ export interface AuditTestDb {
   owner: pg.Pool;
   writer: pg.Pool;
   auditor: pg.Pool;
-  roles: { owner: string; writer: string; auditor: string };
+  /** Role names: owner, writer, auditor and any `extraRoles`. */
+  roles: Record<string, string> & { owner: string; writer: string; auditor: string };
   urls: { admin: string; owner: string; writer: string; auditor: string };
-  /** Creates a pool for a new LOGIN role (returned with its url). */
+  /** Connection string for a role by its short name (e.g. an extra role). */
+  urlFor(role: string): string;
   close(): Promise<void>;
 }
 
 export async function createAuditTestDb(
   adminUrl: string,
   label: string,
-  options: { poolSize?: number } = {},
+  options: { poolSize?: number; extraRoles?: string[] } = {},
 ): Promise<AuditTestDb> {
   const tag = `${label}_${randomBytes(4).toString('hex')}`;
   const name = `audit_${tag}`;
-  const roles = { owner: `${tag}_owner`, writer: `${tag}_writer`, auditor: `${tag}_auditor` };
+  const roles: Record<string, string> = { owner: `${tag}_owner`, writer: `${tag}_writer`, auditor: `${tag}_auditor` };
+  for (const r of options.extraRoles ?? []) roles[r] = `${tag}_${r}`;
   const password = randomBytes(12).toString('hex');
   const root = new pg.Client({ connectionString: adminUrl });
   await root.connect();
@@ -36,7 +39,7 @@ export async function createAuditTestDb(
     await root.query(`CREATE DATABASE ${name}`);
     for (const r of Object.values(roles)) await root.query(`CREATE ROLE ${r} LOGIN PASSWORD '${password}'`);
     await root.query(`GRANT ALL ON DATABASE ${name} TO ${roles.owner}`);
-    await root.query(`GRANT CONNECT ON DATABASE ${name} TO ${roles.writer}, ${roles.auditor}`);
+    for (const r of Object.values(roles)) await root.query(`GRANT CONNECT ON DATABASE ${name} TO ${r}`);
   } finally {
     await root.end();
   }
@@ -52,18 +55,24 @@ export async function createAuditTestDb(
   const max = options.poolSize ?? 8;
   const admin = new pg.Pool({ connectionString: url(null), max: 4 });
   await admin.query(`ALTER SCHEMA public OWNER TO ${roles.owner}`);
-  const owner = new pg.Pool({ connectionString: url(roles.owner), max: 4 });
+  const owner = new pg.Pool({ connectionString: url(roles.owner as string), max: 4 });
   await migrateAuditSchema(owner, { writer: roles.writer, auditor: roles.auditor });
-  const writer = new pg.Pool({ connectionString: url(roles.writer), max });
-  const auditor = new pg.Pool({ connectionString: url(roles.auditor), max: 4 });
+  const writer = new pg.Pool({ connectionString: url(roles.writer as string), max });
+  const auditor = new pg.Pool({ connectionString: url(roles.auditor as string), max: 4 });
   return {
     name,
     admin,
     owner,
     writer,
     auditor,
-    roles,
-    urls: { admin: url(null), owner: url(roles.owner), writer: url(roles.writer), auditor: url(roles.auditor) },
+    roles: roles as AuditTestDb['roles'],
+    urls: {
+      admin: url(null),
+      owner: url(roles.owner as string),
+      writer: url(roles.writer as string),
+      auditor: url(roles.auditor as string),
+    },
+    urlFor: (role) => url(roles[role] as string),
     async close() {
       await Promise.allSettled([admin.end(), owner.end(), writer.end(), auditor.end()]);
       const c = new pg.Client({ connectionString: adminUrl });

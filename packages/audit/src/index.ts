@@ -39,6 +39,7 @@ export {
   DEFAULT_AUDIT_SCHEMA,
   migrateAuditSchema,
 } from './postgres/schema.ts';
+export { type PostgresAuditLog, type PostgresAuditLogOptions, setupPostgresAudit } from './postgres/setup.ts';
 export { PostgresAuditSink, type PostgresAuditSinkOptions } from './postgres/sink.ts';
 export {
   DEFAULT_RETENTION_DAYS,

@@ -1,0 +1,107 @@
+import { type AuditEvent, TenantScopeError } from '@tenantscope/core';
+import pg from 'pg';
+import type { VerifyReport } from '../chain.ts';
+import { DEFAULT_AUDIT_SCHEMA, ident, migrateAuditSchema } from './schema.ts';
+import { PostgresAuditSink, type PostgresAuditSinkOptions } from './sink.ts';
+import { PostgresAuditStore, type PurgeResult, purgePostgresAudit } from './store.ts';
+
+export interface PostgresAuditLogOptions {
+  /** A superuser (or CREATEROLE + CREATEDB) connection string. */
+  adminUrl: string;
+  /** Database for the audit tables; created if missing. Default `tenantscope_audit`. */
+  database?: string;
+  /** Schema. Default `tenantscope_audit`. */
+  schema?: string;
+  /** Role-name prefix: `<prefix>_owner`, `<prefix>_writer`, `<prefix>_auditor` (NOLOGIN). Default `tenantscope_audit`. */
+  rolePrefix?: string;
+  /** Tenants' scoped role to give the RLS read policy (see `AuditSchemaOptions.tenantReader`). */
+  tenantReader?: { role: string; tenantIdSql?: string };
+  /** Sink options (mode, batching, privacy). */
+  sink?: Omit<PostgresAuditSinkOptions, 'pool' | 'schema' | 'ownsPool'>;
+  /** Writer pool size. Default 4. */
+  poolSize?: number;
+}
+
+/** Everything the example server needs: the sink, the auditor's store, and retention. */
+export interface PostgresAuditLog {
+  sink: PostgresAuditSink;
+  store: PostgresAuditStore;
+  /** Verify one tenant's stream, or every stream. */
+  verify(tenant?: string | null): Promise<VerifyReport>;
+  /** The last `limit` events of a tenant's stream. */
+  events(tenant: string | null, limit?: number): Promise<AuditEvent[]>;
+  /** Checkpoint every stream's head. */
+  anchor(): Promise<unknown>;
+  /** Retention for one tenant. */
+  purge(tenant: string | null, olderThanDays?: number): Promise<PurgeResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * Sets up the Postgres audit log from one admin URL: creates the database, three NOLOGIN roles
+ * (owner, writer, auditor) and the schema, and returns pools that `SET ROLE` to each. Meant for
+ * development, examples and tests; in production, run `migrateAuditSchema` once and give each
+ * process a connection as its own role.
+ */
+export async function setupPostgresAudit(options: PostgresAuditLogOptions): Promise<PostgresAuditLog> {
+  const database = options.database ?? 'tenantscope_audit';
+  ident(database, 'database');
+  const prefix = options.rolePrefix ?? 'tenantscope_audit';
+  const roles = { owner: `${prefix}_owner`, writer: `${prefix}_writer`, auditor: `${prefix}_auditor` };
+  for (const r of Object.values(roles)) ident(r, 'role');
+  const schema = options.schema ?? DEFAULT_AUDIT_SCHEMA;
+
+  const root = new pg.Client({ connectionString: options.adminUrl });
+  await root.connect();
+  try {
+    await ignoring(['42P04'], () => root.query(`CREATE DATABASE ${ident(database)}`));
+    for (const r of Object.values(roles))
+      await ignoring(['42710', '23505'], () => root.query(`CREATE ROLE ${ident(r)} NOLOGIN`));
+    await root.query(`GRANT CREATE, CONNECT ON DATABASE ${ident(database)} TO ${ident(roles.owner)}`);
+  } finally {
+    await root.end();
+  }
+  const url = new URL(options.adminUrl);
+  url.pathname = `/${database}`;
+  // Each pool's sessions start as the role (startup option `role`), so no query ever runs as admin.
+  const asRole = (role: string, max: number) =>
+    new pg.Pool({ connectionString: url.toString(), max, options: `-c role=${role}` });
+  const owner = asRole(roles.owner, 2);
+  const writer = asRole(roles.writer, options.poolSize ?? 4);
+  const auditor = asRole(roles.auditor, 2);
+  try {
+    await migrateAuditSchema(owner, {
+      schema,
+      writer: roles.writer,
+      auditor: roles.auditor,
+      tenantReader: options.tenantReader,
+    });
+  } catch (err) {
+    await Promise.allSettled([owner.end(), writer.end(), auditor.end()]);
+    throw err;
+  }
+  const sink = new PostgresAuditSink({ ...options.sink, pool: writer, schema });
+  const store = new PostgresAuditStore({ pool: auditor, schema });
+  return {
+    sink,
+    store,
+    verify: (tenant) => store.verify(tenant),
+    events: (tenant, limit) => store.events(tenant, limit),
+    anchor: () => store.anchor(),
+    purge: (tenant, days) => purgePostgresAudit({ pool: owner, schema, tenant, olderThanDays: days }),
+    async close() {
+      await sink.close();
+      await Promise.allSettled([owner.end(), writer.end(), auditor.end()]);
+    },
+  };
+}
+
+async function ignoring(codes: string[], fn: () => Promise<unknown>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (!codes.includes((err as { code?: string }).code ?? '')) {
+      throw new TenantScopeError('INVALID_CONFIG', 'audit database setup failed', { cause: err });
+    }
+  }
+}
