@@ -40,8 +40,8 @@ async function runAndKill(args: string[], atLeast: number): Promise<Map<string, 
       for (const l of lines) {
         const [word, tenant, id] = l.split(' ');
         if (word !== 'ack' || !tenant || !id) continue;
-        let s = acked.get(tenant);
-        if (!s) acked.set(tenant, (s = new Set()));
+        const s = acked.get(tenant) ?? new Set<string>();
+        acked.set(tenant, s);
         s.add(id);
         count++;
       }
@@ -59,8 +59,8 @@ describe('crash of a writer process (kill -9)', () => {
       `SELECT stream, event::jsonb->>'request_id' AS id FROM tenantscope_audit.events`,
     );
     for (const row of r.rows) {
-      let s = stored.get(row.stream);
-      if (!s) stored.set(row.stream, (s = new Set()));
+      const s = stored.get(row.stream) ?? new Set<string>();
+      stored.set(row.stream, s);
       s.add(row.id);
     }
     let total = 0;
