@@ -82,23 +82,51 @@ try {
   }
 
   say('\n3. Audit streams (one per tenant)');
-  for (const t of ['acme', 'globex'] as const) {
+  // The Postgres log reads a stream back; core's JSONL sink (TENANTSCOPE_AUDIT_SINK=jsonl) has a file per tenant.
+  const readStream = async (t: string): Promise<{ events: Record<string, unknown>[]; where: string }> => {
+    if (server.audit.events) {
+      return { events: (await server.audit.events(t, 100_000)) as never, where: 'postgres tenantscope_audit.events' };
+    }
     const path = (server.audit as { pathFor(t: string): string }).pathFor(t);
     const lines = (await readFile(path, 'utf8')).trim().split('\n');
-    say(`  ${t} (${lines.length} events, ${path}):`);
-    for (const line of lines.slice(-12)) {
-      const e = JSON.parse(line);
+    return { events: lines.map((l) => JSON.parse(l)), where: path };
+  };
+  const streams: Record<string, Record<string, unknown>[]> = {};
+  for (const t of ['acme', 'globex'] as const) {
+    const { events, where } = await readStream(t);
+    streams[t] = events;
+    say(`  ${t} (${events.length} events, ${where}):`);
+    for (const e of events.slice(-12)) {
       say(
         `    ${e.timestamp} ${e.event_type} ${e.tool_name ?? '-'} ${e.result_status}${e.reason ? ` ${e.reason}` : ''}`,
       );
     }
     check(
       `every event in ${t}'s stream is ${t}'s`,
-      lines.every((l) => JSON.parse(l).tenant_id === t),
+      events.every((e) => e.tenant_id === t),
     );
   }
-  const acmeLines = await readFile((server.audit as { pathFor(t: string): string }).pathFor('acme'), 'utf8');
-  check("the override attempt is in acme's audit stream", acmeLines.includes('"event_type":"tenant_override"'));
+  check(
+    "the override attempt is in acme's audit stream",
+    (streams.acme ?? []).some((e) => e.event_type === 'tenant_override'),
+  );
+
+  if (server.audit.verify) {
+    say('\n4. Audit chains (hash-chained per tenant, verified end to end)');
+    const report = await server.audit.verify();
+    for (const s of report.streams) {
+      const status = s.ok ? 'verified' : `BROKEN at seq ${s.break?.seq}: ${s.break?.cause} (${s.break?.message})`;
+      say(
+        `  ${s.stream.padEnd(18)} ${String(s.events).padStart(5)} events  seq ${s.firstSeq ?? '-'}..${s.lastSeq ?? '-'}  head ${s.head.slice(0, 16)}…  ${status}`,
+      );
+    }
+    say(`  (${report.streams.length} streams in ${report.elapsedMs.toFixed(0)} ms)`);
+    for (const t of ['acme', 'globex'] as const) {
+      const s = report.streams.find((x) => x.stream === t);
+      check(`${t}'s audit chain verifies`, s?.ok === true && s.events === streams[t]?.length);
+    }
+    check(`every audit chain verifies (${report.streams.length} streams)`, report.ok);
+  }
   exitCode = failures.length === 0 ? 0 : 1;
 } finally {
   for (const c of Object.values(clients)) await c.close().catch(() => undefined);

@@ -4,7 +4,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type VerifyReport, setupPostgresAudit, withAnomalyDetection, withOpenTelemetry } from '@tenantscope/audit';
 import {
+  type AuditEvent,
   type AuditSink,
   JsonlAuditSink,
   type KeySource,
@@ -18,6 +20,7 @@ import {
 } from '@tenantscope/core';
 import { type TestIssuer, createTestIssuer } from '@tenantscope/testkit';
 import type { CrmPlugin, StartedPlugin } from './plugin.ts';
+import { sharedPostgres } from './services.ts';
 
 export * from './plugin.ts';
 
@@ -59,7 +62,8 @@ export interface RunningCrmServer {
   config: CrmServerConfig;
   /** Set in dev mode (no key configured): mints tokens for the example tenants. */
   devIssuer?: TestIssuer;
-  audit: AuditSink & { pathFor?(tenant: string | null): string };
+  /** The audit sink; with the default Postgres log it also verifies and reads streams. */
+  audit: ExampleAuditSink;
   revocations: MemoryRevocationStore;
   plugins: StartedPlugin[];
   close(): Promise<void>;
@@ -103,7 +107,7 @@ export async function startCrmServer(
   const revocations = new MemoryRevocationStore();
   const verifier: TokenVerifier = await createVerifier({ issuer: cfg.issuer, audience, keys, revocations });
   const directory = await loadTenantDirectory(cfg.tenantsFile);
-  const audit = options.audit ?? new JsonlAuditSink({ dir: cfg.auditDir });
+  const audit: ExampleAuditSink = options.audit ?? (await exampleAuditSink(cfg, options.env ?? process.env));
 
   const started: StartedPlugin[] = [];
   const env = options.env ?? process.env;
@@ -111,6 +115,7 @@ export async function startCrmServer(
     for (const p of await loadPlugins()) started.push(await p.start(env));
   } catch (err) {
     await Promise.allSettled(started.map((s) => s.stop()));
+    await audit.close?.().catch(() => undefined);
     http.close();
     throw err;
   }
@@ -154,4 +159,44 @@ export async function startCrmServer(
       await audit.close?.();
     },
   };
+}
+
+/** An audit sink as the example server exposes it. */
+export type ExampleAuditSink = AuditSink & {
+  /** JSONL sink only: the file of one tenant's stream. */
+  pathFor?(tenant: string | null): string;
+  /** Postgres log only: recompute one tenant's chain, or every chain. */
+  verify?(tenant?: string | null): Promise<VerifyReport>;
+  /** Postgres log only: the last events of one tenant's stream, oldest first. */
+  events?(tenant: string | null, limit?: number): Promise<AuditEvent[]>;
+};
+
+/**
+ * The example's audit: the hash-chained Postgres log on the shared PostgreSQL (database
+ * `tenantscope_audit`), with anomaly alerts and OpenTelemetry spans, and chain heads anchored
+ * every minute and on close. `TENANTSCOPE_AUDIT_SINK=jsonl` uses core's plain JSONL files instead.
+ */
+async function exampleAuditSink(cfg: CrmServerConfig, env: NodeJS.ProcessEnv): Promise<ExampleAuditSink> {
+  if (env.TENANTSCOPE_AUDIT_SINK === 'jsonl') return new JsonlAuditSink({ dir: cfg.auditDir });
+  const pg = await sharedPostgres();
+  try {
+    const log = await setupPostgresAudit({ adminUrl: pg.url });
+    const stopAnchoring = log.store.startAnchoring(60_000);
+    const sink = withOpenTelemetry(withAnomalyDetection(log.sink));
+    return {
+      write: (event) => sink.write(event),
+      verify: (tenant) => log.verify(tenant),
+      events: (tenant, limit) => log.events(tenant, limit),
+      async close() {
+        stopAnchoring();
+        await log.sink.flush();
+        await log.anchor().catch(() => undefined);
+        await log.close();
+        await pg.release();
+      },
+    };
+  } catch (err) {
+    await pg.release();
+    throw err;
+  }
 }
