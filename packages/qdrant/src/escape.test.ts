@@ -368,6 +368,8 @@ describe('writes never touch another tenant', () => {
     await acme.deletePayload({ points: GLOBEX_IDS, keys: ['title'] });
     await acme.clearPayload({ points: GLOBEX_IDS });
     await acme.setPayload({ filter: { should: [G('globex')] }, payload: { title: 'pwned' } });
+    await acme.setPayload({ points: GLOBEX_IDS, key: 'diet', payload: { pwned: true } });
+    await acme.deletePayload({ points: GLOBEX_IDS, keys: ['title', 'diet'] });
     expect(await codeOf(acme.updateVectors({ points: [{ id: 101, vector: vec(3) }] }))).toBe('QDRANT_POINT_NOT_FOUND');
     expect(writes(h.proxy.requests).filter((r) => r.path.endsWith('/points/vectors'))).toEqual([]);
   });

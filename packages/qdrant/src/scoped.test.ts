@@ -113,6 +113,13 @@ describe('own-tenant operations', () => {
     expect((await h.raw.retrieve(h.collection, { ids: [2] }))[0]?.payload).toEqual({ only: 1, [FIELD]: 'acme' });
     await acme.clearPayload({ points: [2] });
     expect((await h.raw.retrieve(h.collection, { ids: [2] }))[0]?.payload).toEqual({ [FIELD]: 'acme' });
+    await acme.setPayload({ points: [2], key: 'meta.review', payload: { by: 'ann' } });
+    expect((await acme.retrieve({ ids: [2] }))[0]?.payload).toEqual({
+      [FIELD]: 'acme',
+      meta: { review: { by: 'ann' } },
+    });
+    await acme.deletePayload({ points: [2], keys: ['meta.review'] });
+    expect((await acme.retrieve({ ids: [2] }))[0]?.payload).toEqual({ [FIELD]: 'acme', meta: {} });
     await acme.overwritePayload({ points: [2], payload: { title: 'acme doc 2', rank: 2, color: 'blue' } });
   });
 

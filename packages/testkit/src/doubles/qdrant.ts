@@ -455,13 +455,21 @@ export class QdrantProtocolDouble {
   #setPayload(name: string, body: Record<string, unknown>, overwrite: boolean): unknown {
     const c = this.#collection(name);
     if (!isObject(body.payload)) throw new DoubleUnsupported('Format error: payload must be an object');
-    if (body.key !== undefined && body.key !== null) {
-      throw new DoubleUnsupported('QdrantProtocolDouble does not implement set_payload.key');
-    }
+    const key = body.key === undefined || body.key === null ? undefined : dotPath(body.key, 'set_payload.key');
     const selected = this.#selector(name, body);
     const op = ++c.version;
     for (const p of selected) {
-      p.payload = overwrite ? structuredClone(body.payload) : { ...p.payload, ...structuredClone(body.payload) };
+      if (key) {
+        // `key` names a nested object the payload is merged into; missing or non-object steps become objects.
+        let target = p.payload;
+        for (const seg of key) {
+          if (!isObject(target[seg])) target[seg] = {};
+          target = target[seg] as Record<string, unknown>;
+        }
+        Object.assign(target, structuredClone(body.payload));
+      } else {
+        p.payload = overwrite ? structuredClone(body.payload) : { ...p.payload, ...structuredClone(body.payload) };
+      }
       p.version = op;
     }
     return { operation_id: op, status: 'completed' };
@@ -472,13 +480,15 @@ export class QdrantProtocolDouble {
     if (!Array.isArray(body.keys) || !body.keys.every((k) => typeof k === 'string')) {
       throw new DoubleUnsupported('Format error: keys must be a list of strings');
     }
-    for (const k of body.keys) {
-      if (/[.[\]]/.test(k as string)) throw new DoubleUnsupported('QdrantProtocolDouble deletes top-level keys only');
-    }
+    const paths = body.keys.map((k) => dotPath(k, 'delete_payload.keys'));
     const selected = this.#selector(name, body);
     const op = ++c.version;
     for (const p of selected) {
-      for (const k of body.keys as string[]) delete p.payload[k];
+      for (const path of paths) {
+        let target: unknown = p.payload;
+        for (const seg of path.slice(0, -1)) target = isObject(target) ? target[seg] : undefined;
+        if (isObject(target)) delete target[path[path.length - 1]!];
+      }
       p.version = op;
     }
     return { operation_id: op, status: 'completed' };
@@ -801,6 +811,15 @@ const QUERY_FIELDS = [
   'lookup_from',
 ] as const;
 const PREFETCH_FIELDS = ['prefetch', 'query', 'using', 'filter', 'params', 'score_threshold', 'limit', 'lookup_from'];
+
+/** A payload path of object keys (`a.b.c`); array steps are not implemented by the double. */
+function dotPath(v: unknown, where: string): string[] {
+  if (typeof v !== 'string' || v.length === 0) throw new DoubleUnsupported(`Format error: ${where} must be a string`);
+  if (/[[\]]/.test(v)) throw new DoubleUnsupported(`QdrantProtocolDouble does not implement array paths in ${where}`);
+  const segs = v.split('.');
+  if (segs.some((x) => x.length === 0)) throw new DoubleUnsupported(`Format error: bad path in ${where}`);
+  return segs;
+}
 
 function parseId(s: string): number | string {
   return /^\d+$/.test(s) ? Number(s) : s;
