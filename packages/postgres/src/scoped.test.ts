@@ -254,3 +254,34 @@ describe('pool hygiene', () => {
     }
   });
 });
+
+describe('placement seam', () => {
+  it('forTenant resolves placement through one function; only shared is served today', async () => {
+    const seen: string[] = [];
+    const s = scopedPool(
+      { connectionString: fx.db.appUrl, max: 1 },
+      {
+        bindingKey: fx.bindingKey,
+        placement: (t) => {
+          seen.push(t.id);
+          return t.id === 'initech' ? { kind: 'schema', schema: 'tenant_initech' } : { kind: 'shared' };
+        },
+      },
+    );
+    try {
+      const acme = s.forTenant(await fx.tenant('acme'));
+      expect((await acme.query('SELECT 1 FROM customers')).rowCount).toBe(3);
+      expect(() => s.forTenant(scopedTenants.initech as never)).toThrow(
+        expect.objectContaining({ code: 'PG_PLACEMENT_UNSUPPORTED' }),
+      );
+      expect(seen).toEqual(['acme', 'initech']);
+    } finally {
+      await s.end();
+    }
+  });
+});
+
+const scopedTenants: Record<string, unknown> = {};
+beforeAll(async () => {
+  scopedTenants.initech = await fx.tenant('initech');
+});
