@@ -131,7 +131,7 @@ export class ScopedQdrant {
     if (placement?.kind !== 'shared') {
       throw qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'only the shared placement is implemented');
     }
-    return new TenantQdrant(this, tenant.id, placement, {
+    return new TenantQdrant(constructKey, this, tenant.id, placement, {
       lookup: this.#lookup,
       maxIds: this.#maxIds,
       exportPageSize: this.#exportPageSize,
@@ -214,6 +214,9 @@ export function scopedQdrant(client: QdrantClient, options: ScopedQdrantOptions)
   return new ScopedQdrant(client, options);
 }
 
+/** Only `ScopedQdrant.forTenant` (after `assertTenant`) may build a TenantQdrant. */
+const constructKey = Symbol('tenantscope.qdrant.tenant-client');
+
 interface Internals {
   lookup: ReadonlySet<string>;
   maxIds: number;
@@ -239,15 +242,23 @@ export class TenantQdrant {
   readonly #field: string;
   readonly #in: Internals;
 
-  /** @internal Use `ScopedQdrant.forTenant`. */
-  constructor(scope: ScopedQdrant, tenantId: string, placement: QdrantPlacement, internals: Internals) {
+  /** @internal Use `ScopedQdrant.forTenant`; any other caller gets NOT_A_TENANT. */
+  constructor(key: symbol, scope: ScopedQdrant, tenantId: string, placement: QdrantPlacement, internals: Internals) {
+    if (key !== constructKey) {
+      throw new TenantScopeError(
+        'NOT_A_TENANT',
+        'a TenantQdrant comes only from ScopedQdrant.forTenant(verifiedTenant)',
+      );
+    }
     this.#client = scope.unscopedClient;
     this.tenantId = tenantId;
     this.placement = placement;
     this.#field = scope.tenantField;
     this.#cond = tenantCondition(scope.tenantField, tenantId);
     this.#in = internals;
-    this.data = new TenantData(this);
+    this.data = new TenantData(this, internals.exportPageSize, async () => {
+      await this.#run('dsar delete', () => this.#client.delete(this.#c, { filter: this.tenantFilter(), wait: true }));
+    });
     Object.freeze(this);
   }
 
@@ -557,21 +568,6 @@ export class TenantQdrant {
 
   // ---------------------------------------------------------------- internals
 
-  /** @internal Used by TenantData. */
-  _scopeFilter(extra?: Filter): Filter {
-    return this.#f(extra);
-  }
-
-  /** @internal Used by TenantData. */
-  _run<T>(operation: string, fn: (client: QdrantClient, collection: string) => Promise<T>): Promise<T> {
-    return this.#run(operation, () => fn(this.#client, this.#c));
-  }
-
-  /** @internal */
-  get _exportPageSize(): number {
-    return this.#in.exportPageSize;
-  }
-
   #f(filter: unknown): Filter {
     return scopeFilter(this.#cond, filter);
   }
@@ -707,8 +703,14 @@ export class TenantQdrant {
 /** DSAR operations for one tenant's points. */
 export class TenantData {
   readonly #q: TenantQdrant;
-  constructor(q: TenantQdrant) {
+  readonly #pageSize: number;
+  readonly #deleteAll: () => Promise<void>;
+
+  /** @internal Built by TenantQdrant. */
+  constructor(q: TenantQdrant, pageSize: number, deleteAll: () => Promise<void>) {
     this.#q = q;
+    this.#pageSize = pageSize;
+    this.#deleteAll = deleteAll;
   }
 
   /** Exact number of this tenant's points. */
@@ -718,7 +720,7 @@ export class TenantData {
 
   /** Streams every point of this tenant (payload, and vectors if asked) by paging a scroll. */
   async *export(options: { withVectors?: boolean; pageSize?: number } = {}): AsyncGenerator<Schemas['Record']> {
-    const limit = options.pageSize ?? this.#q._exportPageSize;
+    const limit = options.pageSize ?? this.#pageSize;
     let offset: PointId | undefined;
     for (;;) {
       const page = await this.#q.scroll({
@@ -737,9 +739,7 @@ export class TenantData {
   /** Deletes every point of this tenant, then recounts; throws QDRANT_DSAR_INCOMPLETE unless the recount is 0. */
   async delete(): Promise<{ deleted: number; remaining: 0 }> {
     const before = await this.count();
-    await this.#q._run('dsar delete', (client, collection) =>
-      client.delete(collection, { filter: this.#q._scopeFilter(), wait: true }),
-    );
+    await this.#deleteAll();
     const remaining = await this.count();
     if (remaining !== 0) {
       throw qdrantError('QDRANT_DSAR_INCOMPLETE', `${remaining} point(s) remained after the delete`, {

@@ -278,6 +278,18 @@ describe('bad input: typed error, nothing written', () => {
     expect((await h.raw.count(h.collection, { exact: true })).count).toBe(before);
   });
 
+  it('a tenant client cannot be built around forTenant', async () => {
+    const { TenantQdrant } = await import('./client.ts');
+    const a = h.scoped.forTenant(h.acme);
+    const Ctor = a.constructor as unknown as new (...args: unknown[]) => unknown;
+    expect(() => new Ctor(Symbol('x'), h.scoped, 'globex', { kind: 'shared', collection: h.collection }, {})).toThrow(
+      expect.objectContaining({ code: 'NOT_A_TENANT' }),
+    );
+    expect(Ctor).toBe(TenantQdrant);
+    const index = await import('./index.ts');
+    expect(Object.keys(index)).not.toContain('TenantQdrant');
+  });
+
   it('a bad config is refused', () => {
     expect(() => scopedQdrant(h.raw, { collection: '' })).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
     expect(() => scopedQdrant(h.raw, { collection: 'c', tenantField: 'a.b' })).toThrow(
