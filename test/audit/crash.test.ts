@@ -51,6 +51,33 @@ async function runAndKill(args: string[], atLeast: number): Promise<Map<string, 
   return acked;
 }
 
+describe('several writer processes at once', () => {
+  it('three processes appending to the same tenants give one gap-free chain per tenant', async () => {
+    const before = await db.auditor.query<{ n: number }>('SELECT count(*)::int AS n FROM tenantscope_audit.events');
+    const runs = Array.from(
+      { length: 3 },
+      () =>
+        new Promise<string>((resolve, reject) => {
+          const p = spawn(process.execPath, [child, 'postgres', db.urls.writer, '600'], {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          });
+          let out = '';
+          p.stdout?.on('data', (c: Buffer) => {
+            out += c.toString('utf8');
+          });
+          p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`writer exited ${code}`))));
+        }),
+    );
+    const outs = await Promise.all(runs);
+    expect(outs.every((o) => o.endsWith('done\n'))).toBe(true);
+    const after = await db.auditor.query<{ n: number }>('SELECT count(*)::int AS n FROM tenantscope_audit.events');
+    expect((after.rows[0]?.n ?? 0) - (before.rows[0]?.n ?? 0)).toBe(1800);
+    const v = await new PostgresAuditStore({ pool: db.auditor }).verify();
+    expect(v.ok).toBe(true);
+    for (const s of v.streams) expect(s.lastSeq).toBe(s.events); // gap-free from seq 1
+  });
+});
+
 describe('crash of a writer process (kill -9)', () => {
   it('Postgres sink: every acknowledged event is stored and every chain verifies', async () => {
     const acked = await runAndKill(['postgres', db.urls.writer], 3000);

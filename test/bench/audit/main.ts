@@ -6,7 +6,7 @@
  *  3. a tool call through a real tenantscope MCP server with the durable Postgres sink, against the
  *     same server with no auditing (a sink that does nothing).
  * Uses DATABASE_URL (a superuser URL) when set, else testkit's resolvePostgres (embedded).
- * Env: BENCH_APPEND_SECONDS (default 5), BENCH_VERIFY_EVENTS (default 1000000), BENCH_CALLS (default 2000).
+ * Env: BENCH_APPEND_SECONDS (default 3), BENCH_INFLIGHT (default 2), BENCH_VERIFY_EVENTS (default 1000000), BENCH_CALLS (default 2000).
  */
 import { createServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -18,9 +18,9 @@ import { createTestIssuer, resolvePostgres } from '@tenantscope/testkit';
 import pg from 'pg';
 import { createAuditTestDb, sampleEvent } from '../../audit/pg.ts';
 
-const APPEND_SECONDS = Number(process.env.BENCH_APPEND_SECONDS ?? 5);
+const APPEND_SECONDS = Number(process.env.BENCH_APPEND_SECONDS ?? 3);
 const VERIFY_EVENTS = Number(process.env.BENCH_VERIFY_EVENTS ?? 1_000_000);
-const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
+const CALLS = Number(process.env.BENCH_CALLS ?? 1600);
 const CONCURRENCY = 16;
 
 const resolved = await resolvePostgres();
@@ -44,58 +44,80 @@ try {
   // --- 1. appends ---------------------------------------------------------------------------
   const tenants = ['acme', 'globex', 'initech', 'umbrella'];
   const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 2);
-  const sink = new PostgresAuditSink({ pool: db.writer, maxInFlight: INFLIGHT });
-  // warm up (connections, plans)
-  await Promise.all(Array.from({ length: 200 }, (_, i) => sink.write(sampleEvent(tenants[i % 4] as string, i))));
-  const chained = await closedLoop(APPEND_SECONDS, (i) => sink.write(sampleEvent(tenants[i % 4] as string, i)));
-  await sink.close();
-
-  // Raw baseline: the same group commit (queue, one multi-row INSERT per flush, 2 in flight)
-  // into a plain table with no trigger, no chain, no hash, as the owner.
   await db.owner.query('CREATE TABLE raw_events (id bigserial PRIMARY KEY, stream text NOT NULL, event text NOT NULL)');
   const rawPool = new pg.Pool({ connectionString: db.urls.owner, max: 8 });
-  const queue: { e: string; s: string; done: () => void }[] = [];
-  let inFlight = 0;
-  const pump = () => {
-    while (queue.length > 0 && inFlight < INFLIGHT) {
-      const batch = queue.splice(0, 1000);
-      inFlight++;
-      void rawPool
-        .query('INSERT INTO raw_events (stream, event) SELECT s, e FROM unnest($1::text[], $2::text[]) AS t(e, s)', [
-          batch.map((b) => b.e),
-          batch.map((b) => b.s),
-        ])
-        .then(() => {
-          for (const b of batch) b.done();
-        })
-        .finally(() => {
-          inFlight--;
-          pump();
-        });
-    }
-  };
-  const rawWrite = (i: number) =>
-    new Promise<void>((done) => {
-      const e = sampleEvent(tenants[i % 4] as string, i);
-      queue.push({ e: JSON.stringify(e), s: e.tenant_id as string, done });
-      pump();
-    });
-  const raw = await closedLoop(APPEND_SECONDS, rawWrite);
+
+  async function chainedRun(): Promise<number> {
+    const sink = new PostgresAuditSink({ pool: db.writer, maxInFlight: INFLIGHT });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => sink.write(sampleEvent(tenants[i % 4] as string, i))));
+    const rate = await closedLoop(APPEND_SECONDS, (i) => sink.write(sampleEvent(tenants[i % 4] as string, i)));
+    await sink.close();
+    return rate;
+  }
+  // Raw baseline: the same group commit (queue, one multi-row INSERT per flush, same number in
+  // flight) into a plain table with no trigger, no chain, no hash, as the owner.
+  async function rawRun(): Promise<number> {
+    const queue: { e: string; s: string; done: () => void }[] = [];
+    let inFlight = 0;
+    const pump = () => {
+      while (queue.length > 0 && inFlight < INFLIGHT) {
+        const batch = queue.splice(0, 1000);
+        inFlight++;
+        void rawPool
+          .query('INSERT INTO raw_events (stream, event) SELECT s, e FROM unnest($1::text[], $2::text[]) AS t(e, s)', [
+            batch.map((b) => b.e),
+            batch.map((b) => b.s),
+          ])
+          .then(() => {
+            for (const b of batch) b.done();
+          })
+          .finally(() => {
+            inFlight--;
+            pump();
+          });
+      }
+    };
+    const rawWrite = (i: number) =>
+      new Promise<void>((done) => {
+        const e = sampleEvent(tenants[i % 4] as string, i);
+        queue.push({ e: JSON.stringify(e), s: e.tenant_id as string, done });
+        pump();
+      });
+    return closedLoop(APPEND_SECONDS, rawWrite);
+  }
+  // Alternate (chained, raw, chained, raw) and keep each one's best run: the machine is shared.
+  let chained = 0;
+  let raw = 0;
+  for (let round = 0; round < 2; round++) {
+    chained = Math.max(chained, await chainedRun());
+    raw = Math.max(raw, await rawRun());
+  }
   await rawPool.end();
-  console.log('\n1. appends, concurrency 16, each write awaited until committed');
+  const appendCheck = await new PostgresAuditStore({ pool: db.auditor }).verify();
+  if (!appendCheck.ok) throw new Error('appended chains did not verify');
+  console.log(
+    `\n1. appends, concurrency 16, each write awaited until committed (best of 2 alternating ${APPEND_SECONDS} s runs)`,
+  );
   console.log(`   chained PostgresAuditSink (durable): ${fmt(chained)} events/s   (goal >= 20,000)`);
   console.log(`   raw group-committed INSERT:          ${fmt(raw)} events/s`);
   console.log(`   ratio chained/raw: ${(chained / raw).toFixed(2)}`);
+  console.log(
+    `   (all ${appendCheck.streams.reduce((n, s) => n + s.events, 0).toLocaleString('en-US')} appended events verify)`,
+  );
 
   // --- 2. verify of 1M events -----------------------------------------------------------------
   const stream = 'bulk';
   const seedStart = performance.now();
-  const admin = new pg.Client({ connectionString: db.urls.admin });
-  await admin.connect();
-  await admin.query('SET session_replication_role = replica'); // bulk-load the chain computed here
+  // Bulk-load a chain computed here, with triggers off (superuser, replica mode), 3 batches in flight.
+  const loader = new pg.Pool({
+    connectionString: db.urls.admin,
+    max: 3,
+    options: '-c session_replication_role=replica',
+  });
   let prev = GENESIS_HASH;
   const ts = new Date().toISOString();
-  const B = 20_000;
+  const B = 25_000;
+  const inflight = new Set<Promise<unknown>>();
   for (let start = 1; start <= VERIFY_EVENTS; start += B) {
     const seqs: number[] = [];
     const prevs: string[] = [];
@@ -111,12 +133,19 @@ try {
       events.push(ev);
       prev = h;
     }
-    await admin.query(
+    if (inflight.size >= 3) await Promise.race(inflight);
+    const p = loader.query(
       `INSERT INTO tenantscope_audit.events (stream, seq, prev_hash, hash, ts, event)
        SELECT $1, s, decode(p, 'hex'), decode(h, 'hex'), $2, e FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[]) AS t(s, p, h, e)`,
       [stream, ts, seqs, prevs, hashes, events],
     );
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
   }
+  await Promise.all(inflight);
+  await loader.end();
+  const admin = new pg.Client({ connectionString: db.urls.admin });
+  await admin.connect();
   await admin.query('VACUUM ANALYZE tenantscope_audit.events');
   await admin.end();
   console.log(
@@ -199,10 +228,25 @@ try {
     await new Promise<void>((r) => http.close(() => r()));
     return { seq, conc };
   }
-  const without = await callsPerSecond(noAudit, 'none');
-  const withPg = await callsPerSecond(durable, 'pg');
+  // Alternate the two (none, pg, none, pg) and keep each one's best run, so warm-up and a noisy
+  // shared machine do not favour whichever runs second.
+  const best = { none: { seq: 0, conc: 0 }, pg: { seq: 0, conc: 0 } };
+  for (let round = 0; round < 2; round++) {
+    for (const [label, sinkUnderTest] of [
+      ['none', noAudit],
+      ['pg', durable],
+    ] as const) {
+      const r = await callsPerSecond(sinkUnderTest, label);
+      best[label].seq = Math.max(best[label].seq, r.seq);
+      best[label].conc = Math.max(best[label].conc, r.conc);
+    }
+  }
+  const without = best.none;
+  const withPg = best.pg;
   await durable.close();
-  console.log('\n3. tool calls through a tenantscope MCP server (official SDK client, Streamable HTTP)');
+  console.log(
+    '\n3. tool calls through a tenantscope MCP server (official SDK client, Streamable HTTP; best of 2 alternating runs)',
+  );
   console.log(`   sequential, no auditing:         ${fmt(without.seq)} calls/s`);
   console.log(
     `   sequential, durable Postgres:    ${fmt(withPg.seq)} calls/s   ratio ${(withPg.seq / without.seq).toFixed(2)}`,

@@ -81,6 +81,39 @@ describe('PostgresAuditSink', () => {
   });
 });
 
+describe('modes and failures', () => {
+  it('fails closed: a write that cannot be committed rejects with AUDIT_WRITE_FAILED', async () => {
+    // the auditor role may not append
+    const wrong = new PostgresAuditSink({ pool: db.auditor });
+    await expectErrorCode(wrong.write(sampleEvent('closed', 1)), 'AUDIT_WRITE_FAILED');
+    const down = new PostgresAuditSink({ pool: new pg.Pool({ connectionString: 'postgres://x:y@127.0.0.1:1/none' }) });
+    await expectErrorCode(down.write(sampleEvent('closed', 2)), 'AUDIT_WRITE_FAILED');
+    expect(await store.count('closed')).toBe(0);
+  });
+
+  it('async mode resolves before commit; flush() makes it durable; a failed batch is reported as lost', async () => {
+    const fast = new PostgresAuditSink({ pool: db.writer, mode: 'async' });
+    const writes = Array.from({ length: 50 }, (_, i) => fast.write(sampleEvent('async_mode', i)));
+    await Promise.all(writes);
+    expect(fast.pending + (await store.count('async_mode'))).toBeGreaterThan(0);
+    await fast.flush();
+    expect(await store.count('async_mode')).toBe(50);
+    const lost: number[] = [];
+    const broken = new PostgresAuditSink({
+      pool: db.auditor, // cannot append
+      mode: 'async',
+      onAsyncError: (err, n) => {
+        expect(err.code).toBe('AUDIT_WRITE_FAILED');
+        lost.push(n);
+      },
+    });
+    await broken.write(sampleEvent('async_lost', 1)); // resolves: that is the risk of async mode
+    await broken.flush();
+    expect(lost).toEqual([1]);
+    expect(await store.count('async_lost')).toBe(0);
+  });
+});
+
 describe('privileges', () => {
   it('the writer can append but cannot UPDATE, DELETE, TRUNCATE, read, or choose chain fields', async () => {
     await writeStream('priv', 2);

@@ -19,7 +19,11 @@ export interface PostgresAuditSinkOptions {
   mode?: 'durable' | 'async';
   /** Most events in one INSERT (one group commit). Default 1000. */
   maxBatch?: number;
-  /** Batches in flight at once (each on its own pooled connection). Default 2. */
+  /**
+   * Batches in flight at once, each on its own pooled connection. Streams are split into this many
+   * lanes by a hash of the tenant id; a lane has one batch in flight at a time, so concurrent batches
+   * never wait on each other's stream locks and each stream keeps its order. Default 2.
+   */
   maxInFlight?: number;
   /**
    * Most events queued and not yet committed. Past it, `write` waits for its own event to
@@ -57,8 +61,8 @@ export class PostgresAuditSink implements AuditSink {
   readonly #privacy: PrivacyOptions;
   readonly #onAsyncError: PostgresAuditSinkOptions['onAsyncError'];
   readonly #ownsPool: boolean;
-  #queue: Pending[] = [];
-  #inFlight = 0;
+  readonly #lanes: { queue: Pending[]; busy: boolean }[];
+  #queued = 0;
   #idle: (() => void)[] = [];
   #closed = false;
 
@@ -71,15 +75,16 @@ export class PostgresAuditSink implements AuditSink {
     this.#mode = options.mode ?? 'durable';
     this.#maxBatch = positive(options.maxBatch ?? 1000, 'maxBatch');
     this.#maxInFlight = positive(options.maxInFlight ?? 2, 'maxInFlight');
+    this.#lanes = Array.from({ length: this.#maxInFlight }, () => ({ queue: [], busy: false }));
     this.#maxQueue = positive(options.maxQueue ?? 50_000, 'maxQueue');
     this.#privacy = options.privacy ?? {};
     this.#onAsyncError = options.onAsyncError;
     this.#ownsPool = options.ownsPool ?? false;
   }
 
-  /** Events queued and not yet committed. */
+  /** Events queued and not yet sent. */
   get pending(): number {
-    return this.#queue.length;
+    return this.#queued;
   }
 
   write(event: AuditEvent): Promise<void> {
@@ -90,9 +95,10 @@ export class PostgresAuditSink implements AuditSink {
     } catch (err) {
       return Promise.reject(err);
     }
-    const durable = this.#mode === 'durable' || this.#queue.length >= this.#maxQueue;
+    const durable = this.#mode === 'durable' || this.#queued >= this.#maxQueue;
+    const lane = this.#lanes[laneOf(prepared.stream, this.#lanes.length)] as Sink['lane'];
     const p = new Promise<void>((resolve, reject) => {
-      this.#queue.push({
+      lane.queue.push({
         canonical: prepared.canonical,
         stream: prepared.stream,
         ts: prepared.event.timestamp,
@@ -100,7 +106,8 @@ export class PostgresAuditSink implements AuditSink {
         reject,
       });
     });
-    this.#pump();
+    this.#queued++;
+    this.#pump(lane);
     if (durable) return p;
     p.catch(() => undefined); // reported through onAsyncError
     return Promise.resolve();
@@ -108,7 +115,7 @@ export class PostgresAuditSink implements AuditSink {
 
   /** Resolves when everything queued so far has been committed or has failed. */
   flush(): Promise<void> {
-    if (this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve();
+    if (this.#isIdle()) return Promise.resolve();
     return new Promise((r) => this.#idle.push(r));
   }
 
@@ -119,18 +126,20 @@ export class PostgresAuditSink implements AuditSink {
     if (this.#ownsPool) await this.#pool.end();
   }
 
-  #pump(): void {
-    while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
-      const batch = this.#queue.splice(0, this.#maxBatch);
-      this.#inFlight++;
-      void this.#send(batch).finally(() => {
-        this.#inFlight--;
-        this.#pump();
-        if (this.#queue.length === 0 && this.#inFlight === 0) {
-          for (const r of this.#idle.splice(0)) r();
-        }
-      });
-    }
+  #isIdle(): boolean {
+    return this.#queued === 0 && this.#lanes.every((l) => !l.busy);
+  }
+
+  #pump(lane: Sink['lane']): void {
+    if (lane.busy || lane.queue.length === 0) return;
+    const batch = lane.queue.splice(0, this.#maxBatch);
+    this.#queued -= batch.length;
+    lane.busy = true;
+    void this.#send(batch).finally(() => {
+      lane.busy = false;
+      this.#pump(lane);
+      if (this.#isIdle()) for (const r of this.#idle.splice(0)) r();
+    });
   }
 
   async #send(batch: Pending[]): Promise<void> {
@@ -150,6 +159,19 @@ export class PostgresAuditSink implements AuditSink {
       if (this.#mode === 'async') this.#onAsyncError?.(err, batch.length);
     }
   }
+}
+
+type Sink = { lane: { queue: Pending[]; busy: boolean } };
+
+/** FNV-1a of the stream name, modulo the lane count. */
+function laneOf(stream: string, lanes: number): number {
+  if (lanes === 1) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < stream.length; i++) {
+    h ^= stream.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % lanes;
 }
 
 function positive(n: number, name: string): number {
