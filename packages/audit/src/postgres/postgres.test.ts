@@ -158,6 +158,14 @@ describe('privileges', () => {
     await expect(db.auditor.query(`UPDATE tenantscope_audit.anchors SET seq = 1`)).rejects.toMatchObject({
       code: '42501',
     });
+    // the auditor may checkpoint heads but not forge a retention checkpoint (which would hide a prefix)
+    await expect(
+      db.auditor.query(
+        `INSERT INTO tenantscope_audit.anchors (stream, seq, hash, kind) VALUES ('priv', 2, '\\x00', 'purge')`,
+      ),
+    ).rejects.toMatchObject({ code: '42501' });
+    // and cannot append events or delete anything
+    await expect(db.auditor.query(`DELETE FROM tenantscope_audit.events`)).rejects.toMatchObject({ code: '42501' });
     expect((await store.verify('priv')).ok).toBe(true);
   });
 });
