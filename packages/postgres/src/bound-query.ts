@@ -1,10 +1,13 @@
 import pg from 'pg';
 
 const BIND_SQL = 'SELECT tenantscope.bind($1)';
+/** The bind call is a named prepared statement: parsed and planned once per connection. */
+const BIND_NAME = 'tenantscope_bind_v1';
 
 type Callback = (err: Error | null, res?: pg.QueryResult) => void;
 
 interface Wire {
+  parsedStatements: Record<string, string>;
   parse(msg: { text: string; name?: string; types?: unknown[] }): void;
   bind(msg: { portal?: string; statement?: string; values?: unknown[] }): void;
   execute(msg: { portal?: string; rows?: number }): void;
@@ -37,8 +40,13 @@ export class BoundQuery extends QueryBase {
   }
 
   prepare(connection: Wire): void {
-    connection.parse({ text: BIND_SQL, name: '', types: [] });
-    connection.bind({ portal: '', statement: '', values: [this.#token] });
+    if (connection.parsedStatements[BIND_NAME] !== BIND_SQL) {
+      connection.parse({ text: BIND_SQL, name: BIND_NAME, types: [] });
+      // Recorded now: the units behind this one on the wire reuse it. If the Parse failed, this
+      // unit fails and its connection is retired, so the record never outlives a bad state.
+      connection.parsedStatements[BIND_NAME] = BIND_SQL;
+    }
+    connection.bind({ portal: '', statement: BIND_NAME, values: [this.#token] });
     connection.execute({ portal: '', rows: 0 });
     super.prepare(connection);
   }

@@ -438,7 +438,7 @@ export class ScopedPool {
  * binding itself does not depend on it, and agent SQL belongs in `queryUntrusted`.
  */
 const LEAVES_SESSION_STATE =
-  /(^|;)\s*(declare|prepare|listen|set|reset|discard|create|do|call|load|copy|begin|start|commit|end|rollback|abort|savepoint|release|lock)\b|set_config|\bwith\s+hold\b|\binto\s+(temp|temporary|unlogged)\b|;\s*\S|\/\*|--/i;
+  /(^|;)\s*(declare|prepare|deallocate|listen|set|reset|discard|create|do|call|load|copy|begin|start|commit|end|rollback|abort|savepoint|release|lock)\b|set_config|\bwith\s+hold\b|\binto\s+(temp|temporary|unlogged)\b|;\s*\S|\/\*|--/i;
 
 function checkText(text: unknown, params: unknown): void {
   if (typeof text !== 'string' || text.trim() === '') {
