@@ -7,6 +7,13 @@ import { type AuditEvent, argsHash } from '@tenantscope/core';
 import pg from 'pg';
 import { migrateAuditSchema } from '../../packages/audit/src/index.ts';
 
+declare module 'vitest' {
+  interface ProvidedContext {
+    /** Superuser URL of the suites' PostgreSQL (test/setup/services/postgres.ts). */
+    databaseUrl: string;
+  }
+}
+
 export interface AuditTestDb {
   name: string;
   /** Superuser pool on the new database (for tamper drills). */
