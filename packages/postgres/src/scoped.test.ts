@@ -285,3 +285,40 @@ const scopedTenants: Record<string, unknown> = {};
 beforeAll(async () => {
   scopedTenants.initech = await fx.tenant('initech');
 });
+
+describe('user-supplied pools', () => {
+  it('works on a plain (non-pipelined) pg.Pool too, with the same isolation', async () => {
+    const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 2 });
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey });
+    try {
+      const acme = s.forTenant(await fx.tenant('acme'));
+      const globex = s.forTenant(await fx.tenant('globex'));
+      const [a, g] = await Promise.all([
+        acme.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM customers'),
+        globex.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM customers'),
+      ]);
+      expect(a.rows).toEqual([{ tenant_id: 'acme' }]);
+      expect(g.rows).toEqual([{ tenant_id: 'globex' }]);
+      const n = await acme.transaction(async (tx) => (await tx.query('SELECT 1 FROM customers')).rowCount);
+      expect(n).toBe(3);
+      const forged = await acme.query<{ n: number }>(
+        "SET app.tenant_id = 'globex'; SELECT count(*)::int AS n FROM customers WHERE tenant_id = 'globex'",
+      );
+      expect((forged as unknown as { rows: { n: number }[] }[])[1]?.rows[0]?.n).toBe(0);
+      const raw = await pool.query('SELECT tenantscope.current_tenant_id() AS t');
+      expect(raw.rows[0].t).toBeNull();
+    } finally {
+      await pool.end();
+    }
+  });
+});
+
+describe('malformed tenants', () => {
+  it('a malformed tenant id never becomes a Tenant, so it can never be bound', async () => {
+    for (const bad of ['ACME', 'acme:globex', "acme'--", '', 'a'.repeat(64)]) {
+      await expect(fx.tenant(bad)).rejects.toMatchObject({ code: expect.stringMatching(/^AUTH_/) });
+    }
+    const frozenCopy = Object.freeze({ ...(await fx.tenant('acme')) });
+    expect(() => scoped.forTenant(frozenCopy as never)).toThrow(expect.objectContaining({ code: 'NOT_A_TENANT' }));
+  });
+});
