@@ -50,7 +50,7 @@ export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
   const lines: string[] = [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     `CREATE TABLE IF NOT EXISTS ${s}.events (
-      stream    text        NOT NULL,
+      stream    text COLLATE "C" NOT NULL,
       seq       bigint      NOT NULL,
       prev_hash bytea       NOT NULL,
       hash      bytea       NOT NULL,
