@@ -1,7 +1,7 @@
 import { type AuditEvent, TenantScopeError } from '@tenantscope/core';
 import pg from 'pg';
 import type { VerifyReport } from '../chain.ts';
-import { DEFAULT_AUDIT_SCHEMA, ident, migrateAuditSchema } from './schema.ts';
+import { DEFAULT_AUDIT_SCHEMA, ident, migrateAuditSchema, STREAM_LOCK_CLASS } from './schema.ts';
 import { PostgresAuditSink, type PostgresAuditSinkOptions } from './sink.ts';
 import { PostgresAuditStore, type PurgeResult, purgePostgresAudit } from './store.ts';
 
@@ -54,10 +54,20 @@ export async function setupPostgresAudit(options: PostgresAuditLogOptions): Prom
   const root = new pg.Client({ connectionString: options.adminUrl });
   await root.connect();
   try {
-    await ignoring(['42P04'], () => root.query(`CREATE DATABASE ${ident(database)}`));
-    for (const r of Object.values(roles))
-      await ignoring(['42710', '23505'], () => root.query(`CREATE ROLE ${ident(r)} NOLOGIN`));
+    // Several processes may set up at once (e.g. test files starting the example server):
+    // serialise on a session advisory lock, released when this connection ends.
+    await root.query('SELECT pg_advisory_lock($1, 0)', [STREAM_LOCK_CLASS - 2]);
+    const exists = await root.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (exists.rowCount === 0) await ignoring(['42P04'], () => root.query(`CREATE DATABASE ${ident(database)}`));
+    for (const r of Object.values(roles)) {
+      const has = await root.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [r]);
+      if (has.rowCount === 0) await ignoring(['42710', '23505'], () => root.query(`CREATE ROLE ${ident(r)} NOLOGIN`));
+    }
     await root.query(`GRANT CREATE, CONNECT ON DATABASE ${ident(database)} TO ${ident(roles.owner)}`);
+  } catch (err) {
+    throw err instanceof TenantScopeError
+      ? err
+      : new TenantScopeError('INVALID_CONFIG', 'audit database setup failed', { cause: err });
   } finally {
     await root.end();
   }
