@@ -178,8 +178,9 @@ describe('tamper drills (privileged SQL, triggers disabled)', () => {
     await tamper(`UPDATE ${E} SET seq = -seq WHERE stream = $1 AND seq >= $2`, [stream, from]);
     await tamper(`UPDATE ${E} SET seq = -seq + $2 WHERE stream = $1 AND seq < 0`, [stream, delta]);
   };
-  const drills: Drill[] = [];
-  for (const k of [1, 10, N]) {
+  /** Every drill that applies at position k. */
+  const drillsAt = (k: number): Drill[] => {
+    const drills: Drill[] = [];
     drills.push({
       name: `edit seq ${k}`,
       at: k,
@@ -270,7 +271,9 @@ describe('tamper drills (privileged SQL, triggers disabled)', () => {
         );
       },
     });
-  }
+    return drills;
+  };
+  const drills: Drill[] = [1, 10, N].flatMap(drillsAt);
   for (const m of [1, 3]) {
     drills.push({
       name: `truncate the last ${m} events after an anchor`,
@@ -337,6 +340,33 @@ describe('tamper drills (privileged SQL, triggers disabled)', () => {
     // untouched streams still verify
     expect((await store.verify('priv')).ok).toBe(true);
     console.log(`[audit] tamper drills: ${results.length}/${drills.length} detected\n  ${results.join('\n  ')}`);
+  });
+
+  it('detects randomly placed tampering (seeded; AUDIT_DRILL_SEED to replay)', async () => {
+    const seed = Number(process.env.AUDIT_DRILL_SEED ?? Date.now() % 1_000_000);
+    let x = seed;
+    const rand = (n: number) => {
+      // mulberry32
+      x = (x + 0x6d2b79f5) | 0;
+      let t = Math.imul(x ^ (x >>> 15), 1 | x);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * n;
+    };
+    const misses: string[] = [];
+    const TRIALS = 30;
+    for (let i = 0; i < TRIALS; i++) {
+      const k = 1 + Math.floor(rand(N));
+      const options = drillsAt(k);
+      const d = options[Math.floor(rand(options.length))] as Drill;
+      const stream = `rnd_${i}`;
+      await writeStream(stream, N);
+      await d.run(stream);
+      const b = (await store.verify(stream)).streams[0]?.break;
+      if (b?.cause !== d.cause || b.seq !== d.expectSeq)
+        misses.push(`${d.name}: got ${b ? `${b.cause}@${b.seq}` : 'nothing'}`);
+    }
+    expect(misses, `seed ${seed}`).toEqual([]);
+    console.log(`[audit] ${TRIALS} random tamper drills (seed ${seed}): all detected with cause and place`);
   });
 });
 
