@@ -7,6 +7,12 @@ export { PG_ERROR_CODES, type PgErrorCode } from './errors.ts';
 export type { HotOptions } from './hot.ts';
 export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
 export {
+  PostgresCallLimiter,
+  PostgresRevocationStore,
+  type ReplicaStateOptions,
+  replicaStateSql,
+} from './replica-state.ts';
+export {
   ScopedPool,
   type ScopedPoolOptions,
   type ScopedTransaction,
