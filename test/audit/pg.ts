@@ -66,6 +66,7 @@ export async function createAuditTestDb(
   await migrateAuditSchema(owner, { writer: roles.writer, auditor: roles.auditor });
   const writer = new pg.Pool({ connectionString: url(roles.writer as string), max });
   const auditor = new pg.Pool({ connectionString: url(roles.auditor as string), max: 4 });
+  for (const p of [admin, owner, writer, auditor]) p.on('error', () => undefined); // idle drops at teardown
   return {
     name,
     admin,

@@ -74,8 +74,13 @@ export async function setupPostgresAudit(options: PostgresAuditLogOptions): Prom
   const url = new URL(options.adminUrl);
   url.pathname = `/${database}`;
   // Each pool's sessions start as the role (startup option `role`), so no query ever runs as admin.
-  const asRole = (role: string, max: number) =>
-    new pg.Pool({ connectionString: url.toString(), max, options: `-c role=${role}` });
+  const asRole = (role: string, max: number) => {
+    const pool = new pg.Pool({ connectionString: url.toString(), max, options: `-c role=${role}` });
+    // An idle connection dropped by the server (restart, shutdown after close) is not an audit
+    // failure: the next checkout reconnects, and a write that fails still rejects.
+    pool.on('error', () => undefined);
+    return pool;
+  };
   const owner = asRole(roles.owner, 2);
   const writer = asRole(roles.writer, options.poolSize ?? 4);
   const auditor = asRole(roles.auditor, 2);
