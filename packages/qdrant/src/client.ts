@@ -408,36 +408,50 @@ export class TenantQdrant {
    * payload naming another tenant is refused before anything is sent. Existing points of other
    * tenants are never overwritten: the upsert carries `update_filter` = this tenant (Qdrant
    * 1.16+), so the server itself skips them. Ids found to belong to another tenant fail with
-   * QDRANT_POINT_ID_CONFLICT, and points this call newly inserted are removed again.
+   * QDRANT_POINT_ID_CONFLICT; points this call newly inserted are removed again, and this tenant's
+   * existing points in the same batch are left as they were (they are written only after the
+   * new ids went through).
    */
   async upsert(args: UpsertArgs): Promise<UpdateResult> {
     const points = this.#pointsOf(args);
     await this.#in.ensureServer();
     const ids = dedupe(points.map((p) => p.id));
     const before = await this.#ownIds(ids);
-    const result = await this.#run('upsert', () =>
-      this.#client.upsert(this.#c, {
-        wait: true,
-        ordering: args.ordering,
-        timeout: args.timeout,
-        points,
-        update_filter: this.tenantFilter(),
-      } as Parameters<QdrantClient['upsert']>[1]),
-    );
-    const after = await this.#ownIds(ids);
-    const conflicts = ids.filter((id) => !after.has(idKey(id)));
-    if (conflicts.length > 0) {
-      const inserted = ids.filter((id) => after.has(idKey(id)) && !before.has(idKey(id)));
-      if (inserted.length > 0) await this.#deleteOwn(inserted);
-      throw qdrantError(
-        'QDRANT_POINT_ID_CONFLICT',
-        `${conflicts.length} point id(s) are not available to this tenant`,
-        {
-          details: { ids: conflicts },
-        },
+    // Two phases, so a conflict changes nothing of this tenant's either: first the ids this tenant
+    // does not own yet (new, or another tenant's, which update_filter makes the server skip), then,
+    // only if none of them was taken, the updates of points it already owns.
+    const fresh = points.filter((p) => !before.has(idKey(p.id)));
+    const owned = points.filter((p) => before.has(idKey(p.id)));
+    const send = (batch: typeof points) =>
+      this.#run('upsert', () =>
+        this.#client.upsert(this.#c, {
+          wait: true,
+          ordering: args.ordering,
+          timeout: args.timeout,
+          points: batch,
+          update_filter: this.tenantFilter(),
+        } as Parameters<QdrantClient['upsert']>[1]),
       );
+    let result: UpdateResult | undefined;
+    if (fresh.length > 0) {
+      result = await send(fresh);
+      const freshIds = dedupe(fresh.map((p) => p.id));
+      const after = await this.#ownIds(freshIds);
+      const conflicts = freshIds.filter((id) => !after.has(idKey(id)));
+      if (conflicts.length > 0) {
+        const inserted = freshIds.filter((id) => after.has(idKey(id)));
+        if (inserted.length > 0) await this.#deleteOwn(inserted);
+        throw qdrantError(
+          'QDRANT_POINT_ID_CONFLICT',
+          `${conflicts.length} point id(s) are not available to this tenant`,
+          {
+            details: { ids: conflicts },
+          },
+        );
+      }
     }
-    return result;
+    if (owned.length > 0) result = await send(owned);
+    return result as UpdateResult;
   }
 
   /** Sets payload keys on this tenant's points (by ids or filter). The tenant field cannot be set. */

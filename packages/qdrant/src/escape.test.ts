@@ -334,6 +334,23 @@ describe('writes never touch another tenant', () => {
     expect((await h.raw.retrieve(h.collection, { ids: [50] })).length).toBe(0);
   });
 
+  it('a batch mixing an update of an own point and a foreign id changes nothing, own point included', async () => {
+    await acme.upsert({ points: [{ id: 51, vector: vec(1), payload: { title: 'original' } }] });
+    expect(
+      await codeOf(
+        acme.upsert({
+          points: [
+            { id: 51, vector: vec(2), payload: { title: 'changed' } },
+            { id: 102, vector: vec(1), payload: { title: 'pwned' } },
+          ],
+        }),
+      ),
+    ).toBe('QDRANT_POINT_ID_CONFLICT');
+    const [own] = await acme.retrieve({ ids: [51] });
+    expect(own?.payload?.title).toBe('original');
+    await acme.delete({ points: [51] });
+  });
+
   it('upsert with a UUID id spelled differently than the foreign one is still the same point', async () => {
     const id = '6a2f41a3-c54c-fce8-32d2-0324e1c32e22';
     await h.raw.upsert(h.collection, {
