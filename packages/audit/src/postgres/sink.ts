@@ -4,7 +4,10 @@ import { type PrivacyOptions, prepareEvent } from '../event.ts';
 import { DEFAULT_AUDIT_SCHEMA, ident } from './schema.ts';
 
 export interface PostgresAuditSinkOptions {
-  /** A pool connected as the writer role (see `migrateAuditSchema`). The sink never closes it unless `ownsPool`. */
+  /**
+   * A pool connected as the writer role (see `migrateAuditSchema`). The sink never closes it unless
+   * `ownsPool`. Give the pool an `'error'` listener: pg emits idle-connection drops there.
+   */
   pool: Pool;
   /** Schema of the audit tables. Default `tenantscope_audit`. */
   schema?: string;
