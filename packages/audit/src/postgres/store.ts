@@ -28,18 +28,25 @@ export class PostgresAuditStore {
   readonly #pool: Pool;
   readonly #s: string;
   readonly #page: number;
+  readonly #skipScan: string;
 
   constructor(options: PostgresAuditStoreOptions) {
     if (!options?.pool) throw new TenantScopeError('INVALID_CONFIG', 'PostgresAuditStore needs a pool');
     this.#pool = options.pool;
     this.#s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
     this.#page = options.pageSize ?? 20_000;
+    // Distinct streams by a skip scan of the primary key: one index probe per stream, not a full scan.
+    this.#skipScan = `s(stream) AS (
+        (SELECT stream FROM ${this.#s}.events ORDER BY stream LIMIT 1)
+        UNION ALL
+        SELECT (SELECT e.stream FROM ${this.#s}.events e WHERE e.stream > s.stream ORDER BY e.stream LIMIT 1)
+          FROM s WHERE s.stream IS NOT NULL)`;
   }
 
   /** Every stream that has events or anchors. */
   async streams(): Promise<string[]> {
     const r = await this.#pool.query<{ stream: string }>(
-      `SELECT stream FROM (SELECT DISTINCT stream FROM ${this.#s}.events
+      `WITH RECURSIVE ${this.#skipScan} SELECT stream FROM (SELECT stream FROM s WHERE stream IS NOT NULL
          UNION SELECT DISTINCT stream FROM ${this.#s}.anchors) x ORDER BY stream`,
     );
     return r.rows.map((x) => x.stream);
@@ -98,11 +105,12 @@ export class PostgresAuditStore {
    */
   async anchor(streams?: string[]): Promise<Anchor[]> {
     const r = await this.#pool.query<{ stream: string; seq: string; hash: string }>({
-      text: `INSERT INTO ${this.#s}.anchors (stream, seq, hash, kind)
-             SELECT h.stream, h.seq, h.hash, 'head' FROM (
-               SELECT DISTINCT ON (stream) stream, seq, hash FROM ${this.#s}.events
-               ${streams ? 'WHERE stream = ANY($1::text[])' : ''}
-               ORDER BY stream, seq DESC) h
+      text: `WITH RECURSIVE ${this.#skipScan}
+             INSERT INTO ${this.#s}.anchors (stream, seq, hash, kind)
+             SELECT s.stream, h.seq, h.hash, 'head' FROM s
+               CROSS JOIN LATERAL (SELECT e.seq, e.hash FROM ${this.#s}.events e WHERE e.stream = s.stream
+                                   ORDER BY e.seq DESC LIMIT 1) h
+              WHERE s.stream IS NOT NULL ${streams ? 'AND s.stream = ANY($1::text[])' : ''}
              RETURNING stream, seq, encode(hash, 'hex') AS hash`,
       values: streams ? [streams] : [],
       types: raw,
