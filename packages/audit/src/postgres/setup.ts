@@ -75,7 +75,13 @@ export async function setupPostgresAudit(options: PostgresAuditLogOptions): Prom
   url.pathname = `/${database}`;
   // Each pool's sessions start as the role (startup option `role`), so no query ever runs as admin.
   const asRole = (role: string, max: number) => {
-    const pool = new pg.Pool({ connectionString: url.toString(), max, options: `-c role=${role}` });
+    // synchronous_commit=on: a commit the sink reports as durable has reached the WAL on disk,
+    // whatever the server default is.
+    const pool = new pg.Pool({
+      connectionString: url.toString(),
+      max,
+      options: `-c role=${role} -c synchronous_commit=on`,
+    });
     // An idle connection dropped by the server (restart, shutdown after close) is not an audit
     // failure: the next checkout reconnects, and a write that fails still rejects.
     pool.on('error', () => undefined);
