@@ -107,4 +107,22 @@ describe('audit through the example server', () => {
     expect((await store.events('globex', 1000)).some((e) => e.event_type === 'anomaly_alert')).toBe(false);
     expect((await store.verify('acme')).ok).toBe(true);
   });
+
+  it('fails closed: when the audit log cannot be written, the call returns no result', async () => {
+    const fn = 'tenantscope_audit.append(text[], timestamptz[], text[])';
+    await db.owner.query(`REVOKE EXECUTE ON FUNCTION ${fn} FROM ${db.roles.writer}`);
+    try {
+      const r = await clients.globex.callTool({ name: 'whoami', arguments: {} }).catch((e: Error) => e);
+      // the SDK reports the pipeline's error either as a JSON-RPC error or as an error result
+      const text = r instanceof Error ? r.message : JSON.stringify(r);
+      expect(r instanceof Error || (r as { isError?: boolean }).isError === true).toBe(true);
+      expect(text).toContain('AUDIT_WRITE_FAILED');
+      expect(text).not.toContain('tenant_id'); // whoami's result is withheld
+    } finally {
+      await db.owner.query(`GRANT EXECUTE ON FUNCTION ${fn} TO ${db.roles.writer}`);
+    }
+    const ok = await clients.globex.callTool({ name: 'whoami', arguments: {} });
+    expect(ok.isError).not.toBe(true);
+    expect((await store.verify('globex')).ok).toBe(true);
+  });
 });
