@@ -1,10 +1,11 @@
 /** The example server's env contract, and the README's demo command, as a user would run them. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { parseLine } from '@tenantscope/audit';
 import { createTestIssuer, freePort } from '@tenantscope/testkit';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 
@@ -79,8 +80,16 @@ describe('examples/crm-server env contract', () => {
     expect(names).toContain('company_report');
     expect(names).not.toContain('forecast');
     await acme.close();
-    const lines = (await readFile(join(auditDir, 'acme.jsonl'), 'utf8')).trim().split('\n');
-    expect(lines.some((l) => JSON.parse(l).tool_name === 'whoami')).toBe(true);
+    // TENANTSCOPE_AUDIT_DIR holds the hash-chained JSONL streams, one folder per tenant.
+    const files = await readdir(join(auditDir, 'acme'));
+    expect(files.length).toBeGreaterThan(0);
+    const events = (await Promise.all(files.map((f) => readFile(join(auditDir, 'acme', f), 'utf8'))))
+      .join('')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(parseLine(l)?.event ?? 'null'));
+    expect(events.some((e) => e?.tool_name === 'whoami' && e?.tenant_id === 'acme')).toBe(true);
+    await expect(readdir(join(auditDir, 'globex'))).rejects.toThrow();
   });
 
   it('TENANTSCOPE_JWKS_FILE, TENANTSCOPE_ISSUER, TENANTSCOPE_AUDIENCE and TENANTSCOPE_TENANTS_FILE', async () => {

@@ -1,24 +1,30 @@
-import { readdir } from 'node:fs/promises';
-import { type Server, createServer } from 'node:http';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readdir } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type VerifyReport, setupPostgresAudit, withAnomalyDetection, withOpenTelemetry } from '@tenantscope/audit';
+import {
+  ChainedJsonlAuditSink,
+  setupPostgresAudit,
+  type VerifyReport,
+  withAnomalyDetection,
+  withOpenTelemetry,
+} from '@tenantscope/audit';
 import {
   type AuditEvent,
   type AuditSink,
+  createVerifier,
   JsonlAuditSink,
   type KeySource,
+  loadTenantDirectory,
   MemoryRevocationStore,
   type ResourceProvider,
   type TenantScope,
   type TokenVerifier,
-  createVerifier,
-  loadTenantDirectory,
+  teeAuditSink,
   tenantScope,
 } from '@tenantscope/core';
-import { type TestIssuer, createTestIssuer } from '@tenantscope/testkit';
+import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
 import type { CrmPlugin, StartedPlugin } from './plugin.ts';
 import { sharedPostgres } from './services.ts';
 
@@ -174,7 +180,9 @@ export type ExampleAuditSink = AuditSink & {
 /**
  * The example's audit: the hash-chained Postgres log on the shared PostgreSQL (database
  * `tenantscope_audit`), with anomaly alerts and OpenTelemetry spans, and chain heads anchored
- * every minute and on close. `TENANTSCOPE_AUDIT_SINK=jsonl` uses core's plain JSONL files instead.
+ * every minute and on close; every event is also written to hash-chained JSONL files in
+ * `TENANTSCOPE_AUDIT_DIR` (`<tenant>/<YYYY-MM-DD>.jsonl`). A call returns only when both have it.
+ * `TENANTSCOPE_AUDIT_SINK=jsonl` uses core's plain JSONL files (`<tenant>.jsonl`) alone instead.
  */
 async function exampleAuditSink(cfg: CrmServerConfig, env: NodeJS.ProcessEnv): Promise<ExampleAuditSink> {
   if (env.TENANTSCOPE_AUDIT_SINK === 'jsonl') return new JsonlAuditSink({ dir: cfg.auditDir });
@@ -182,7 +190,8 @@ async function exampleAuditSink(cfg: CrmServerConfig, env: NodeJS.ProcessEnv): P
   try {
     const log = await setupPostgresAudit({ adminUrl: pg.url });
     const stopAnchoring = log.store.startAnchoring(60_000);
-    const sink = withOpenTelemetry(withAnomalyDetection(log.sink));
+    const files = new ChainedJsonlAuditSink({ dir: cfg.auditDir });
+    const sink = withOpenTelemetry(withAnomalyDetection(teeAuditSink(log.sink, files)));
     return {
       write: (event) => sink.write(event),
       verify: (tenant) => log.verify(tenant),
@@ -192,6 +201,7 @@ async function exampleAuditSink(cfg: CrmServerConfig, env: NodeJS.ProcessEnv): P
         await log.sink.flush();
         await log.anchor().catch(() => undefined);
         await log.close();
+        await files.close();
         await pg.release();
       },
     };
