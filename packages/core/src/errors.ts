@@ -92,3 +92,21 @@ export function jsonRpcCodeFor(err: TenantScopeError): number {
   if (err.status === 429) return -32029;
   return -32603; // internal
 }
+
+/**
+ * Builds the error constructor for an adapter's own code table (`{ CODE: httpStatus }`), so every
+ * adapter throws the same `TenantScopeError` with the status its table gives.
+ *
+ * ```ts
+ * const S3_CODES = { S3_KEY_INVALID: 400 } as const;
+ * export const s3Error = errorFactory(S3_CODES);
+ * throw s3Error('S3_KEY_INVALID', 'invalid key');
+ * ```
+ */
+export function errorFactory<T extends Record<string, number>>(codes: T) {
+  return (
+    code: keyof T & string,
+    message: string,
+    options: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ): TenantScopeError => new TenantScopeError(code, message, { ...options, status: codes[code] });
+}

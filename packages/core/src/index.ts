@@ -36,6 +36,7 @@ export {
 export {
   ERROR_CODES,
   type ErrorCode,
+  errorFactory,
   isTenantScopeError,
   TenantScopeError,
   type TenantScopeErrorOptions,

@@ -1,4 +1,4 @@
-import { isTenantScopeError, TenantScopeError } from '@tenantscope/core';
+import { errorFactory, isTenantScopeError, TenantScopeError } from '@tenantscope/core';
 
 /**
  * The codes @tenantscope/qdrant throws, with their HTTP status. Callers switch on `code`.
@@ -35,13 +35,8 @@ export const QDRANT_ERROR_CODES = {
 
 export type QdrantErrorCode = keyof typeof QDRANT_ERROR_CODES;
 
-export function qdrantError(
-  code: QdrantErrorCode,
-  message: string,
-  options: { cause?: unknown; details?: Record<string, unknown> } = {},
-): TenantScopeError {
-  return new TenantScopeError(code, message, { ...options, status: QDRANT_ERROR_CODES[code] });
-}
+/** Builds a TenantScopeError with one of this package's codes and its status. */
+export const qdrantError = errorFactory(QDRANT_ERROR_CODES);
 
 /** Wraps a driver error; tenantscope errors pass through unchanged. */
 export function wrapDriverError(err: unknown, operation: string): TenantScopeError {

@@ -1,4 +1,4 @@
-import { isTenantScopeError, TenantScopeError } from '@tenantscope/core';
+import { errorFactory, isTenantScopeError, type TenantScopeError } from '@tenantscope/core';
 
 /**
  * The codes this package throws, with their HTTP status. Callers switch on `err.code`.
@@ -24,13 +24,8 @@ export const S3_ERROR_STATUS = {
 
 export type S3ErrorCode = keyof typeof S3_ERROR_STATUS;
 
-export function s3Error(
-  code: S3ErrorCode,
-  message: string,
-  options: { cause?: unknown; details?: Record<string, unknown> } = {},
-): TenantScopeError {
-  return new TenantScopeError(code, message, { ...options, status: S3_ERROR_STATUS[code] });
-}
+/** Builds a TenantScopeError with one of this package's codes and its status. */
+export const s3Error = errorFactory(S3_ERROR_STATUS);
 
 interface SdkErrorShape {
   name?: string;

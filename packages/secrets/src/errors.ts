@@ -1,4 +1,4 @@
-import { TenantScopeError } from '@tenantscope/core';
+import { errorFactory, TenantScopeError } from '@tenantscope/core';
 
 /**
  * The codes `@tenantscope/secrets` throws, with their HTTP status. Callers switch on `code`.
@@ -25,11 +25,5 @@ export const SECRET_ERROR_CODES = {
 
 export type SecretErrorCode = keyof typeof SECRET_ERROR_CODES;
 
-/** Builds a TenantScopeError with one of this package's codes. */
-export function secretError(
-  code: SecretErrorCode,
-  message: string,
-  options: { cause?: unknown; details?: Record<string, unknown> } = {},
-): TenantScopeError {
-  return new TenantScopeError(code, message, { ...options, status: SECRET_ERROR_CODES[code] });
-}
+/** Builds a TenantScopeError with one of this package's codes and its status. */
+export const secretError = errorFactory(SECRET_ERROR_CODES);
