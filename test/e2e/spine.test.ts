@@ -60,7 +60,14 @@ describe('authentication at the connection layer', () => {
     const now = Math.floor(Date.now() / 1000);
     await rawPost(h.url, await h.token('initech', { iat: now - 2000, ttlSeconds: 60 }), INIT);
     const initech = await h.stream('initech');
-    expect(initech.at(-1)).toMatchObject({ event_type: 'auth_failure', reason: 'AUTH_EXPIRED', tenant_id: 'initech' });
+    expect(initech.at(-1)).toMatchObject({
+      event_type: 'auth_failure',
+      reason: 'AUTH_EXPIRED',
+      tenant_id: 'initech',
+      subject: 'agent-initech',
+    });
+    // A forged token names a tenant and subject too, but its signature did not verify: unattributed.
+    expect(unauth.at(-1)?.subject).toBeNull();
   });
 
   it('403 insufficient_scope when the token grants no tool; 403 for a tenant not in the directory', async () => {

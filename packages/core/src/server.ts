@@ -204,11 +204,13 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       tenant = await this.#opts.verifier.verify(bearer(req));
     } catch (err) {
       const e = isTenantScopeError(err) ? err : new TenantScopeError('AUTH_MALFORMED', 'token could not be verified');
+      // Attributed only when the signature verified (see the verifier's hints); null otherwise.
       const hint = typeof e.details?.tenantHint === 'string' ? e.details.tenantHint : null;
+      const subjectHint = hint && typeof e.details?.subjectHint === 'string' ? e.details.subjectHint : null;
       await this.#auditOrThrow({
         tenant_id: hint,
-        session_id: sessionHeader ?? null,
-        subject: null,
+        session_id: null, // an unauthenticated request's session header proves nothing
+        subject: subjectHint,
         event_type: 'auth_failure',
         tool_name: null,
         args_hash: null,

@@ -139,7 +139,7 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
 
   async function checkState(tenant: Tenant): Promise<void> {
     if (!options.revocations) return;
-    const details = { tenantHint: tenant.id };
+    const details = { tenantHint: tenant.id, subjectHint: tenant.subject };
     if (tenant.tokenId !== undefined && (await options.revocations.isTokenRevoked(tenant.tokenId))) {
       throw new TenantScopeError('AUTH_REVOKED', 'token was revoked', { details });
     }
@@ -160,7 +160,9 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
     if (hit) {
       if (hit.expiresAt.getTime() + tolerance * 1000 <= now()) {
         cache?.delete(key);
-        throw new TenantScopeError('AUTH_EXPIRED', 'token has expired', { details: { tenantHint: hit.id } });
+        throw new TenantScopeError('AUTH_EXPIRED', 'token has expired', {
+          details: { tenantHint: hit.id, subjectHint: hit.subject },
+        });
       }
       await checkState(hit);
       return hit;
@@ -195,9 +197,8 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
     } catch (cause) {
       throw mapJoseError(cause, tenantClaim, tenantPattern);
     }
-    const hint = tenantHint(payload, tenantClaim, tenantPattern);
-    const fail = (code: string, message: string) =>
-      new TenantScopeError(code, message, { details: hint ? { tenantHint: hint } : undefined });
+    const hints = hintsOf(payload, tenantClaim, tenantPattern);
+    const fail = (code: string, message: string) => new TenantScopeError(code, message, { details: hints });
 
     const exp = payload.exp as number;
     const iat = payload.iat as number;
@@ -253,6 +254,23 @@ function parseAllowedTools(
   return claim as string[];
 }
 
+/**
+ * Who a refused token was for, taken only from a payload whose signature verified, to attribute
+ * the failure in the audit trail (never to authorise). Undefined when there is nothing safe to say.
+ */
+function hintsOf(
+  payload: JWTPayload | undefined,
+  claim: string,
+  pattern: RegExp,
+): { tenantHint?: string; subjectHint?: string } | undefined {
+  const tenant = tenantHint(payload, claim, pattern);
+  if (!tenant) return undefined;
+  const sub = payload?.sub;
+  return typeof sub === 'string' && sub.length > 0 && sub.length <= 256
+    ? { tenantHint: tenant, subjectHint: sub }
+    : { tenantHint: tenant };
+}
+
 function tenantHint(payload: JWTPayload | undefined, claim: string, pattern: RegExp): string | undefined {
   const v = payload?.[claim];
   return typeof v === 'string' && pattern.test(v) ? v : undefined;
@@ -266,9 +284,8 @@ function mapJoseError(cause: unknown, tenantClaim: string, pattern: RegExp): Ten
     cause instanceof joseErrors.JWTClaimValidationFailed || cause instanceof joseErrors.JWTExpired
       ? cause.payload
       : undefined;
-  const hint = tenantHint(payload, tenantClaim, pattern);
-  const make = (code: string, message: string) =>
-    new TenantScopeError(code, message, { cause, details: hint ? { tenantHint: hint } : undefined });
+  const hints = hintsOf(payload, tenantClaim, pattern);
+  const make = (code: string, message: string) => new TenantScopeError(code, message, { cause, details: hints });
   if (cause instanceof joseErrors.JWTExpired) return make('AUTH_EXPIRED', 'token has expired');
   if (cause instanceof joseErrors.JWTClaimValidationFailed) {
     if (cause.reason === 'missing') return make('AUTH_CLAIM_MISSING', `missing ${cause.claim} claim`);
