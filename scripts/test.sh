@@ -6,6 +6,7 @@ cd "$ROOT"
 mkdir -p .tmp
 failed_checks=0
 passed_checks=0
+echo "== runtime: node $(node --version)"
 echo "== typecheck (tsc)"
 if tsc -p tsconfig.json; then passed_checks=$((passed_checks + 1)); else failed_checks=$((failed_checks + 1)); fi
 echo "== README examples (tsc)"

@@ -12,6 +12,8 @@ if [ ! -x "$ROOT/.tools/node_modules/.bin/pnpm" ] || [ ! -x "$ROOT/.tools/node_m
   (cd "$ROOT/.tools" && npm install --no-audit --no-fund --loglevel=error >&2 && touch node_modules/.installed)
 fi
 export PATH="$ROOT/.tools/node_modules/.bin:$ROOT/node_modules/.bin:$PATH"
+# Another supported Node (CI's Node 24 pass) may be put first on purpose.
+if [ -n "${TENANTSCOPE_NODE_DIR:-}" ]; then export PATH="$TENANTSCOPE_NODE_DIR:$PATH"; fi
 if [ ! -f "$ROOT/node_modules/.modules.yaml" ] || [ "$ROOT/pnpm-lock.yaml" -nt "$ROOT/node_modules/.modules.yaml" ]; then
   echo "toolchain: pnpm install" >&2
   (cd "$ROOT" && pnpm install --frozen-lockfile --reporter=append-only >&2)
