@@ -122,3 +122,26 @@ function expandIpv6(ip: string): string[] {
   const fill = Array(Math.max(0, 8 - h.length - t.length)).fill('0');
   return [...h, ...(ip.includes('::') ? fill : []), ...t].map((x) => x.toLowerCase() || '0');
 }
+
+/** The audit event a retention purge appends to the purged stream (both sinks write the same one). */
+export function purgeEvent(options: {
+  tenant: string | null;
+  actor?: string;
+  now: Date;
+  details: Record<string, string | number | boolean | null>;
+}): StoredEvent {
+  return {
+    timestamp: options.now.toISOString(),
+    tenant_id: options.tenant,
+    session_id: null,
+    subject: options.actor ?? 'tenantscope-retention',
+    event_type: 'audit_purge',
+    tool_name: null,
+    args_hash: null,
+    result_status: 'ok',
+    reason: 'RETENTION',
+    latency_ms: 0,
+    ip_address: null,
+    details: options.details,
+  };
+}

@@ -13,7 +13,7 @@ import {
   type VerifyReport,
   verifyStream,
 } from './chain.ts';
-import { type PrivacyOptions, prepareEvent, type StoredEvent } from './event.ts';
+import { type PrivacyOptions, prepareEvent, purgeEvent, type StoredEvent } from './event.ts';
 import { DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS } from './postgres/store.ts';
 
 const LINE = /^\{"seq":(\d+),"prev_hash":"([0-9a-f]{64})","hash":"([0-9a-f]{64})","event":(\{.*\})\}$/;
@@ -501,19 +501,18 @@ export async function purgeJsonl(options: {
     throw new TenantScopeError('AUDIT_CHAIN_BROKEN', 'cannot checkpoint: last purged line is invalid', { status: 500 });
   await options.anchors.record([{ stream, seq: last.seq, hash: last.hash, kind: 'purge' }]);
   for (const f of doomed) await unlink(join(options.sink.dir, stream, f));
-  await options.sink.write({
-    timestamp: now.toISOString(),
-    tenant_id: options.tenant,
-    session_id: null,
-    subject: options.actor ?? 'tenantscope-retention',
-    event_type: 'audit_purge',
-    tool_name: null,
-    args_hash: null,
-    result_status: 'ok',
-    reason: 'RETENTION',
-    latency_ms: 0,
-    ip_address: null,
-    details: { purged_files: doomed.length, purged_through_seq: last.seq, retention_days: days, cutoff_day: cutoffDay },
-  } as AuditEvent);
+  await options.sink.write(
+    purgeEvent({
+      tenant: options.tenant,
+      actor: options.actor,
+      now,
+      details: {
+        purged_files: doomed.length,
+        purged_through_seq: last.seq,
+        retention_days: days,
+        cutoff_day: cutoffDay,
+      },
+    }),
+  );
   return { purgedFiles: doomed, purgedThrough: last.seq };
 }

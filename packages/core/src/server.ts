@@ -322,6 +322,9 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       if (!isRecord(m) || m.method !== 'tools/call' || !isRecord(m.params)) continue;
       const name = typeof m.params.name === 'string' ? m.params.name : '';
       const args = m.params.arguments;
+      const paths = findOverrideFields(args, this.#overrideFields);
+      const unknown = !session.registered.has(name);
+      if (paths.length === 0 && !unknown) continue; // the common case: nothing to refuse or record here
       const base = {
         tenant_id: tenant.id,
         session_id: session.id,
@@ -331,7 +334,6 @@ export class TenantScope<P extends Providers = Record<never, never>> {
         ip_address: ip,
         request_id: m.id === undefined ? null : String(m.id),
       };
-      const paths = findOverrideFields(args, this.#overrideFields);
       if (paths.length > 0) {
         const strip = this.#opts.tenantOverride?.mode === 'strip';
         await this.#auditOrThrow({
@@ -352,7 +354,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
           continue;
         }
       }
-      if (!session.registered.has(name)) {
+      if (unknown) {
         // The SDK answers this exactly as for any unknown tool; we only record the denial.
         await this.#auditOrThrow({
           ...base,
@@ -477,6 +479,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       throw new TenantScopeError('SESSION_MISMATCH', 'session belongs to another principal');
     }
     const requestId = String(extra.requestId);
+    const hash = argsHash(args); // once per call, however many events it writes
     const event = (status: AuditStatus, reason: string | null): AuditEvent => ({
       timestamp: new Date().toISOString(),
       tenant_id: tenant.id,
@@ -484,7 +487,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       subject: tenant.subject,
       event_type: 'tool_call',
       tool_name: def.name,
-      args_hash: argsHash(args),
+      args_hash: hash,
       result_status: status,
       reason,
       latency_ms: round(performance.now() - started),

@@ -100,6 +100,26 @@ export interface HeadResult extends ObjectInfo {
   metadata: Record<string, string>;
 }
 
+/** The object headers GetObject and HeadObject both answer with. */
+interface ObjectHeaders {
+  ContentLength?: number;
+  ContentType?: string;
+  ETag?: string;
+  LastModified?: Date;
+  Metadata?: Record<string, string>;
+}
+
+function headResult(key: string, out: ObjectHeaders): HeadResult {
+  return {
+    key,
+    size: out.ContentLength ?? 0,
+    etag: out.ETag,
+    lastModified: out.LastModified,
+    contentType: out.ContentType,
+    metadata: out.Metadata ?? {},
+  };
+}
+
 export interface GetResult extends HeadResult {
   /** The object's bytes as a Node stream. Read it once (or use `text()` / `bytes()`). */
   body: Readable;
@@ -361,14 +381,10 @@ export class TenantS3 {
   /** Reads an object. Throws `S3_NOT_FOUND` if the tenant has no object under that key. */
   async get(key: string, options: { range?: string } = {}): Promise<GetResult> {
     const Key = this.#full(key);
-    const out = await this.#send<{
-      Body?: unknown;
-      ContentLength?: number;
-      ContentType?: string;
-      ETag?: string;
-      LastModified?: Date;
-      Metadata?: Record<string, string>;
-    }>('GetObject', new GetObjectCommand({ Bucket: this.#s.bucket, Key, Range: options.range }));
+    const out = await this.#send<ObjectHeaders & { Body?: unknown }>(
+      'GetObject',
+      new GetObjectCommand({ Bucket: this.#s.bucket, Key, Range: options.range }),
+    );
     const body = toReadable(out.Body);
     const bytes = async () => {
       const chunks: Buffer[] = [];
@@ -376,12 +392,7 @@ export class TenantS3 {
       return new Uint8Array(Buffer.concat(chunks));
     };
     return {
-      key,
-      size: out.ContentLength ?? 0,
-      etag: out.ETag,
-      lastModified: out.LastModified,
-      contentType: out.ContentType,
-      metadata: out.Metadata ?? {},
+      ...headResult(key, out),
       body,
       bytes,
       text: async () => new TextDecoder().decode(await bytes()),
@@ -401,21 +412,8 @@ export class TenantS3 {
   /** An object's size, type and metadata. Throws `S3_NOT_FOUND` if absent. */
   async head(key: string): Promise<HeadResult> {
     const Key = this.#full(key);
-    const out = await this.#send<{
-      ContentLength?: number;
-      ContentType?: string;
-      ETag?: string;
-      LastModified?: Date;
-      Metadata?: Record<string, string>;
-    }>('HeadObject', new HeadObjectCommand({ Bucket: this.#s.bucket, Key }));
-    return {
-      key,
-      size: out.ContentLength ?? 0,
-      etag: out.ETag,
-      lastModified: out.LastModified,
-      contentType: out.ContentType,
-      metadata: out.Metadata ?? {},
-    };
+    const out = await this.#send<ObjectHeaders>('HeadObject', new HeadObjectCommand({ Bucket: this.#s.bucket, Key }));
+    return headResult(key, out);
   }
 
   /** True if the tenant has an object under that key. */

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { type AuditEvent, canonicalJson, streamName, TenantScopeError } from '@tenantscope/core';
 import type { Pool, QueryConfig } from 'pg';
 import { type Anchor, type ChainRow, type StreamReport, type VerifyReport, verifyStream } from '../chain.ts';
+import { purgeEvent } from '../event.ts';
 import { DEFAULT_AUDIT_SCHEMA, ident, STREAM_LOCK_CLASS } from './schema.ts';
 
 /** Minimum retention the purge accepts, in days. */
@@ -253,20 +254,12 @@ export async function purgePostgresAudit(options: PurgeOptions): Promise<PurgeRe
     const del = await client.query(`DELETE FROM ${s}.events WHERE stream = $1 AND seq <= $2`, [stream, through]);
     await client.query(`SELECT set_config('tenantscope_audit.purge', 'off', true)`);
     const purged = del.rowCount ?? 0;
-    const event = {
-      timestamp: now.toISOString(),
-      tenant_id: options.tenant,
-      session_id: null,
-      subject: options.actor ?? 'tenantscope-retention',
-      event_type: 'audit_purge',
-      tool_name: null,
-      args_hash: null,
-      result_status: 'ok',
-      reason: 'RETENTION',
-      latency_ms: 0,
-      ip_address: null,
+    const event = purgeEvent({
+      tenant: options.tenant,
+      actor: options.actor,
+      now,
       details: { purged, purged_through_seq: through, retention_days: days, cutoff: cutoff.toISOString() },
-    };
+    });
     const ins = await client.query<{ seq: string }>(`INSERT INTO ${s}.events (event) VALUES ($1) RETURNING seq`, [
       canonicalJson(event),
     ]);
