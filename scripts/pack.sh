@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds every publishable package (tsc -p tsconfig.build.json into dist/) and packs it with
+# `pnpm pack` (which applies publishConfig and turns workspace:* into real versions).
+#   scripts/pack.sh [outdir]      outdir defaults to .tmp/pack/
+# Prints one tarball path per line on stdout (progress goes to stderr). Fails if a tarball
+# contains test code (*.test.*, testing/, test-support, test-helpers) or TypeScript sources.
+source "$(dirname "$0")/toolchain.sh"
+cd "$ROOT"
+outdir="${1:-.tmp/pack}"
+mkdir -p "$outdir"
+outdir="$(cd "$outdir" && pwd)"
+rm -f "$outdir"/tenantscope-*.tgz
+
+packages=()
+for dir in packages/*/; do
+  dir="${dir%/}"
+  [ -f "$dir/package.json" ] || continue
+  if node -e 'process.exit(require(process.argv[1]).private ? 0 : 1)' "$ROOT/$dir/package.json"; then continue; fi
+  packages+=("$dir")
+done
+
+build() {
+  local dir="$1"
+  rm -rf "$dir/dist"
+  (cd "$dir" && tsc -p tsconfig.build.json) || { echo "pack: build of $dir failed" >&2; return 1; }
+}
+# Two builds at a time (CI machines have two cores); each is independent (workspace imports
+# resolve to the other packages' sources).
+pids=()
+failed=0
+for dir in "${packages[@]}"; do
+  echo "pack: building $dir" >&2
+  build "$dir" &
+  pids+=("$!")
+  if [ "${#pids[@]}" -ge 2 ]; then
+    wait "${pids[0]}" || failed=1
+    pids=("${pids[@]:1}")
+  fi
+done
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" -eq 0 ] || exit 1
+
+for dir in "${packages[@]}"; do
+  (cd "$dir" && pnpm pack --pack-destination "$outdir" >/dev/null) || { echo "pack: pnpm pack of $dir failed" >&2; exit 1; }
+done
+
+status=0
+for tgz in "$outdir"/tenantscope-*.tgz; do
+  bad="$(tar -tzf "$tgz" | grep -E '\.test\.|/testing/|test-support|test-helpers|\.ts$' | grep -vE '\.d\.ts$' || true)"
+  if [ -n "$bad" ]; then
+    echo "pack: $(basename "$tgz") contains test code or sources:" >&2
+    echo "$bad" | sed 's/^/  /' >&2
+    status=1
+  fi
+  echo "$tgz"
+done
+exit "$status"
