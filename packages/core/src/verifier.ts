@@ -12,6 +12,7 @@ import {
   jwtVerify,
 } from 'jose';
 import { TenantScopeError } from './errors.ts';
+import { assertNoDuplicateMembers } from './jwt-json.ts';
 import { BoundedLru } from './lru.ts';
 import type { RevocationStore } from './revocation.ts';
 import { DEFAULT_TENANT_ID_PATTERN, mintTenant, type Tenant } from './tenant.ts';
@@ -61,8 +62,17 @@ export type KeySource =
 export interface VerifierOptions {
   /** Accepted `iss` value(s). */
   issuer: string | readonly string[];
-  /** This server's resource URI (RFC 8707); the token's `aud` must contain it. */
+  /**
+   * This server's resource URI (RFC 8707). The token's `aud` must be exactly this value, or a list
+   * holding only it (see `allowAudienceList`).
+   */
   audience: string;
+  /**
+   * Accept an `aud` list naming other resources besides this one. Default false: such a token is
+   * refused (`AUTH_AUDIENCE`), because it could be replayed at every resource it lists (RFC 8707
+   * resource indicators give each token one audience).
+   */
+  allowAudienceList?: boolean;
   /** The verification keys. */
   keys: KeySource;
   /** Algorithm allow-list. Default: the asymmetric algorithms, or HS256 for an HMAC secret. `none` is never allowed. */
@@ -183,6 +193,8 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
     if (typeof alg !== 'string' || !algorithms.includes(alg)) {
       throw new TenantScopeError('AUTH_ALGORITHM', 'token algorithm is not allowed');
     }
+    // Before anything reads a claim: JSON.parse would keep the last of two tenant_id members.
+    assertNoDuplicateMembers(token);
     let payload: JWTPayload;
     try {
       const currentDate = new Date(now());
@@ -200,6 +212,9 @@ export async function createVerifier(options: VerifierOptions): Promise<TokenVer
     const hints = hintsOf(payload, tenantClaim, tenantPattern);
     const fail = (code: string, message: string) => new TenantScopeError(code, message, { details: hints });
 
+    if (Array.isArray(payload.aud) && payload.aud.length !== 1 && options.allowAudienceList !== true) {
+      throw fail('AUTH_AUDIENCE', 'token names more than one audience');
+    }
     const exp = payload.exp as number;
     const iat = payload.iat as number;
     const nowSec = now() / 1000;
