@@ -14,7 +14,8 @@ rm -f "$outdir"/tenantscope-*.tgz
 packages=()
 for dir in packages/*/; do
   dir="${dir%/}"
-  [ -f "$dir/package.json" ] || continue
+  # Publishable: has a build config and is not private.
+  [ -f "$dir/package.json" ] && [ -f "$dir/tsconfig.build.json" ] || continue
   if node -e 'process.exit(require(process.argv[1]).private ? 0 : 1)' "$ROOT/$dir/package.json"; then continue; fi
   packages+=("$dir")
 done

@@ -7,7 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChainedJsonlAuditSink, JsonlAnchorStore, PostgresAuditStore, verifyJsonl } from '@tenantscope/audit';
+import { ChainedJsonlAuditSink, JsonlAnchorStore, verifyJsonl } from '@tenantscope/audit';
+import { PostgresAuditStore } from '@tenantscope/audit/postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type AuditTestDb, createAuditTestDb, sampleEvent } from './pg.ts';
 

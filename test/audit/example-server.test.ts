@@ -5,7 +5,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { type AnomalyAlert, PostgresAuditSink, PostgresAuditStore, withAnomalyDetection } from '@tenantscope/audit';
+import { type AnomalyAlert, withAnomalyDetection } from '@tenantscope/audit';
+import { PostgresAuditSink, PostgresAuditStore } from '@tenantscope/audit/postgres';
 import { configFromEnv, type RunningCrmServer, startCrmServer } from '@tenantscope/example-crm-server';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectClient } from '../../examples/crm-server/src/client.ts';

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { type AuditEvent, argsHash } from '@tenantscope/core';
 import pg from 'pg';
-import { migrateAuditSchema } from '../../packages/audit/src/index.ts';
+import { migrateAuditSchema } from '../../packages/audit/src/postgres/index.ts';
 
 declare module 'vitest' {
   interface ProvidedContext {

@@ -2,7 +2,7 @@
  * A tenant's scoped client (@tenantscope/postgres) reads only its own audit stream, through the
  * audit table's row-level security policy on tenantscope.current_tenant_id().
  */
-import { migrateAuditSchema, PostgresAuditSink } from '@tenantscope/audit';
+import { migrateAuditSchema, PostgresAuditSink } from '@tenantscope/audit/postgres';
 import { CURRENT_TENANT_SQL, installTenantScope, scopedPool } from '@tenantscope/postgres';
 import { createTestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';

@@ -3,7 +3,7 @@
  * start at once; each gets pools that run as the least-privileged roles, never as admin.
  */
 import { randomBytes } from 'node:crypto';
-import { setupPostgresAudit } from '@tenantscope/audit';
+import { setupPostgresAudit } from '@tenantscope/audit/postgres';
 import pg from 'pg';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { sampleEvent } from './pg.ts';

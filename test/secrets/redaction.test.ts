@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { defineTool, ToolError } from '@tenantscope/core';
-import { awsSecretsManager, type ScopedSecrets, secretsInjector } from '@tenantscope/secrets';
+import { type ScopedSecrets, secretsInjector } from '@tenantscope/secrets';
+import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestIssuer } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type SecretsServer, startSecretsServer, text } from './server.ts';

@@ -3,13 +3,9 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import {
-  ChainedJsonlAuditSink,
-  setupPostgresAudit,
-  type VerifyReport,
-  withAnomalyDetection,
-  withOpenTelemetry,
-} from '@tenantscope/audit';
+import { ChainedJsonlAuditSink, type VerifyReport, withAnomalyDetection } from '@tenantscope/audit';
+import { withOpenTelemetry } from '@tenantscope/audit/otel';
+import { setupPostgresAudit } from '@tenantscope/audit/postgres';
 import {
   type AuditEvent,
   type AuditSink,

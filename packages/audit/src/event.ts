@@ -2,6 +2,11 @@ import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { type AuditEvent, canonicalJson, streamName, TenantScopeError } from '@tenantscope/core';
 
+/** Minimum retention a purge accepts, in days (JSONL and Postgres alike). */
+export const MIN_RETENTION_DAYS = 365;
+/** Default retention, in days. */
+export const DEFAULT_RETENTION_DAYS = 400;
+
 /**
  * What of the caller's identity goes into a stored event. The log is immutable, so anything
  * personal written into it cannot later be erased: the defaults keep as little as is useful.

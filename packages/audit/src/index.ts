@@ -1,3 +1,8 @@
+/**
+ * The backend-free entry: JSONL sinks, chain verification, anomaly detection. The Postgres sink is
+ * `@tenantscope/audit/postgres` (needs `pg`), OpenTelemetry spans are `@tenantscope/audit/otel`
+ * (needs `@opentelemetry/api`).
+ */
 export {
   type AnomalyAlert,
   AnomalyDetector,
@@ -19,7 +24,13 @@ export {
   type VerifyStreamInput,
   verifyStream,
 } from './chain.ts';
-export { type PrivacyOptions, prepareEvent, type StoredEvent } from './event.ts';
+export {
+  DEFAULT_RETENTION_DAYS,
+  MIN_RETENTION_DAYS,
+  type PrivacyOptions,
+  prepareEvent,
+  type StoredEvent,
+} from './event.ts';
 export {
   type AnchorStore,
   anchorJsonl,
@@ -32,21 +43,3 @@ export {
   purgeJsonl,
   verifyJsonl,
 } from './jsonl.ts';
-export { type OpenTelemetryOptions, recordSpan, TENANT_ATTRIBUTE, withOpenTelemetry } from './otel.ts';
-export {
-  type AuditSchemaOptions,
-  auditSchemaSql,
-  DEFAULT_AUDIT_SCHEMA,
-  migrateAuditSchema,
-} from './postgres/schema.ts';
-export { type PostgresAuditLog, type PostgresAuditLogOptions, setupPostgresAudit } from './postgres/setup.ts';
-export { PostgresAuditSink, type PostgresAuditSinkOptions } from './postgres/sink.ts';
-export {
-  DEFAULT_RETENTION_DAYS,
-  MIN_RETENTION_DAYS,
-  PostgresAuditStore,
-  type PostgresAuditStoreOptions,
-  type PurgeOptions,
-  type PurgeResult,
-  purgePostgresAudit,
-} from './postgres/store.ts';

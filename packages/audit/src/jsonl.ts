@@ -13,8 +13,14 @@ import {
   type VerifyReport,
   verifyStream,
 } from './chain.ts';
-import { type PrivacyOptions, prepareEvent, purgeEvent, type StoredEvent } from './event.ts';
-import { DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS } from './postgres/store.ts';
+import {
+  DEFAULT_RETENTION_DAYS,
+  MIN_RETENTION_DAYS,
+  type PrivacyOptions,
+  prepareEvent,
+  purgeEvent,
+  type StoredEvent,
+} from './event.ts';
 
 const LINE = /^\{"seq":(\d+),"prev_hash":"([0-9a-f]{64})","hash":"([0-9a-f]{64})","event":(\{.*\})\}$/;
 const DAY_FILE = /^\d{4}-\d{2}-\d{2}\.jsonl$/;

@@ -7,7 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { CallInfo } from '@tenantscope/core';
 import { createTestIssuer, SecretsManagerProtocolDouble } from '@tenantscope/testkit';
-import { awsSecretsManager, secretsInjector } from '../src/index.ts';
+import { awsSecretsManager } from '../src/aws.ts';
+import { secretsInjector } from '../src/index.ts';
 
 const N = Number(process.env.N ?? 2000);
 let double: SecretsManagerProtocolDouble | undefined;

@@ -1,4 +1,8 @@
-export { type AwsSecretsManagerOptions, AwsSecretsManagerProvider, awsSecretsManager, mapAwsError } from './aws.ts';
+/**
+ * The provider-free entry: the injector, naming and errors. Providers are subpaths with optional
+ * peers: `@tenantscope/secrets/aws` (`@aws-sdk/client-secrets-manager`) and
+ * `@tenantscope/secrets/postgres` (`pg` and `@tenantscope/postgres`).
+ */
 export { SECRET_ERROR_CODES, type SecretErrorCode, secretError } from './errors.ts';
 export {
   DEFAULT_MAX_ENTRIES,
@@ -20,14 +24,4 @@ export {
   SECRET_NAME_PATTERN,
   type SecretNaming,
 } from './naming.ts';
-export {
-  installPostgresSecrets,
-  localMasterKey,
-  type MasterKey,
-  type PostgresSecretsOptions,
-  PostgresSecretsProvider,
-  type PostgresSecretsSqlOptions,
-  postgresSecrets,
-  postgresSecretsSql,
-} from './postgres.ts';
 export type { SecretsProvider, SecretValue, VersionSelector } from './provider.ts';

@@ -9,7 +9,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { defineTool, type Tenant, ToolError } from '@tenantscope/core';
-import { awsSecretsManager, type ScopedSecrets, type SecretsInjector, secretsInjector } from '@tenantscope/secrets';
+import { type ScopedSecrets, type SecretsInjector, secretsInjector } from '@tenantscope/secrets';
+import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestIssuer, SecretsManagerProtocolDouble } from '@tenantscope/testkit';
 import { z } from 'zod';
 import { type MailApi, startMailApi } from '../mail-api.ts';

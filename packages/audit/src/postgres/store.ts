@@ -2,13 +2,8 @@ import { performance } from 'node:perf_hooks';
 import { type AuditEvent, canonicalJson, streamName, TenantScopeError } from '@tenantscope/core';
 import type { Pool, QueryConfig } from 'pg';
 import { type Anchor, type ChainRow, type StreamReport, type VerifyReport, verifyStream } from '../chain.ts';
-import { purgeEvent } from '../event.ts';
+import { DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS, purgeEvent } from '../event.ts';
 import { DEFAULT_AUDIT_SCHEMA, ident, STREAM_LOCK_CLASS } from './schema.ts';
-
-/** Minimum retention the purge accepts, in days. */
-export const MIN_RETENTION_DAYS = 365;
-/** Default retention, in days. */
-export const DEFAULT_RETENTION_DAYS = 400;
 
 export interface PostgresAuditStoreOptions {
   /** A pool connected as the auditor role (SELECT on events, SELECT/INSERT on anchors). */
