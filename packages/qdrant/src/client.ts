@@ -10,6 +10,7 @@ import {
   checkPointIds,
   type ExampleIds,
   type Filter,
+  forceIdfCorpus,
   idKey,
   isPlainObject,
   type PointId,
@@ -17,6 +18,7 @@ import {
   scopeQueryRequest,
   type TenantCondition,
   tenantCondition,
+  vectorsUsed,
 } from './scope.ts';
 
 export interface ScopedQdrantOptions {
@@ -39,6 +41,12 @@ export interface ScopedQdrantOptions {
   maxIds?: number;
   /** Page size of the DSAR export's scroll. Default 256. */
   exportPageSize?: number;
+  /**
+   * How long (ms) the collection's sparse-vector config (which vectors use the IDF modifier) is
+   * cached before a query on a named vector reads it again. Default 5000. A vector switched to
+   * the IDF modifier is treated as one without it for at most this long.
+   */
+  collectionInfoTtlMs?: number;
 }
 
 /** Arguments of the wrapped client methods, minus what the scope decides (shard_key, wait). */
@@ -73,6 +81,12 @@ export interface RetrieveArgs {
   consistency?: Schemas['ReadConsistency'];
 }
 export interface UpsertArgs {
+  /**
+   * `upsert` (default) inserts new ids and updates the tenant's own points; `insert_only` never
+   * changes an existing point; `update_only` never inserts (ids the tenant does not own are
+   * skipped, as if missing). Sent to Qdrant too (needs Qdrant 1.17+).
+   */
+  update_mode?: 'upsert' | 'insert_only' | 'update_only';
   /** Points to write. Their payload gets the tenant field; a payload that sets another tenant is refused. */
   points?: Schemas['PointStruct'][];
   /** Column form; converted to points. */
@@ -85,7 +99,15 @@ export type Selector = { points: PointId[]; filter?: undefined } | { filter: Fil
 export type WriteOpts = { ordering?: Schemas['WriteOrdering']; timeout?: number };
 export type UpdateResult = Schemas['UpdateResult'];
 
-const SERVER_MIN = [1, 16, 0] as const;
+type Version = readonly [number, number, number];
+/** `update_filter` (on upsert and update_vectors) arrived in Qdrant 1.15.4. */
+const WRITES_MIN: Version = [1, 15, 4];
+/** `update_mode` on upsert arrived in Qdrant 1.17.0. */
+const UPDATE_MODE_MIN: Version = [1, 17, 0];
+/** `params.idf` (the sparse IDF corpus) arrived in Qdrant 1.19.0; older servers ignore it. */
+const IDF_CORPUS_MIN: Version = [1, 19, 0];
+const UPSERT_ARGS = new Set(['points', 'batch', 'ordering', 'timeout', 'update_mode', 'shard_key']);
+const atLeast = (v: Version, min: Version) => (v[0] - min[0] || v[1] - min[1] || v[2] - min[2]) >= 0;
 
 /**
  * The tenant-scoping factory around a `QdrantClient` you built. `forTenant(tenant)` gives the
@@ -102,7 +124,9 @@ export class ScopedQdrant {
   readonly #lookup: ReadonlySet<string>;
   readonly #maxIds: number;
   readonly #exportPageSize: number;
-  #serverCheck: Promise<void> | undefined;
+  readonly #infoTtl: number;
+  readonly #idfVectors = new Map<string, { at: number; names: Promise<ReadonlySet<string>> }>();
+  #serverCheck: Promise<Version> | undefined;
 
   constructor(client: QdrantClient, options: ScopedQdrantOptions) {
     if (!client || typeof (client as { query?: unknown }).query !== 'function') {
@@ -122,6 +146,7 @@ export class ScopedQdrant {
     this.#lookup = new Set(options.lookupCollections ?? []);
     this.#maxIds = options.maxIds ?? 1000;
     this.#exportPageSize = options.exportPageSize ?? 256;
+    this.#infoTtl = options.collectionInfoTtlMs ?? 5000;
   }
 
   /** A client confined to one verified tenant. Throws NOT_A_TENANT for anything else. */
@@ -135,7 +160,8 @@ export class ScopedQdrant {
       lookup: this.#lookup,
       maxIds: this.#maxIds,
       exportPageSize: this.#exportPageSize,
-      ensureServer: () => this.#ensureServer(),
+      ensureServer: (min, what) => this.#ensureServer(min, what),
+      idfVectors: (collection) => this.#idfVectorsOf(collection),
     });
   }
 
@@ -179,25 +205,42 @@ export class ScopedQdrant {
     return this.forTenant(tenant).data;
   }
 
-  #ensureServer(): Promise<void> {
+  /** Refuses (QDRANT_SERVER_UNSUPPORTED) unless the server is at least `min`; the version is read once. */
+  async #ensureServer(min: Version, what: string): Promise<void> {
     this.#serverCheck ??= (async () => {
       const info = await this.#raw('version check', () => this.unscopedClient.versionInfo());
       const v = /^(\d+)\.(\d+)\.(\d+)/
         .exec(String(info.version ?? ''))
         ?.slice(1)
         .map(Number);
-      const ok = v !== undefined && (v[0]! - SERVER_MIN[0] || v[1]! - SERVER_MIN[1] || v[2]! - SERVER_MIN[2]) >= 0;
-      if (!ok) {
-        throw qdrantError(
-          'QDRANT_SERVER_UNSUPPORTED',
-          `Qdrant ${String(info.version)} has no update_filter (or did not say its version); scoped writes need Qdrant ${SERVER_MIN.join('.')} or later`,
-        );
-      }
+      return (v ?? [0, 0, 0]) as unknown as Version;
     })();
     this.#serverCheck.catch(() => {
       this.#serverCheck = undefined;
     });
-    return this.#serverCheck;
+    const v = await this.#serverCheck;
+    if (!atLeast(v, min)) {
+      throw qdrantError(
+        'QDRANT_SERVER_UNSUPPORTED',
+        `${what} needs Qdrant ${min.join('.')} or later; this server is ${v.join('.')} (or did not say its version)`,
+      );
+    }
+  }
+
+  /** Names of the sparse vectors of a collection that use the IDF modifier (cached for collectionInfoTtlMs). */
+  #idfVectorsOf(collection: string): Promise<ReadonlySet<string>> {
+    const now = Date.now();
+    const hit = this.#idfVectors.get(collection);
+    if (hit && now - hit.at < this.#infoTtl) return hit.names;
+    if (this.#idfVectors.size >= 64) this.#idfVectors.clear();
+    const names = (async () => {
+      const info = await this.#raw('collection info', () => this.unscopedClient.getCollection(collection));
+      const sparse = (info.config?.params?.sparse_vectors ?? {}) as Record<string, { modifier?: unknown } | null>;
+      return new Set(Object.entries(sparse).flatMap(([n, p]) => (p?.modifier === 'idf' ? [n] : [])));
+    })();
+    names.catch(() => this.#idfVectors.delete(collection));
+    this.#idfVectors.set(collection, { at: now, names });
+    return names;
   }
 
   async #raw<T>(operation: string, fn: () => Promise<T>): Promise<T> {
@@ -221,7 +264,8 @@ interface Internals {
   lookup: ReadonlySet<string>;
   maxIds: number;
   exportPageSize: number;
-  ensureServer(): Promise<void>;
+  ensureServer(min: Version, what: string): Promise<void>;
+  idfVectors(collection: string): Promise<ReadonlySet<string>>;
 }
 
 /**
@@ -289,10 +333,11 @@ export class TenantQdrant {
       throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'queryBatch needs a non-empty searches list');
     }
     const examples: ExampleIds = { byCollection: new Map() };
-    const searches = args.searches.map((s) =>
+    const scoped = args.searches.map((s) =>
       scopeQueryRequest(s as Record<string, unknown>, this.#cond, this.#in.lookup, examples),
     );
     await this.#verifyExamples(examples);
+    const searches = await Promise.all(scoped.map((s) => this.#confineIdf(s)));
     return this.#run('query batch', () =>
       this.#client.queryBatch(this.#c, {
         searches: searches as Schemas['QueryRequest'][],
@@ -344,28 +389,31 @@ export class TenantQdrant {
     return this.#run('scroll', () => this.#client.scroll(this.#c, { ...rest, filter: this.#f(filter) }));
   }
 
-  /** Counts this tenant's points (exact by default). */
+  /**
+   * Counts this tenant's points, always exactly: `exact: false` is overridden, because Qdrant's
+   * estimate comes from index statistics over every tenant.
+   */
   async count(args: CountArgs = {}): Promise<number> {
     this.#noShardKey(args);
     const r = await this.#run('count', () =>
-      this.#client.count(this.#c, { exact: args.exact ?? true, timeout: args.timeout, filter: this.#f(args.filter) }),
+      this.#client.count(this.#c, { exact: true, timeout: args.timeout, filter: this.#f(args.filter) }),
     );
     return r.count;
   }
 
-  /** Counts values of a payload key over this tenant's points. */
+  /** Counts values of a payload key over this tenant's points (always exact counts, like `count`). */
   async facet(args: FacetArgs): Promise<Result<'facet'>> {
     this.#noShardKey(args);
     if (!isPlainObject(args) || typeof args.key !== 'string' || args.key.length === 0) {
       throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'facet needs a key');
     }
     const { filter, ...rest } = args;
-    return this.#run('facet', () => this.#client.facet(this.#c, { ...rest, filter: this.#f(filter) }));
+    return this.#run('facet', () => this.#client.facet(this.#c, { ...rest, exact: true, filter: this.#f(filter) }));
   }
 
   /** Distance matrix (pairs) over a sample of this tenant's points. */
   async searchMatrixPairs(args: SearchMatrixArgs = {}): Promise<Result<'searchMatrixPairs'>> {
-    this.#noShardKey(args);
+    await this.#matrixNotOnIdf(args);
     const { filter, ...rest } = args;
     return this.#run('search matrix', () =>
       this.#client.searchMatrixPairs(this.#c, { ...rest, filter: this.#f(filter) }),
@@ -374,7 +422,7 @@ export class TenantQdrant {
 
   /** Distance matrix (offsets) over a sample of this tenant's points. */
   async searchMatrixOffsets(args: SearchMatrixArgs = {}): Promise<Result<'searchMatrixOffsets'>> {
-    this.#noShardKey(args);
+    await this.#matrixNotOnIdf(args);
     const { filter, ...rest } = args;
     return this.#run('search matrix', () =>
       this.#client.searchMatrixOffsets(this.#c, { ...rest, filter: this.#f(filter) }),
@@ -407,21 +455,28 @@ export class TenantQdrant {
    * Inserts or replaces this tenant's points. The tenant field is forced into every payload; a
    * payload naming another tenant is refused before anything is sent. Existing points of other
    * tenants are never overwritten: the upsert carries `update_filter` = this tenant (Qdrant
-   * 1.16+), so the server itself skips them. Ids found to belong to another tenant fail with
+   * 1.15.4+), so the server itself skips them. Ids found to belong to another tenant fail with
    * QDRANT_POINT_ID_CONFLICT; points this call newly inserted are removed again, and this tenant's
    * existing points in the same batch are left as they were (they are written only after the
    * new ids went through).
    */
   async upsert(args: UpsertArgs): Promise<UpdateResult> {
     const points = this.#pointsOf(args);
-    await this.#in.ensureServer();
+    const mode = (args as { update_mode?: unknown }).update_mode;
+    if (mode !== undefined && mode !== 'upsert' && mode !== 'insert_only' && mode !== 'update_only') {
+      throw qdrantError('QDRANT_POINT_INVALID', 'update_mode must be upsert, insert_only or update_only');
+    }
+    await this.#in.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
+    if (mode !== undefined) await this.#in.ensureServer(UPDATE_MODE_MIN, 'update_mode');
     const ids = dedupe(points.map((p) => p.id));
     const before = await this.#ownIds(ids);
     // Two phases, so a conflict changes nothing of this tenant's either: first the ids this tenant
     // does not own yet (new, or another tenant's, which update_filter makes the server skip), then,
     // only if none of them was taken, the updates of points it already owns.
-    const fresh = points.filter((p) => !before.has(idKey(p.id)));
-    const owned = points.filter((p) => before.has(idKey(p.id)));
+    // update_only never inserts (ids the tenant does not own are skipped like missing ones, so a
+    // foreign id gives no signal); insert_only never updates the tenant's existing points.
+    const fresh = mode === 'update_only' ? [] : points.filter((p) => !before.has(idKey(p.id)));
+    const owned = mode === 'insert_only' ? [] : points.filter((p) => before.has(idKey(p.id)));
     const send = (batch: typeof points) =>
       this.#run('upsert', () =>
         this.#client.upsert(this.#c, {
@@ -430,9 +485,10 @@ export class TenantQdrant {
           timeout: args.timeout,
           points: batch,
           update_filter: this.tenantFilter(),
+          ...(mode === undefined ? {} : { update_mode: mode }),
         } as Parameters<QdrantClient['upsert']>[1]),
       );
-    let result: UpdateResult | undefined;
+    let result: UpdateResult = { operation_id: null, status: 'completed' };
     if (fresh.length > 0) {
       result = await send(fresh);
       const freshIds = dedupe(fresh.map((p) => p.id));
@@ -451,7 +507,7 @@ export class TenantQdrant {
       }
     }
     if (owned.length > 0) result = await send(owned);
-    return result as UpdateResult;
+    return result;
   }
 
   /** Sets payload keys on this tenant's points (by ids or filter). The tenant field cannot be set. */
@@ -533,7 +589,7 @@ export class TenantQdrant {
         throw qdrantError('QDRANT_POINT_INVALID', 'each point needs a vector');
       return { id: checkPointId(p.id), vector: p.vector };
     });
-    await this.#in.ensureServer();
+    await this.#in.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
     const ids = dedupe(points.map((p) => p.id));
     const own = await this.#ownIds(ids);
     const missing = ids.filter((id) => !own.has(idKey(id)));
@@ -622,6 +678,11 @@ export class TenantQdrant {
     if ((args as Record<string, unknown>).update_filter !== undefined) {
       throw qdrantError('QDRANT_POINT_INVALID', 'update_filter is set by the scope');
     }
+    for (const [k, v] of Object.entries(args)) {
+      if (v !== undefined && !UPSERT_ARGS.has(k)) {
+        throw qdrantError('QDRANT_POINT_INVALID', `upsert has unknown argument ${JSON.stringify(k)}`);
+      }
+    }
     let raw: unknown[];
     if (Array.isArray(args.points) && args.batch === undefined) {
       raw = args.points;
@@ -674,7 +735,32 @@ export class TenantQdrant {
     const examples: ExampleIds = { byCollection: new Map() };
     const scoped = scopeQueryRequest(args, this.#cond, this.#in.lookup, examples);
     await this.#verifyExamples(examples);
-    return scoped;
+    return this.#confineIdf(scoped);
+  }
+
+  /**
+   * Sparse vectors with the IDF modifier score with document frequencies counted over a corpus
+   * that defaults to the whole collection (every tenant). Every level searching such a vector
+   * gets `params.idf.corpus` = this tenant; a server that predates the corpus (it would ignore
+   * it) is refused.
+   */
+  async #confineIdf(scoped: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const used = vectorsUsed(scoped);
+    if (used.size === 0) return scoped;
+    const idf = await this.#in.idfVectors(this.#c);
+    if (![...used].some((n) => idf.has(n))) return scoped;
+    await this.#in.ensureServer(IDF_CORPUS_MIN, 'a query on a sparse vector with the IDF modifier');
+    return forceIdfCorpus(scoped, this.#cond, idf);
+  }
+
+  /** The distance matrix takes no search params, so its IDF corpus cannot be confined: refused on IDF vectors. */
+  async #matrixNotOnIdf(args: SearchMatrixArgs): Promise<void> {
+    this.#noShardKey(args);
+    const using = (args as { using?: unknown }).using;
+    if (typeof using !== 'string') return;
+    if ((await this.#in.idfVectors(this.#c)).has(using)) {
+      throw qdrantError('QDRANT_IDF_REFUSED', 'the search matrix cannot confine IDF statistics to the tenant');
+    }
   }
 
   /**

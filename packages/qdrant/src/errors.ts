@@ -17,11 +17,19 @@ export const QDRANT_ERROR_CODES = {
   QDRANT_LOOKUP_REFUSED: 400,
   /** A caller-supplied `shard_key`: routing belongs to the placement, not the caller. */
   QDRANT_SHARD_KEY_REFUSED: 400,
+  /**
+   * A caller-chosen `params.idf` (sparse IDF corpus), or a call that would score an IDF vector
+   * where the scope cannot confine the statistics to the tenant (search matrix).
+   */
+  QDRANT_IDF_REFUSED: 400,
   /** Example ids or points to update that are not this tenant's (or do not exist). */
   QDRANT_POINT_NOT_FOUND: 404,
   /** Upsert ids that another tenant already uses; those points were left untouched. */
   QDRANT_POINT_ID_CONFLICT: 409,
-  /** The server is too old for a guarantee this client needs (update_filter: Qdrant 1.16+). */
+  /**
+   * The server is too old for a guarantee this client needs: `update_filter` (writes) arrived in
+   * Qdrant 1.15.4, `update_mode` in 1.17.0, the sparse IDF corpus (`params.idf`) in 1.19.0.
+   */
   QDRANT_SERVER_UNSUPPORTED: 500,
   /** The tenant field already has an index of another kind. */
   QDRANT_INDEX_CONFLICT: 500,

@@ -4,11 +4,12 @@ import {
   checkPayload,
   checkPointId,
   type ExampleIds,
+  forceIdfCorpus,
   idKey,
-  rootKey,
   scopeFilter,
   scopeQueryRequest,
   tenantCondition,
+  vectorsUsed,
 } from './scope.ts';
 
 const cond = tenantCondition('tenant_id', 'acme');
@@ -107,13 +108,53 @@ describe('payload and id checks', () => {
       );
     }
     expect(checkNotTenantPath('tenant_idx', 'tenant_id', 'key')).toBe('tenant_idx');
-    expect(rootKey('a[].b.c')).toBe('a');
   });
-
   it('normalises UUID spellings for id comparison and keeps integers apart', () => {
     expect(idKey('6A2F41A3-C54C-FCE8-32D2-0324E1C32E22')).toBe(idKey('6a2f41a3c54cfce832d20324e1c32e22'));
     expect(idKey(1)).not.toBe(idKey('00000000-0000-0000-0000-000000000001'));
     expect(() => checkPointId(1.5)).toThrow();
     expect(() => checkPointId(Number.MAX_SAFE_INTEGER + 1)).toThrow();
+  });
+});
+
+describe('params.idf and the IDF corpus', () => {
+  const idfAt: [string, Record<string, unknown>][] = [
+    ['the request', { query: [1, 0], params: { idf: { corpus: { must: [] } } } }],
+    ['the request ("global")', { query: [1, 0], params: { hnsw_ef: 8, idf: 'global' } }],
+    ['the request (null)', { query: [1, 0], params: { idf: null } }],
+    ['a prefetch', { prefetch: [{ query: [1, 0], params: { idf: 'global' } }], query: { fusion: 'rrf' } }],
+    [
+      'a nested prefetch',
+      { prefetch: { prefetch: [{ query: [1, 0], params: { idf: { corpus: {} } } }] }, query: { fusion: 'rrf' } },
+    ],
+  ];
+  it.each(idfAt)('a caller idf is refused at %s', (_where, req) => {
+    expect(() => scope(req)).toThrow(expect.objectContaining({ code: 'QDRANT_IDF_REFUSED' }));
+  });
+
+  it('forces the tenant corpus on every level that searches an IDF vector, and only there', () => {
+    const req = {
+      prefetch: [
+        { query: { indices: [1], values: [1] }, using: 'bm25', params: { exact: true } },
+        { prefetch: { query: { indices: [2], values: [1] }, using: 'bm25' }, query: [1, 0], using: 'dense' },
+        { query: { order_by: 'x' }, using: 'bm25' },
+      ],
+      query: { fusion: 'rrf' },
+      using: 'bm25',
+    };
+    expect([...vectorsUsed(req)].sort()).toEqual(['bm25', 'dense']);
+    const out = forceIdfCorpus(req, cond, new Set(['bm25'])) as typeof req & {
+      params?: unknown;
+      prefetch: { params?: unknown; prefetch?: { params?: unknown } }[];
+    };
+    const corpus = { idf: { corpus: { must: [cond] } } };
+    expect(out.params).toBeUndefined(); // fusion: no search at this level
+    expect(out.prefetch[0]?.params).toEqual({ exact: true, ...corpus });
+    expect(out.prefetch[1]?.params).toBeUndefined(); // dense
+    expect(out.prefetch[1]?.prefetch).toEqual([
+      { query: { indices: [2], values: [1] }, using: 'bm25', params: corpus },
+    ]);
+    expect(out.prefetch[2]?.params).toBeUndefined(); // order_by: no search
+    expect(req.prefetch[0]?.params).toEqual({ exact: true }); // the input is not changed
   });
 });

@@ -4,6 +4,7 @@
  */
 import type { Schemas } from '@qdrant/js-client-rest';
 import { qdrantError } from './errors.ts';
+import { parseJsonPath } from './json-path.ts';
 
 export type Filter = Schemas['Filter'];
 export type PointId = Schemas['ExtendedPointId'];
@@ -84,11 +85,6 @@ export function idKey(id: PointId): string {
   return typeof id === 'number' ? `n:${id}` : `u:${id.replace(/-/g, '').toLowerCase()}`;
 }
 
-/** The first segment of a JSON path (`a.b[0].c` → `a`, `a[].b` → `a`). */
-export function rootKey(path: string): string {
-  return path.split('.')[0]!.replace(/\[.*$/, '');
-}
-
 /**
  * A payload a caller wants to write. Refused if it sets the tenant field to anything but this
  * tenant's id (the same value is allowed, so a point read back can be written back).
@@ -108,12 +104,19 @@ export function checkPayload(
   return payload;
 }
 
-/** Refuses payload keys/paths that touch the tenant field (set_payload `key`, delete_payload `keys`). */
+/**
+ * Refuses payload keys/paths that touch the tenant field (set_payload `key`, delete_payload
+ * `keys`). The path is parsed with Qdrant's own grammar (see ./json-path.ts) and its parsed first
+ * key compared, so every spelling Qdrant accepts (`"tenant_id"`, `tenant_id[]`,
+ * `"tenant_id".x`, ...) is caught; a path Qdrant would not parse is refused as malformed.
+ */
 export function checkNotTenantPath(path: unknown, tenantField: string, where: string): string {
   if (typeof path !== 'string' || path.length === 0) {
     throw qdrantError('QDRANT_POINT_INVALID', `${where} must be a non-empty string`);
   }
-  if (rootKey(path) === tenantField) {
+  const parsed = parseJsonPath(path);
+  if (!parsed) throw qdrantError('QDRANT_POINT_INVALID', `${where} is not a valid Qdrant payload path`);
+  if (parsed.firstKey === tenantField) {
     throw qdrantError('QDRANT_TENANT_FIELD', `${where} may not touch the tenant field ${JSON.stringify(tenantField)}`);
   }
   return path;
@@ -179,6 +182,7 @@ export function scopeQueryRequest<T extends Record<string, unknown>>(
     }
     lookupIn = lf.collection;
   }
+  checkSearchParams(req.params);
   const out: Record<string, unknown> = { ...req, filter: scopeFilter(cond, req.filter) };
   const add = (id: PointId) => {
     const list = examples.byCollection.get(lookupIn) ?? [];
@@ -194,6 +198,71 @@ export function scopeQueryRequest<T extends Record<string, unknown>>(
     });
   }
   return out as T;
+}
+
+/**
+ * `params` of a query or prefetch. A caller-chosen `idf` (the population sparse IDF statistics
+ * are computed over, Qdrant 1.19+) is refused at every depth: the scope decides it (see
+ * {@link forceIdfCorpus}), since scores computed over another tenant's points reveal their terms.
+ */
+function checkSearchParams(params: unknown): void {
+  if (params === undefined || params === null) return;
+  if (!isPlainObject(params)) throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'params must be an object');
+  if (params.idf !== undefined) {
+    throw qdrantError('QDRANT_IDF_REFUSED', 'params.idf (the IDF corpus) is chosen by the scope, not the caller');
+  }
+}
+
+/** Query variants that run no vector search (so no IDF statistics are used at that level). */
+const NO_SEARCH = new Set(['order_by', 'fusion', 'rrf', 'sample', 'formula']);
+
+function searchesAt(level: Record<string, unknown>): boolean {
+  const q = level.query;
+  if (q === undefined || q === null) return false;
+  if (!isPlainObject(q)) return true;
+  return !Object.keys(q).some((k) => NO_SEARCH.has(k) && q[k] !== undefined && q[k] !== null);
+}
+
+function levels(req: Record<string, unknown>, visit: (level: Record<string, unknown>) => void): void {
+  visit(req);
+  if (req.prefetch === undefined || req.prefetch === null) return;
+  for (const p of [req.prefetch].flat()) if (isPlainObject(p)) levels(p, visit);
+}
+
+/** Vector names (`using`) a scoped query request searches at any depth. */
+export function vectorsUsed(req: Record<string, unknown>): Set<string> {
+  const names = new Set<string>();
+  levels(req, (l) => {
+    if (typeof l.using === 'string' && searchesAt(l)) names.add(l.using);
+  });
+  return names;
+}
+
+/**
+ * Forces the IDF corpus to the tenant on every level (request and every prefetch) that searches
+ * a sparse vector with the IDF modifier, so document frequencies are counted over this tenant's
+ * points only. Returns a new request; levels on other vectors are left alone (Qdrant refuses
+ * `idf` on a vector without the modifier).
+ */
+export function forceIdfCorpus<T extends Record<string, unknown>>(
+  req: T,
+  cond: TenantCondition,
+  idfVectors: ReadonlySet<string>,
+): T {
+  const rewrite = (level: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...level };
+    if (typeof level.using === 'string' && idfVectors.has(level.using) && searchesAt(level)) {
+      out.params = {
+        ...(isPlainObject(level.params) ? level.params : {}),
+        idf: { corpus: scopeFilter(cond, undefined) },
+      };
+    }
+    if (level.prefetch !== undefined && level.prefetch !== null) {
+      out.prefetch = [level.prefetch].flat().map((p) => (isPlainObject(p) ? rewrite(p) : p));
+    }
+    return out;
+  };
+  return rewrite(req) as T;
 }
 
 function collectQueryIds(q: unknown, add: (id: PointId) => void): void {
