@@ -1,7 +1,8 @@
 /**
  * Filter evaluation for the Qdrant protocol double, written from Qdrant's filtering documentation
- * (https://qdrant.tech/documentation/concepts/filtering/) and the REST schema of
- * `@qdrant/js-client-rest` 1.19. It is a TEST DOUBLE, not Qdrant: every condition or field it does
+ * (https://qdrant.tech/documentation/concepts/filtering/), the REST schema of
+ * `@qdrant/js-client-rest` 1.19 and Qdrant 1.19's condition checker (query_checker.rs,
+ * condition_checker.rs, the null index). It is a TEST DOUBLE, not Qdrant: every condition or field it does
  * not implement raises `DoubleUnsupported`, which the server answers with HTTP 400, so a test never
  * silently passes on semantics the double only pretends to have.
  *
@@ -11,14 +12,24 @@
  * - field conditions `match: {value}`, `match: {any}`, `match: {except}`, numeric `range`,
  *   `is_empty: true` / `is_null: true` flags on a field condition;
  * - `is_empty: {key}`, `is_null: {key}`, `has_id`, `has_vector`, `nested: {key, filter}`.
- * - keys are JSON paths: `a.b`, `a[].b` (every element of array `a`), `a[0].b`. When the value at
- *   the end of the path is an array, a condition matches when any element matches.
+ * - keys are JSON paths in Qdrant's grammar (./qdrant-path.ts): `a.b`, `a[].b` (every element of
+ *   array `a`), `a[0].b`, quoted keys `"a.b"`. When the value at the end of the path is an array,
+ *   a condition matches when any element matches.
+ *
+ * Qdrant 1.19 behaviours modelled on purpose (each differs from a naive reading of the docs):
+ * - a field condition on a missing field is decided by the condition's "empty" answer: false for
+ *   `match` (also `match.except`) and `range`, `is_empty: true` → true, `is_null: false` → true;
+ * - field-level `is_empty`/`is_null` test each value (`[null]` is null, `[]` is empty);
+ * - `is_null: {key}` on `[null]`: true when the field has a payload index (Qdrant's null index),
+ *   false otherwise (the payload checker looks for a JSON null value);
+ * - `has_id` and `has_vector` inside `nested` match nothing (no 400);
+ * - `min_should.min_count` must be at least 1 (Qdrant answers 400 to 0).
  */
 
-/** Thrown for input the double does not implement or that Qdrant would reject; answered with 400. */
-export class DoubleUnsupported extends Error {
-  override readonly name = 'DoubleUnsupported';
-}
+import { DoubleUnsupported } from './qdrant-errors.ts';
+import { canonicalPath, parsePayloadPath, valuesAt } from './qdrant-path.ts';
+
+export { DoubleUnsupported } from './qdrant-errors.ts';
 
 export type PointIdKey = string;
 
@@ -27,6 +38,8 @@ export interface EvalPoint {
   idKey: PointIdKey;
   payload: Record<string, unknown>;
   vectorNames: readonly string[];
+  /** Canonical paths (see canonicalPath) of the payload fields that have an index. */
+  indexed?: ReadonlySet<string>;
 }
 
 /** Normalises an ExtendedPointId (unsigned integer or UUID) to a map key; throws on anything else. */
@@ -81,11 +94,14 @@ export function matchesFilter(filter: unknown, point: EvalPoint, nested = false)
   if (should && !should.some(check)) return false;
   if (filter.min_should !== undefined && filter.min_should !== null) {
     const ms = filter.min_should;
-    if (!isObject(ms) || !Array.isArray(ms.conditions) || typeof ms.min_count !== 'number') {
+    if (!isObject(ms) || !Array.isArray(ms.conditions) || !Number.isInteger(ms.min_count)) {
       throw new DoubleUnsupported('Format error in JSON body: min_should needs conditions and min_count');
     }
     onlyKeys(ms, ['conditions', 'min_count'], 'min_should');
-    if (ms.conditions.filter(check).length < ms.min_count) return false;
+    if ((ms.min_count as number) < 1) {
+      throw new DoubleUnsupported('Validation error in JSON body: [min_count: min_count must be greater than 0]');
+    }
+    if (ms.conditions.filter(check).length < (ms.min_count as number)) return false;
   }
   const must = clauseList(filter.must, 'must');
   if (must && !must.every(check)) return false;
@@ -99,15 +115,16 @@ function matchesCondition(cond: unknown, point: EvalPoint, nested: boolean): boo
   if ('key' in cond) return matchesField(cond, point.payload);
   if ('has_id' in cond) {
     onlyKeys(cond, ['has_id'], 'condition');
-    if (nested) throw new DoubleUnsupported('Wrong input: has_id is not supported inside a nested filter');
     if (!Array.isArray(cond.has_id)) throw new DoubleUnsupported('Format error in JSON body: has_id must be a list');
-    return cond.has_id.some((id) => pointIdKey(id) === point.idKey);
+    const ids = cond.has_id.map(pointIdKey);
+    // Qdrant checks nested objects without an id tracker: has_id inside nested matches nothing.
+    return !nested && ids.includes(point.idKey);
   }
   if ('has_vector' in cond) {
     onlyKeys(cond, ['has_vector'], 'condition');
-    if (nested) throw new DoubleUnsupported('Wrong input: has_vector is not supported inside a nested filter');
     if (typeof cond.has_vector !== 'string') throw new DoubleUnsupported('Format error: has_vector must be a name');
-    return point.vectorNames.includes(cond.has_vector);
+    // …and without vector storages: has_vector inside nested matches nothing.
+    return !nested && point.vectorNames.includes(cond.has_vector);
   }
   if ('is_empty' in cond) {
     onlyKeys(cond, ['is_empty'], 'condition');
@@ -115,7 +132,13 @@ function matchesCondition(cond: unknown, point: EvalPoint, nested: boolean): boo
   }
   if ('is_null' in cond) {
     onlyKeys(cond, ['is_null'], 'condition');
-    return isNull(values(point.payload, fieldKey(cond.is_null, 'is_null')));
+    const key = fieldKey(cond.is_null, 'is_null');
+    const vals = values(point.payload, key);
+    // With a payload index, Qdrant's null index also counts an array holding a null.
+    if (point.indexed?.has(canonicalPath(parsePayloadPath(key)))) {
+      return vals.some((v) => v === null || (Array.isArray(v) && v.includes(null)));
+    }
+    return vals.some((v) => v === null);
   }
   if ('nested' in cond) {
     onlyKeys(cond, ['nested'], 'condition');
@@ -150,14 +173,20 @@ function matchesField(cond: Record<string, unknown>, payload: Record<string, unk
   if (set.length !== 1) throw new DoubleUnsupported('Wrong input: a field condition needs exactly one check');
   const [kind, spec] = set[0]!;
   const vals = values(payload, key);
-  if (kind === 'is_empty') {
-    if (spec !== true) throw new DoubleUnsupported('QdrantProtocolDouble implements only is_empty: true');
-    return isEmpty(vals);
+  if (kind === 'is_empty' || kind === 'is_null') {
+    if (typeof spec !== 'boolean') throw new DoubleUnsupported(`Format error in JSON body: ${kind} must be a bool`);
+    // A missing field: is_empty: true and is_null: false match, the others do not.
+    if (vals.length === 0) return kind === 'is_empty' ? spec : !spec;
+    // Otherwise any value that passes (Qdrant's check_is_empty / check_is_null per value).
+    return vals.some((v) => {
+      const hit =
+        kind === 'is_empty'
+          ? v === null || (Array.isArray(v) && v.length === 0)
+          : v === null || (Array.isArray(v) && v.includes(null));
+      return spec ? hit : !hit;
+    });
   }
-  if (kind === 'is_null') {
-    if (spec !== true) throw new DoubleUnsupported('QdrantProtocolDouble implements only is_null: true');
-    return isNull(vals);
-  }
+  if (vals.length === 0) return false; // Qdrant: a match or range on a missing field is false
   const flat = flatten(vals);
   if (kind === 'match') return matchValue(spec, flat);
   return matchRange(spec, flat);
@@ -182,9 +211,8 @@ function matchValue(spec: unknown, flat: unknown[]): boolean {
       throw new DoubleUnsupported(`Format error: match.${k} must be a list of strings or of integers`);
     }
     if (k === 'any') return flat.some((x) => list.includes(x));
-    // "Should have at least one value not matching any of the given values"; a point without the
-    // field has no value equal to any of them, and Qdrant's empty-value check lets `except` match it.
-    if (flat.length === 0) return true;
+    // At least one value not among the given ones. A missing field never gets here (false, as in
+    // Qdrant); an empty array has no value, so it does not match either.
     return flat.some((x) => !list.includes(x));
   }
   throw new DoubleUnsupported(`QdrantProtocolDouble does not implement match.${k}`);
@@ -213,29 +241,8 @@ function isEmpty(vals: unknown[]): boolean {
   return vals.every((v) => v === null || (Array.isArray(v) && v.length === 0));
 }
 
-/** Null: the field exists and is null (a missing field is not null). */
-function isNull(vals: unknown[]): boolean {
-  return vals.length > 0 && vals.some((v) => v === null);
-}
-
 function flatten(vals: unknown[]): unknown[] {
   return vals.flatMap((v) => (Array.isArray(v) ? v : [v]));
-}
-
-type Segment = { key: string; all: boolean; index?: number };
-
-function parsePath(path: string): Segment[] {
-  const out: Segment[] = [];
-  for (const part of path.split('.')) {
-    const m = /^([^[\]]+)((?:\[\d*\])*)$/.exec(part);
-    if (!m) throw new DoubleUnsupported(`QdrantProtocolDouble cannot parse key ${JSON.stringify(path)}`);
-    out.push({ key: m[1]!, all: false });
-    for (const br of m[2]!.match(/\[\d*\]/g) ?? []) {
-      const inner = br.slice(1, -1);
-      out.push(inner === '' ? { key: '', all: true } : { key: '', all: false, index: Number(inner) });
-    }
-  }
-  return out;
 }
 
 /**
@@ -243,19 +250,5 @@ function parsePath(path: string): Segment[] {
  * the value at the end of the path is returned as stored (arrays are flattened by the checks).
  */
 export function values(payload: Record<string, unknown>, path: string): unknown[] {
-  let current: unknown[] = [payload];
-  for (const seg of parsePath(path)) {
-    const next: unknown[] = [];
-    for (const v of current) {
-      if (seg.all) {
-        if (Array.isArray(v)) next.push(...v);
-      } else if (seg.index !== undefined) {
-        if (Array.isArray(v) && seg.index < v.length) next.push(v[seg.index]);
-      } else if (isObject(v) && Object.hasOwn(v, seg.key)) {
-        next.push(v[seg.key]);
-      }
-    }
-    current = next;
-  }
-  return current;
+  return valuesAt(payload, parsePayloadPath(path));
 }

@@ -169,9 +169,8 @@ describe('QdrantProtocolDouble filter semantics (Qdrant filtering docs)', () => 
 
   it('match any and except', async () => {
     expect(await ids({ must: [{ key: 'color', match: { any: ['black', 'yellow', 'red'] } }] })).toEqual([2, 4]);
-    expect(await ids({ must: [{ key: 'color', match: { except: ['green', 'blue'] } }] })).toEqual([
-      2, 4, 10, 11, 12, 13,
-    ]);
+    // Qdrant 1.19: a field condition on a missing field is false, match.except included.
+    expect(await ids({ must: [{ key: 'color', match: { except: ['green', 'blue'] } }] })).toEqual([2, 4]);
   });
 
   it('match on an array payload: any element', async () => {
@@ -259,13 +258,12 @@ describe('QdrantProtocolDouble is strict', () => {
     expect(await status(client.query(C, { query: { formula: { sum: [1] } } }))).toBe(400);
   });
 
-  it('answers 400 to a nested has_id and 404 to an unknown collection', async () => {
-    expect(
-      await status(
-        client.scroll(C, { filter: { must: [{ nested: { key: 'diet', filter: { must: [{ has_id: [1] }] } } }] } }),
-      ),
-    ).toBe(400);
+  it('answers 404 to an unknown collection and 400 to min_count 0 and a bad path', async () => {
     expect(await status(client.scroll('nope', {}))).toBe(404);
+    expect(
+      await status(client.scroll(C, { filter: { min_should: { conditions: [{ has_id: [1] }], min_count: 0 } } })),
+    ).toBe(400);
+    expect(await status(client.scroll(C, { filter: { must: [{ key: '"city', match: { value: 'x' } }] } }))).toBe(400);
   });
 
   it('wraps results in the Qdrant envelope', async () => {
@@ -360,5 +358,125 @@ describe('QdrantProtocolDouble is strict', () => {
   it('deletes by filter', async () => {
     await client.deletePoints(C, { filter: { must: [{ key: 'city', match: { value: 'Moscow' } }] } });
     expect(await ids({ must: [{ key: 'city', match: { value: 'Moscow' } }] })).toEqual([]);
+  });
+});
+
+describe('QdrantProtocolDouble: Qdrant 1.19 behaviours the isolation suites depend on', () => {
+  const D = 'fidelity';
+  const count = (b: unknown) => call('POST', `/collections/${D}/points/count`, b).then((r) => r.count as number);
+  const setPayload = (b: unknown) => call('POST', `/collections/${D}/points/payload?wait=true`, b);
+  const deletePayload = (b: unknown) => call('POST', `/collections/${D}/points/payload/delete?wait=true`, b);
+  const payloadOf = async (id: number) => (await client.retrieve(D, { ids: [id], with_payload: true }))[0].payload;
+  const idsIn = async (filter: unknown) =>
+    (await client.scroll(D, { filter, limit: 100, with_payload: false })).points.map((p: { id: number }) => p.id);
+  const T = (t: string) => ({ key: 'tenant_id', match: { value: t } });
+
+  beforeAll(async () => {
+    await client.createCollection(D, {
+      vectors: { dense: { size: 2, distance: 'Dot' } },
+      sparse_vectors: { bm25: { modifier: 'idf' }, plain: {} },
+    });
+    await call('PUT', `/collections/${D}/index?wait=true`, {
+      field_name: 'tenant_id',
+      field_schema: { type: 'keyword', is_tenant: true },
+    });
+    await call('PUT', `/collections/${D}/index?wait=true`, { field_name: 'flag', field_schema: 'keyword' });
+    const pt = (id: number, tenant: string, terms: number[], payload: Record<string, unknown> = {}) => ({
+      id,
+      vector: { dense: [1, id], bm25: { indices: terms, values: terms.map(() => 1) } },
+      payload: { tenant_id: tenant, ...payload },
+    });
+    await client.upsert(D, {
+      points: [
+        pt(1, 'acme', [1, 2], { 'a.b': 'dotted', flag: [null], loose: [null], list: [1, null], none: [] }),
+        pt(2, 'acme', [2, 3], { diet: [{ food: 'x' }] }),
+        pt(101, 'globex', [1]),
+        pt(102, 'globex', [1]),
+        pt(103, 'globex', [1]),
+        pt(104, 'globex', [1]),
+      ],
+    });
+  });
+
+  it('count with exact: false is an estimate from statistics over every tenant', async () => {
+    const filter = { must: [T('acme'), { should: [T('globex')] }] };
+    expect(await count({ filter, exact: true })).toBe(0);
+    const estimate = await count({ filter, exact: false });
+    expect(estimate).toBeGreaterThan(0); // the leak the scoped client closes by always sending exact: true
+    // Qdrant's formula: total × P(acme) × P(globex), from the index counts of each tenant.
+    expect(estimate).toBe(Math.round(6 * (2 / 6) * (4 / 6)));
+    const more = [105, 106, 107, 108, 109];
+    await client.upsert(D, {
+      points: more.map((id) => ({ id, vector: { dense: [1, 1] }, payload: { tenant_id: 'globex' } })),
+    });
+    try {
+      // acme's own answer moves with globex's point count
+      expect(await count({ filter, exact: false })).toBe(Math.round(11 * (2 / 11) * (9 / 11)));
+    } finally {
+      await client.deletePoints(D, { points: more });
+    }
+  });
+
+  it('quoted keys are one key: filters, set_payload and delete_payload', async () => {
+    expect(await idsIn({ must: [{ key: '"a.b"', match: { value: 'dotted' } }] })).toEqual([1]);
+    expect(await idsIn({ must: [{ key: '"tenant_id"', match: { value: 'acme' } }] })).toEqual([1, 2]);
+    await setPayload({ points: [2], key: '"tenant_id"', payload: { x: 1 } });
+    expect((await payloadOf(2)).tenant_id).toEqual({ x: 1 }); // the tenant field is gone: point 2 is orphaned
+    await deletePayload({ points: [2], keys: ['"tenant_id"'] });
+    expect(Object.hasOwn(await payloadOf(2), 'tenant_id')).toBe(false);
+    await setPayload({ points: [2], payload: { tenant_id: 'acme' } });
+    await setPayload({ points: [2], payload: { tenant_id: null } }); // null removes the key, as in Qdrant
+    expect(Object.hasOwn(await payloadOf(2), 'tenant_id')).toBe(false);
+    await setPayload({ points: [2], payload: { tenant_id: 'acme' } });
+  });
+
+  it('points and filter together: points apply, the filter is ignored', async () => {
+    await setPayload({ points: [101], filter: { must: [T('acme')] }, payload: { marked: true } });
+    expect((await payloadOf(101)).marked).toBe(true);
+    expect((await payloadOf(1)).marked).toBeUndefined();
+    await deletePayload({ points: [101], filter: { must: [T('nobody')] }, keys: ['marked'] });
+    expect((await payloadOf(101)).marked).toBeUndefined();
+  });
+
+  it('is_null and is_empty on arrays, field-level and condition-level', async () => {
+    expect(await idsIn({ must: [{ is_null: { key: 'loose' } }] })).toEqual([]); // [null], no index
+    expect(await idsIn({ must: [{ is_null: { key: 'flag' } }] })).toEqual([1]); // [null], null index
+    expect(await idsIn({ must: [{ key: 'loose', is_null: true }] })).toEqual([1]);
+    expect(await idsIn({ must: [{ key: 'list', is_null: true }] })).toEqual([1]);
+    expect(await idsIn({ must: [{ key: 'loose', is_null: false }] })).not.toContain(1);
+    expect(await idsIn({ must: [{ key: 'none', is_empty: true }] })).toEqual([1, 2, 101, 102, 103, 104]);
+    expect(await idsIn({ must: [{ key: 'none', is_empty: false }] })).toEqual([]);
+    expect(await idsIn({ must: [{ key: 'list', is_empty: false }] })).toEqual([1]);
+  });
+
+  it('match.except on a missing field does not match', async () => {
+    expect(await idsIn({ must: [{ key: 'nowhere', match: { except: ['x'] } }] })).toEqual([]);
+  });
+
+  it('has_id and has_vector inside nested match nothing', async () => {
+    const nested = (c: unknown) => ({ must: [{ nested: { key: 'diet', filter: { must: [c] } } }] });
+    expect(await idsIn(nested({ has_id: [2] }))).toEqual([]);
+    expect(await idsIn(nested({ has_vector: 'dense' }))).toEqual([]);
+    expect(await idsIn(nested({ key: 'food', match: { value: 'x' } }))).toEqual([2]);
+  });
+
+  it('sparse IDF: the default corpus is every tenant, a corpus filter narrows it', async () => {
+    const q = (params?: unknown) =>
+      client
+        .query(D, { query: { indices: [1], values: [1] }, using: 'bm25', filter: { must: [T('acme')] }, params })
+        .then((r: { points: { id: number; score: number }[] }) => r.points);
+    const global = await q();
+    const corpus = await q({ idf: { corpus: { must: [T('acme')] } } });
+    expect(global.map((p) => p.id)).toEqual([1]);
+    // term 1: held by 5 of 6 points globally, 1 of 2 in acme's corpus
+    expect(global[0]!.score).toBeCloseTo(Math.log((6 - 5 + 0.5) / (5 + 0.5) + 1), 6);
+    expect(corpus[0]!.score).toBeCloseTo(Math.log((2 - 1 + 0.5) / (1 + 0.5) + 1), 6);
+    expect((await q({ idf: 'global' }))[0]!.score).toBe(global[0]!.score);
+    const bad = await call('POST', `/collections/${D}/points/query`, {
+      query: [1, 1],
+      using: 'dense',
+      params: { idf: 'global' },
+    }).catch((e: Error) => e.message);
+    expect(String(bad)).toMatch(/^400 .*idf/);
   });
 });

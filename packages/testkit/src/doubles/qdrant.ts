@@ -8,14 +8,33 @@
  * variant gets HTTP 400 naming what is not implemented, so suites written against it keep working
  * against a real Qdrant (set QDRANT_URL) and never depend on something the double only pretends.
  *
- * Not implemented (400): sparse and multi vectors, shard keys, geo/datetime/text conditions,
- * values_count, order_by, formula, mmr, relevance feedback, dbsf fusion, snapshots, aliases.
- * Exact (brute-force) search only; `params` is accepted and ignored.
+ * Modelled from Qdrant 1.19 because they decide what a tenant can learn:
+ * - sparse vectors (`sparse_vectors`, with the `idf` modifier) and `params.idf` (`"global"` or
+ *   `{corpus: filter}`): document frequencies are counted over the whole collection unless a
+ *   corpus filter narrows them, and `idf` on a vector without the modifier is a 400, as in Qdrant;
+ * - `count` with `exact: false` answers Qdrant's cardinality estimate (./qdrant-estimate.ts),
+ *   computed from statistics over every point, not from the filtered points;
+ * - payload keys in Qdrant's JSON-path grammar, quoted keys included (./qdrant-path.ts);
+ * - a points selector with both `points` and `filter` applies `points` and ignores the filter;
+ * - `set_payload` merges like Qdrant (a null value removes the key).
+ *
+ * Not implemented (400): multi vectors, shard keys, geo/datetime/text conditions, values_count,
+ * order_by, formula, mmr, relevance feedback, dbsf fusion, snapshots, aliases. Exact
+ * (brute-force) search only; `params` is validated, and only `idf` changes a result.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DoubleUnsupported, idFromKey, matchesFilter, type PointIdKey, pointIdKey } from './qdrant-filter.ts';
+import { estimateCount } from './qdrant-estimate.ts';
+import {
+  DoubleUnsupported,
+  type EvalPoint,
+  idFromKey,
+  matchesFilter,
+  type PointIdKey,
+  pointIdKey,
+} from './qdrant-filter.ts';
+import { canonicalPath, mergePayload, parsePayloadPath, removeAtPath, setAtPath } from './qdrant-path.ts';
 
 export { DoubleUnsupported } from './qdrant-filter.ts';
 
@@ -24,16 +43,24 @@ interface VectorParams {
   size: number;
   distance: Distance;
 }
+interface SparseVector {
+  indices: number[];
+  values: number[];
+}
 interface StoredPoint {
   idKey: PointIdKey;
   /** vector name ('' for the default, unnamed vector) → values */
   vectors: Map<string, number[]>;
+  /** sparse vector name → indices and values */
+  sparse: Map<string, SparseVector>;
   payload: Record<string, unknown>;
   version: number;
 }
 interface Collection {
   /** '' for an unnamed single vector */
   vectors: Map<string, VectorParams>;
+  /** sparse vector name → whether it uses the IDF modifier */
+  sparse: Map<string, { idf: boolean }>;
   named: boolean;
   points: Map<PointIdKey, StoredPoint>;
   payloadSchema: Record<string, unknown>;
@@ -167,7 +194,7 @@ export class QdrantProtocolDouble {
     switch (key) {
       case 'PUT /collections/{c}':
         params(['timeout']);
-        return this.#createCollection(name, b(['vectors'], 'create_collection'));
+        return this.#createCollection(name, b(['vectors', 'sparse_vectors'], 'create_collection'));
       case 'GET /collections/{c}':
         return this.#info(name);
       case 'GET /collections/{c}/exists':
@@ -210,7 +237,7 @@ export class QdrantProtocolDouble {
         return this.#scroll(name, b(['filter', 'limit', 'offset', 'with_payload', 'with_vector'], 'scroll'));
       case 'POST /collections/{c}/points/count':
         params(['timeout']);
-        return { count: this.#select(name, b(['filter', 'exact'], 'count').filter).length };
+        return this.#count(name, b(['filter', 'exact'], 'count'));
       case 'POST /collections/{c}/facet':
         params(['consistency', 'timeout']);
         return this.#facet(name, b(['key', 'filter', 'limit', 'exact'], 'facet'));
@@ -265,7 +292,22 @@ export class QdrantProtocolDouble {
     } else {
       throw new DoubleUnsupported('QdrantProtocolDouble needs vectors: {size, distance} or named vectors');
     }
-    this.#collections.set(name, { vectors, named, points: new Map(), payloadSchema: {}, version: 0 });
+    const sparse = new Map<string, { idf: boolean }>();
+    if (body.sparse_vectors !== undefined && body.sparse_vectors !== null) {
+      if (!isObject(body.sparse_vectors)) throw new DoubleUnsupported('Format error: sparse_vectors');
+      for (const [n, p] of Object.entries(body.sparse_vectors)) {
+        const params = p ?? {};
+        if (!isObject(params)) throw new DoubleUnsupported('Format error: sparse vector params');
+        onlyKeys(params, ['modifier', 'index'], 'sparse_vector_params');
+        if (![undefined, 'none', 'idf'].includes(params.modifier as string)) {
+          throw new DoubleUnsupported('Format error: modifier must be none or idf');
+        }
+        if (vectors.has(n)) throw new DoubleUnsupported(`Wrong input: vector name ${n} is both dense and sparse`);
+        sparse.set(n, { idf: params.modifier === 'idf' });
+      }
+      named = true;
+    }
+    this.#collections.set(name, { vectors, sparse, named, points: new Map(), payloadSchema: {}, version: 0 });
     return true;
   }
 
@@ -278,7 +320,21 @@ export class QdrantProtocolDouble {
       indexed_vectors_count: 0,
       points_count: c.points.size,
       segments_count: 1,
-      config: { params: { vectors, shard_number: 1, replication_factor: 1, on_disk_payload: true } },
+      config: {
+        params: {
+          vectors,
+          ...(c.sparse.size > 0
+            ? {
+                sparse_vectors: Object.fromEntries(
+                  [...c.sparse].map(([n, { idf }]) => [n, idf ? { modifier: 'idf' } : {}]),
+                ),
+              }
+            : {}),
+          shard_number: 1,
+          replication_factor: 1,
+          on_disk_payload: true,
+        },
+      },
       payload_schema: c.payloadSchema,
     };
   }
@@ -305,9 +361,18 @@ export class QdrantProtocolDouble {
     return { operation_id: ++c.version, status: 'completed' };
   }
 
-  #vectorsOf(c: Collection, v: unknown, partial: boolean): Map<string, number[]> {
+  #vectorsOf(
+    c: Collection,
+    v: unknown,
+    partial: boolean,
+  ): { dense: Map<string, number[]>; sparse: Map<string, SparseVector> } {
     const out = new Map<string, number[]>();
+    const sparse = new Map<string, SparseVector>();
     const check = (n: string, values: unknown) => {
+      if (c.sparse.has(n)) {
+        sparse.set(n, sparseVector(values));
+        return;
+      }
       const p = c.vectors.get(n);
       if (!p) throw new DoubleUnsupported(`Wrong input: Not existing vector name error: ${n}`);
       if (!Array.isArray(values) || !values.every((x) => typeof x === 'number' && Number.isFinite(x))) {
@@ -330,7 +395,7 @@ export class QdrantProtocolDouble {
     } else {
       throw new DoubleUnsupported('Format error: vector');
     }
-    return out;
+    return { dense: out, sparse };
   }
 
   #upsert(name: string, body: Record<string, unknown>): unknown {
@@ -339,7 +404,11 @@ export class QdrantProtocolDouble {
     if (!['upsert', 'insert_only', 'update_only'].includes(mode as string)) {
       throw new DoubleUnsupported('Format error: update_mode');
     }
-    const incoming: { idKey: PointIdKey; vectors: Map<string, number[]>; payload: Record<string, unknown> }[] = [];
+    const incoming: {
+      idKey: PointIdKey;
+      vectors: { dense: Map<string, number[]>; sparse: Map<string, SparseVector> };
+      payload: Record<string, unknown>;
+    }[] = [];
     if (Array.isArray(body.points) && body.batch === undefined) {
       for (const p of body.points) {
         if (!isObject(p)) throw new DoubleUnsupported('Format error: a point must be an object');
@@ -379,14 +448,20 @@ export class QdrantProtocolDouble {
         if (
           body.update_filter !== undefined &&
           body.update_filter !== null &&
-          !matchesFilter(body.update_filter, view(existing))
+          !matchesFilter(body.update_filter, view(c, existing))
         ) {
           continue;
         }
       } else if (mode === 'update_only') {
         continue;
       }
-      c.points.set(p.idKey, { idKey: p.idKey, vectors: p.vectors, payload: p.payload, version: op });
+      c.points.set(p.idKey, {
+        idKey: p.idKey,
+        vectors: p.vectors.dense,
+        sparse: p.vectors.sparse,
+        payload: p.payload,
+        version: op,
+      });
     }
     return { operation_id: op, status: 'completed' };
   }
@@ -394,15 +469,29 @@ export class QdrantProtocolDouble {
   /** Points matching a filter, in id order (integers first, then UUIDs). */
   #select(name: string, filter: unknown): StoredPoint[] {
     const c = this.#collection(name);
-    return [...c.points.values()].filter((p) => matchesFilter(filter, view(p))).sort(byId);
+    return [...c.points.values()].filter((p) => matchesFilter(filter, view(c, p))).sort(byId);
   }
 
-  /** Points named by a PointsSelector body ({points} or {filter}); exactly one is required. */
+  /** `count`: exact, or (exact: false) Qdrant's cardinality estimate, which is not limited to the filtered points. */
+  #count(name: string, body: Record<string, unknown>): { count: number } {
+    const c = this.#collection(name);
+    const exact = body.exact ?? true;
+    if (typeof exact !== 'boolean') throw new DoubleUnsupported('Format error in JSON body: exact must be a bool');
+    const matching = this.#select(name, body.filter);
+    if (exact || body.filter === undefined || body.filter === null) return { count: matching.length };
+    const points = [...c.points.values()].map((p) => view(c, p));
+    return { count: estimateCount(body.filter, points, new Set(Object.keys(c.payloadSchema).map(indexedPath))) };
+  }
+
+  /**
+   * Points named by a PointsSelector body. With both `points` and `filter`, Qdrant applies
+   * `points` and ignores the filter; the double does the same.
+   */
   #selector(name: string, body: Record<string, unknown>): StoredPoint[] {
     const hasPoints = body.points !== undefined && body.points !== null;
     const hasFilter = body.filter !== undefined && body.filter !== null;
-    if (hasPoints === hasFilter) throw new DoubleUnsupported('Format error: give exactly one of points or filter');
-    if (hasFilter) return this.#select(name, body.filter);
+    if (!hasPoints && !hasFilter) throw new DoubleUnsupported('Format error: give points or filter');
+    if (!hasPoints) return this.#select(name, body.filter);
     if (!Array.isArray(body.points)) throw new DoubleUnsupported('Format error: points must be a list');
     const c = this.#collection(name);
     return body.points.map(pointIdKey).flatMap((k) => c.points.get(k) ?? []);
@@ -422,7 +511,7 @@ export class QdrantProtocolDouble {
       onlyKeys(p, ['id', 'vector'], 'point_vectors');
       const idKey = pointIdKey(p.id);
       if (!c.points.has(idKey)) throw new HttpError(404, `Not found: No point with id ${String(p.id)} found`);
-      return { idKey, vectors: this.#vectorsOf(c, p.vector, true) };
+      return { idKey, ...this.#vectorsOf(c, p.vector, true) };
     });
     const op = ++c.version;
     for (const u of updates) {
@@ -430,11 +519,12 @@ export class QdrantProtocolDouble {
       if (
         body.update_filter !== undefined &&
         body.update_filter !== null &&
-        !matchesFilter(body.update_filter, view(p))
+        !matchesFilter(body.update_filter, view(c, p))
       ) {
         continue;
       }
-      for (const [n, v] of u.vectors) p.vectors.set(n, v);
+      for (const [n, v] of u.dense) p.vectors.set(n, v);
+      for (const [n, v] of u.sparse) p.sparse.set(n, v);
       p.version = op;
     }
     return { operation_id: op, status: 'completed' };
@@ -443,33 +533,31 @@ export class QdrantProtocolDouble {
   #deleteVectors(name: string, body: Record<string, unknown>): unknown {
     const c = this.#collection(name);
     const names = body.vector;
-    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && c.vectors.has(n))) {
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && (c.vectors.has(n) || c.sparse.has(n)))) {
       throw new DoubleUnsupported('Wrong input: vector must list existing vector names');
     }
     const selected = this.#selector(name, body);
     const op = ++c.version;
-    for (const p of selected) for (const n of names) p.vectors.delete(n);
+    for (const p of selected) {
+      for (const n of names) {
+        p.vectors.delete(n);
+        p.sparse.delete(n);
+      }
+    }
     return { operation_id: op, status: 'completed' };
   }
 
   #setPayload(name: string, body: Record<string, unknown>, overwrite: boolean): unknown {
     const c = this.#collection(name);
     if (!isObject(body.payload)) throw new DoubleUnsupported('Format error: payload must be an object');
-    const key = body.key === undefined || body.key === null ? undefined : dotPath(body.key, 'set_payload.key');
+    const key = body.key === undefined || body.key === null ? undefined : parsePayloadPath(body.key);
+    const payload = body.payload;
     const selected = this.#selector(name, body);
     const op = ++c.version;
     for (const p of selected) {
-      if (key) {
-        // `key` names a nested object the payload is merged into; missing or non-object steps become objects.
-        let target = p.payload;
-        for (const seg of key) {
-          if (!isObject(target[seg])) target[seg] = {};
-          target = target[seg] as Record<string, unknown>;
-        }
-        Object.assign(target, structuredClone(body.payload));
-      } else {
-        p.payload = overwrite ? structuredClone(body.payload) : { ...p.payload, ...structuredClone(body.payload) };
-      }
+      if (key) setAtPath(p.payload, key, payload);
+      else if (overwrite) p.payload = structuredClone(payload);
+      else mergePayload(p.payload, payload);
       p.version = op;
     }
     return { operation_id: op, status: 'completed' };
@@ -480,15 +568,11 @@ export class QdrantProtocolDouble {
     if (!Array.isArray(body.keys) || !body.keys.every((k) => typeof k === 'string')) {
       throw new DoubleUnsupported('Format error: keys must be a list of strings');
     }
-    const paths = body.keys.map((k) => dotPath(k, 'delete_payload.keys'));
+    const paths = body.keys.map((k) => parsePayloadPath(k));
     const selected = this.#selector(name, body);
     const op = ++c.version;
     for (const p of selected) {
-      for (const path of paths) {
-        let target: unknown = p.payload;
-        for (const seg of path.slice(0, -1)) target = isObject(target) ? target[seg] : undefined;
-        if (isObject(target)) delete target[path[path.length - 1]!];
-      }
+      for (const path of paths) removeAtPath(p.payload, path);
       p.version = op;
     }
     return { operation_id: op, status: 'completed' };
@@ -596,13 +680,14 @@ export class QdrantProtocolDouble {
       }
       const byKey = new Map<string, StoredPoint>();
       for (const list of prefetched) for (const { p } of list) byKey.set(p.idKey, p);
-      candidates = [...byKey.values()].filter((p) => matchesFilter(body.filter, view(p)));
+      candidates = [...byKey.values()].filter((p) => matchesFilter(body.filter, view(c, p)));
     } else {
       candidates = this.#select(name, body.filter);
     }
     const using = typeof body.using === 'string' ? body.using : '';
     const lookup = this.#lookup(c, body.lookup_from, using);
     const q = body.query;
+    const idf = searchParams(body.params);
     if (q === undefined || q === null) {
       if (prefetched.length > 0) {
         const first = new Set(candidates.map((p) => p.idKey));
@@ -620,6 +705,13 @@ export class QdrantProtocolDouble {
       if (q.sample !== 'random') throw new DoubleUnsupported('Format error: sample');
       return shuffle(candidates).map((p) => ({ p, score: 0 }));
     }
+    if (idf !== undefined && !c.sparse.get(using)?.idf) {
+      // Qdrant 1.19 refuses an idf search param it cannot apply (init_query_context).
+      throw new DoubleUnsupported(
+        `Validation error: search param \`idf\` requires a sparse vector with the \`idf\` modifier, which vector "${using}" is not`,
+      );
+    }
+    if (c.sparse.has(using)) return this.#sparseSearch(c, name, q, using, candidates, idf, body.score_threshold);
     const params = c.vectors.get(using);
     if (!params) throw new DoubleUnsupported(`Wrong input: Not existing vector name error: ${using}`);
     const resolve = (input: unknown): number[] => {
@@ -722,6 +814,51 @@ export class QdrantProtocolDouble {
     return out;
   }
 
+  /**
+   * A sparse nearest search: dot product over shared indices; with the IDF modifier each query
+   * weight is multiplied by ln((N - df + 0.5) / (df + 0.5) + 1), where N and df (points holding
+   * the index) are counted over the corpus: the whole collection (every tenant) unless
+   * `params.idf.corpus` narrows it. Only points sharing an index with the query are returned.
+   */
+  #sparseSearch(
+    c: Collection,
+    name: string,
+    q: unknown,
+    using: string,
+    candidates: StoredPoint[],
+    idf: IdfParam | undefined,
+    threshold: unknown,
+  ): { p: StoredPoint; score: number }[] {
+    if (isObject(q) && 'nearest' in q) onlyKeys(q, ['nearest'], 'query');
+    const input = isObject(q) && 'nearest' in q ? q.nearest : q;
+    const query = sparseVector(input);
+    let weights = query.values;
+    if (c.sparse.get(using)!.idf) {
+      const corpus = idf === undefined || idf === 'global' ? [...c.points.values()] : this.#select(name, idf.corpus);
+      const n = corpus.length;
+      weights = query.indices.map((index, k) => {
+        const df = corpus.filter((p) => p.sparse.get(using)?.indices.includes(index)).length;
+        return query.values[k]! * Math.log((n - df + 0.5) / (df + 0.5) + 1);
+      });
+    }
+    const out: { p: StoredPoint; score: number }[] = [];
+    for (const p of candidates) {
+      const v = p.sparse.get(using);
+      if (!v) continue;
+      let score = 0;
+      let shared = false;
+      query.indices.forEach((index, k) => {
+        const at = v.indices.indexOf(index);
+        if (at >= 0) {
+          shared = true;
+          score += weights[k]! * v.values[at]!;
+        }
+      });
+      if (shared && (typeof threshold !== 'number' || score >= threshold)) out.push({ p, score });
+    }
+    return out.sort((a, b) => b.score - a.score || byId(a.p, b.p));
+  }
+
   #lookup(c: Collection, from: unknown, using: string): { collection: Collection; using: string; same: boolean } {
     if (from === undefined || from === null) return { collection: c, using, same: true };
     if (!isObject(from) || typeof from.collection !== 'string')
@@ -812,13 +949,59 @@ const QUERY_FIELDS = [
 ] as const;
 const PREFETCH_FIELDS = ['prefetch', 'query', 'using', 'filter', 'params', 'score_threshold', 'limit', 'lookup_from'];
 
-/** A payload path of object keys (`a.b.c`); array steps are not implemented by the double. */
-function dotPath(v: unknown, where: string): string[] {
-  if (typeof v !== 'string' || v.length === 0) throw new DoubleUnsupported(`Format error: ${where} must be a string`);
-  if (/[[\]]/.test(v)) throw new DoubleUnsupported(`QdrantProtocolDouble does not implement array paths in ${where}`);
-  const segs = v.split('.');
-  if (segs.some((x) => x.length === 0)) throw new DoubleUnsupported(`Format error: bad path in ${where}`);
-  return segs;
+type IdfParam = 'global' | { corpus: unknown };
+
+/**
+ * Validates SearchParams as Qdrant 1.19 deserialises them and returns `idf` (undefined when
+ * absent or null). The others (hnsw_ef, exact, quantization, indexed_only, acorn) do not change
+ * an exact brute-force search, so they are checked and otherwise ignored.
+ */
+function searchParams(params: unknown): IdfParam | undefined {
+  if (params === undefined || params === null) return undefined;
+  if (!isObject(params)) throw new DoubleUnsupported('Format error in JSON body: params must be an object');
+  onlyKeys(params, ['hnsw_ef', 'exact', 'quantization', 'indexed_only', 'acorn', 'idf'], 'params');
+  if (
+    params.hnsw_ef !== undefined &&
+    params.hnsw_ef !== null &&
+    (!Number.isInteger(params.hnsw_ef) || (params.hnsw_ef as number) < 1)
+  ) {
+    throw new DoubleUnsupported('Validation error: hnsw_ef must be at least 1');
+  }
+  for (const k of ['exact', 'indexed_only']) {
+    if (params[k] !== undefined && params[k] !== null && typeof params[k] !== 'boolean') {
+      throw new DoubleUnsupported(`Format error in JSON body: params.${k} must be a bool`);
+    }
+  }
+  for (const k of ['quantization', 'acorn']) {
+    if (params[k] !== undefined && params[k] !== null && !isObject(params[k])) {
+      throw new DoubleUnsupported(`Format error in JSON body: params.${k} must be an object`);
+    }
+  }
+  const idf = params.idf;
+  if (idf === undefined || idf === null) return undefined;
+  if (idf === 'global') return 'global';
+  if (isObject(idf) && isObject(idf.corpus)) {
+    onlyKeys(idf, ['corpus'], 'params.idf');
+    return { corpus: idf.corpus };
+  }
+  throw new DoubleUnsupported('Format error in JSON body: params.idf must be "global" or {corpus: filter}');
+}
+
+function sparseVector(v: unknown): SparseVector {
+  if (!isObject(v) || !Array.isArray(v.indices) || !Array.isArray(v.values)) {
+    throw new DoubleUnsupported('Format error: a sparse vector is {indices, values}');
+  }
+  onlyKeys(v, ['indices', 'values'], 'sparse_vector');
+  const { indices, values } = v as { indices: unknown[]; values: unknown[] };
+  if (
+    indices.length !== values.length ||
+    !indices.every((i) => Number.isInteger(i) && (i as number) >= 0 && (i as number) < 2 ** 32) ||
+    !values.every((x) => typeof x === 'number' && Number.isFinite(x)) ||
+    new Set(indices).size !== indices.length
+  ) {
+    throw new DoubleUnsupported('Validation error: sparse vector indices must be unique u32 matching values');
+  }
+  return { indices: indices as number[], values: values as number[] };
 }
 
 function parseId(s: string): number | string {
@@ -842,8 +1025,17 @@ function vectorParams(v: unknown): VectorParams {
   return { size: v.size as number, distance: v.distance as Distance };
 }
 
-function view(p: StoredPoint) {
-  return { idKey: p.idKey, payload: p.payload, vectorNames: [...p.vectors.keys()] };
+function indexedPath(field: string): string {
+  return canonicalPath(parsePayloadPath(field));
+}
+
+function view(c: Collection, p: StoredPoint): EvalPoint {
+  return {
+    idKey: p.idKey,
+    payload: p.payload,
+    vectorNames: [...p.vectors.keys(), ...p.sparse.keys()],
+    indexed: new Set(Object.keys(c.payloadSchema).map(indexedPath)),
+  };
 }
 
 function compareKeys(a: string, b: string): number {
@@ -893,10 +1085,11 @@ function pick(payload: Record<string, unknown>, keys: unknown[]): Record<string,
 
 function selectVector(c: Collection, p: StoredPoint, sel: unknown): unknown {
   if (sel === false) return null;
-  if (sel === true) return c.named ? Object.fromEntries(p.vectors) : (p.vectors.get('') ?? null);
+  const all = () => [...p.vectors, ...[...p.sparse].map(([n, v]) => [n, structuredClone(v)] as const)];
+  if (sel === true) return c.named ? Object.fromEntries(all()) : (p.vectors.get('') ?? null);
   if (Array.isArray(sel)) {
     if (!c.named) throw new DoubleUnsupported('Wrong input: this collection has one unnamed vector');
-    return Object.fromEntries([...p.vectors].filter(([n]) => sel.includes(n)));
+    return Object.fromEntries(all().filter(([n]) => sel.includes(n)));
   }
   throw new DoubleUnsupported('Format error: with_vector');
 }
