@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { TenantScopeError } from './errors.ts';
+import type { ResultBudget } from './result-limit.ts';
 import type { Tenant } from './tenant.ts';
 
 /** Structured log fields. Values that match a secret read during the call are redacted. */
@@ -30,6 +31,12 @@ export interface CallInfo {
   readonly declaredSecrets: readonly string[];
   readonly signal: AbortSignal;
   readonly logger: Logger;
+  /**
+   * The byte budget of this call's result (the tool's `maxResultBytes`, else the server's). A
+   * provider that reads in pieces takes each piece's size and stops when `take` throws
+   * `RESULT_TOO_LARGE`. Always set by the server; optional only for hand-built CallInfo in tests.
+   */
+  readonly resultBudget?: ResultBudget;
   /**
    * Registers a value that must not leave the server: it is masked in logs written through
    * `ctx.logger` and in the tool's result (the masking is audited).
@@ -64,6 +71,8 @@ export type ToolContext<R = Record<never, never>> = {
   readonly toolName: string;
   readonly signal: AbortSignal;
   readonly logger: Logger;
+  /** The byte budget of this call's result: take each piece's size while reading (see ResultBudget). */
+  readonly resultBudget: ResultBudget;
 } & R;
 
 interface Store {

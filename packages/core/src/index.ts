@@ -44,6 +44,12 @@ export {
 export { type CallLimiter, MemoryCallLimiter } from './limits.ts';
 export { BoundedLru } from './lru.ts';
 export { REDACTED, redactDeep } from './redact.ts';
+export {
+  DEFAULT_MAX_RESULT_BYTES,
+  jsonByteLength,
+  ResultBudget,
+  resultTooLarge,
+} from './result-limit.ts';
 export { MemoryRevocationStore, type MemoryRevocationStoreOptions, type RevocationStore } from './revocation.ts';
 export {
   findOverrideFields,

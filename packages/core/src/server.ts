@@ -15,10 +15,19 @@ import {
   runInTenantContext,
   stderrLogWriter,
 } from './context.ts';
+import { watchDelivery } from './delivery.ts';
+import { causeRecord } from './diagnostics.ts';
 import { effectiveTools, type TenantDirectory, type TenantPolicy } from './directory.ts';
 import { isTenantScopeError, jsonRpcCodeFor, TenantScopeError } from './errors.ts';
 import { type CallLimiter, MemoryCallLimiter } from './limits.ts';
 import { REDACTED, redactDeep } from './redact.ts';
+import {
+  checkResultCap,
+  DEFAULT_MAX_RESULT_BYTES,
+  jsonByteLength,
+  ResultBudget,
+  resultTooLarge,
+} from './result-limit.ts';
 import { assertTenant, type Tenant } from './tenant.ts';
 import { type ToolDefinition, type ToolResult, toCallToolResult, validateToolDefinition } from './tool.ts';
 import type { TokenVerifier } from './verifier.ts';
@@ -36,6 +45,13 @@ export interface TenantScopeLimits {
   sessionIdleTimeoutMs?: number;
   /** Largest request body accepted. Default 1 MiB. */
   maxBodyBytes?: number;
+  /** Stateless mode: idle servers kept per tool set for reuse (0: build one per request). Default 64. */
+  maxIdleServers?: number;
+  /**
+   * Largest tool result sent, in bytes of serialised JSON; a tool's own `maxResultBytes` overrides
+   * it. A larger result is replaced by a `RESULT_TOO_LARGE` error result. Default 1 MiB.
+   */
+  maxResultBytes?: number;
 }
 
 export interface TenantScopeOptions<P extends Providers> {
@@ -116,6 +132,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       maxSessions: l.maxSessions ?? 10_000,
       sessionIdleTimeoutMs: l.sessionIdleTimeoutMs ?? 15 * 60_000,
       maxBodyBytes: l.maxBodyBytes ?? 1024 * 1024,
+      maxResultBytes: checkResultCap(l.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES, 'limits'),
     };
     const audience = new URL(options.verifier.audience);
     this.#mcpPath = audience.pathname === '' ? '/' : audience.pathname;
@@ -431,6 +448,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
         (args: Record<string, unknown>, extra) => this.#runTool(session, def, args, extra),
       );
     }
+    watchDelivery(transport, (requestId, err) => this.#undelivered(session, requestId, err));
     transport.onclose = () => this.#forget(session);
     await server.connect(transport);
     this.#sessions.set(id, session);
@@ -465,7 +483,26 @@ export class TenantScope<P extends Providers = Record<never, never>> {
 
   // --- the call pipeline --------------------------------------------------------------------
 
+  /**
+   * One tool call. Every refusal or failure of a call is an `isError` result carrying `_meta.code`;
+   * the one exception is a tool outside the caller's set, answered exactly as the SDK answers an
+   * unknown tool (so a tenant cannot tell a hidden tool from a missing one).
+   */
   async #runTool(
+    session: Session,
+    def: AnyTool,
+    args: Record<string, unknown>,
+    extra: { authInfo?: { extra?: Record<string, unknown> }; signal: AbortSignal; requestId: string | number },
+  ): Promise<CallToolResult> {
+    try {
+      return await this.#pipeline(session, def, args, extra);
+    } catch (err) {
+      if (isTenantScopeError(err)) return errorResult(err);
+      throw err; // the SDK's unknown-tool answer, byte for byte
+    }
+  }
+
+  async #pipeline(
     session: Session,
     def: AnyTool,
     args: Record<string, unknown>,
@@ -515,6 +552,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       return errorResult(e);
     }
 
+    const cap = def.maxResultBytes ?? this.#limits.maxResultBytes;
     const redactions = new Set<string>();
     const logger = this.#callLogger(tenant, session.id, def.name, requestId, redactions);
     const call: CallInfo = {
@@ -526,6 +564,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       declaredSecrets: Object.freeze([...(def.secrets ?? [])]),
       signal: extra.signal,
       logger,
+      resultBudget: new ResultBudget(cap),
       addRedaction: (value: string) => {
         if (typeof value === 'string' && value.length >= 4) redactions.add(value);
       },
@@ -538,12 +577,17 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     let reason: string | null = null;
     try {
       const value: ToolResult = await runInTenantContext(tenant, call, () => def.handler(args as never, ctx as never));
+      // Measured without serialising: a 300 MB result costs a walk to the cap, not a copy.
+      if (jsonByteLength(value, cap) > cap) throw resultTooLarge(cap);
       result = toCallToolResult(value);
+      if (result !== value && jsonByteLength(result, cap) > cap) throw resultTooLarge(cap);
     } catch (err) {
       status = 'error';
       if (isTenantScopeError(err)) {
         reason = err.code;
         result = errorResult(err);
+        if (err.cause !== undefined)
+          this.#log(causeRecord(err, { tenant_id: tenant.id, tool_name: def.name, request_id: requestId }, redactions));
       } else {
         reason = 'INTERNAL';
         this.#diag('error', 'tool handler failed', err, { tenant_id: tenant.id, tool_name: def.name });
@@ -563,6 +607,25 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     return result;
   }
 
+  /** A response the client never got: the audit says so, after the outcome it already recorded. */
+  #undelivered(session: Session, requestId: string | number, err: unknown): void {
+    this.#diag('warn', 'response not delivered', err, { tenant_id: session.tenantId, request_id: String(requestId) });
+    void this.#write({
+      timestamp: new Date().toISOString(),
+      tenant_id: session.tenantId,
+      session_id: session.id,
+      subject: session.subject,
+      event_type: 'response_undelivered',
+      tool_name: null,
+      args_hash: null,
+      result_status: 'error',
+      reason: 'RESPONSE_UNDELIVERED',
+      latency_ms: 0,
+      ip_address: null,
+      request_id: String(requestId),
+    }).catch(() => undefined); // already logged by #write
+  }
+
   #buildContext(call: CallInfo, created: { key: string; value: unknown }[]): Record<string, unknown> {
     const ctx: Record<string, unknown> = {
       tenant: call.tenant,
@@ -572,6 +635,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       toolName: call.toolName,
       signal: call.signal,
       logger: call.logger,
+      resultBudget: call.resultBudget,
     };
     for (const [key, provider] of Object.entries(this.#opts.providers ?? {})) {
       let cached: { value: unknown } | undefined;
@@ -632,7 +696,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       this.#diag('error', 'audit write failed', err, { tenant_id: event.tenant_id });
       if (this.#opts.onAuditFailure === 'allow') return;
       // Fail closed: the caller gets no result when its audit event did not land.
-      throw new McpError(ErrorCode.InternalError, 'AUDIT_WRITE_FAILED: the call could not be audited');
+      throw new TenantScopeError('AUDIT_WRITE_FAILED', 'the call could not be audited', { cause: err });
     }
   }
 

@@ -2,6 +2,7 @@ import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/
 import type { z } from 'zod';
 import type { ToolContext } from './context.ts';
 import { TenantScopeError } from './errors.ts';
+import { checkResultCap } from './result-limit.ts';
 
 /** A tool result: an MCP CallToolResult, or any JSON value (sent as JSON text). */
 export type ToolResult = CallToolResult | Record<string, unknown> | unknown[] | string | number | boolean | null;
@@ -17,6 +18,11 @@ export interface ToolDefinition<S extends z.ZodRawShape = z.ZodRawShape, R = Rec
   input?: S;
   /** MCP tool annotations (readOnlyHint, …). */
   annotations?: ToolAnnotations;
+  /**
+   * Largest result this tool may send, in bytes of serialised JSON. Default: the server's
+   * `limits.maxResultBytes` (1 MiB). A larger result is replaced by a `RESULT_TOO_LARGE` error.
+   */
+  maxResultBytes?: number;
   /** Secret names this tool may read through `ctx.secrets`; anything else is refused. */
   secrets?: readonly string[];
   /** The handler. It gets validated arguments and a tenant-bound context; it never takes a tenant id. */
@@ -44,6 +50,7 @@ export function validateToolDefinition(def: ToolDefinition<z.ZodRawShape, unknow
   }
   if (typeof def.handler !== 'function')
     throw new TenantScopeError('INVALID_CONFIG', `tool ${def.name} needs a handler`);
+  if (def.maxResultBytes !== undefined) checkResultCap(def.maxResultBytes, `tool ${def.name}`);
   if (def.secrets !== undefined && (!Array.isArray(def.secrets) || !def.secrets.every((s) => typeof s === 'string'))) {
     throw new TenantScopeError('INVALID_CONFIG', `tool ${def.name}: secrets must be a list of names`);
   }

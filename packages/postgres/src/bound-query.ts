@@ -28,11 +28,18 @@ const QueryBase = (pg as any).Query as new (config: pg.QueryConfig & { callback?
 
 export class BoundQuery extends QueryBase {
   #token: string;
+  #named: boolean;
   #bindPending = true;
 
-  constructor(token: string, text: string, values: unknown[] | undefined, callback: Callback) {
+  /**
+   * `named`: the bind call is a named prepared statement, parsed once per connection. Only where
+   * the connection keeps its prepared statements between transactions (not behind a transaction
+   * pooler that does not track them): otherwise it is parsed unnamed in every unit.
+   */
+  constructor(token: string, text: string, values: unknown[] | undefined, callback: Callback, named = true) {
     super({ text, values: values ?? [], callback });
     this.#token = token;
+    this.#named = named;
   }
 
   requiresPreparation(): boolean {
@@ -40,13 +47,17 @@ export class BoundQuery extends QueryBase {
   }
 
   prepare(connection: Wire): void {
-    if (connection.parsedStatements[BIND_NAME] !== BIND_SQL) {
-      connection.parse({ text: BIND_SQL, name: BIND_NAME, types: [] });
+    const name = this.#named ? BIND_NAME : '';
+    if (!this.#named) {
+      // The unnamed statement lives until the next Parse, which comes after its Execute.
+      connection.parse({ text: BIND_SQL, name, types: [] });
+    } else if (connection.parsedStatements[BIND_NAME] !== BIND_SQL) {
+      connection.parse({ text: BIND_SQL, name, types: [] });
       // Recorded now: the units behind this one on the wire reuse it. If the Parse failed, this
       // unit fails and its connection is retired, so the record never outlives a bad state.
       connection.parsedStatements[BIND_NAME] = BIND_SQL;
     }
-    connection.bind({ portal: '', statement: BIND_NAME, values: [this.#token] });
+    connection.bind({ portal: '', statement: name, values: [this.#token] });
     connection.execute({ portal: '', rows: 0 });
     super.prepare(connection);
   }
@@ -65,16 +76,24 @@ export class BoundQuery extends QueryBase {
   }
 }
 
-/** Runs `text` bound to the tenant of `token` on `client`, in one implicit transaction. @internal */
+/**
+ * Runs `text` bound to the tenant of `token` on `client`, in one implicit transaction. `named`: see
+ * BoundQuery (false behind a transaction pooler). @internal
+ */
 export function boundQuery<R extends pg.QueryResultRow>(
   client: pg.ClientBase,
   token: string,
   text: string,
   values: unknown[] | undefined,
+  named = true,
 ): Promise<pg.QueryResult<R>> {
   return new Promise((resolve, reject) => {
-    const q = new BoundQuery(token, text, values, (err, res) =>
-      err ? reject(err) : resolve(res as pg.QueryResult<R>),
+    const q = new BoundQuery(
+      token,
+      text,
+      values,
+      (err, res) => (err ? reject(err) : resolve(res as pg.QueryResult<R>)),
+      named,
     );
     client.query(q as unknown as pg.QueryConfig);
   });

@@ -18,7 +18,7 @@ async function problemsAs(
   options: DoctorOptions = {},
   key: Uint8Array = fx.bindingKey,
 ): Promise<DoctorProblem[]> {
-  const s = scopedPool({ connectionString: url, max: 1 }, { bindingKey: key });
+  const s = scopedPool({ connectionString: url, max: 1 }, { bindingKey: key, pooler: fx.pooler });
   try {
     await s.doctor(options);
     return [];
@@ -38,7 +38,7 @@ async function asOwner(sql: string): Promise<void> {
 
 describe('doctor', () => {
   it('passes the least-privileged app role on a correct schema, and reports the tables', async () => {
-    const s = scopedPool({ connectionString: fx.db.appUrl, max: 1 }, { bindingKey: fx.bindingKey });
+    const s = scopedPool({ connectionString: fx.db.appUrl, max: 1 }, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     try {
       const report = await s.doctor();
       expect(report.tables).toEqual(['public.customers', 'public.notes']);

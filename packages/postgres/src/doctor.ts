@@ -36,9 +36,15 @@ interface Client {
  * `details.problems` listing every problem found, or returns a report.
  * `probeToken` is a client token for the probe tenant `doctor-probe`, to prove the key binds.
  */
-export async function runDoctor(client: Client, options: DoctorOptions, probeToken: string): Promise<DoctorReport> {
-  const problems: DoctorProblem[] = [];
-  const warnings: DoctorProblem[] = [];
+export async function runDoctor(
+  client: Client,
+  options: DoctorOptions,
+  probeToken: string,
+  /** Findings of checks that ran before, on other connections (the pooler check). */
+  pre: { problems?: DoctorProblem[]; warnings?: DoctorProblem[] } = {},
+): Promise<DoctorReport> {
+  const problems: DoctorProblem[] = [...(pre.problems ?? [])];
+  const warnings: DoctorProblem[] = [...(pre.warnings ?? [])];
   const col = options.tenantColumn ?? 'tenant_id';
   try {
     const role = (

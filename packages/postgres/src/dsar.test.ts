@@ -9,7 +9,10 @@ let scoped: ScopedPool;
 
 beforeAll(async () => {
   fx = await pgFixture('dsar', ['acme', 'globex']);
-  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 3 }, { bindingKey: fx.bindingKey, multiplex: 2 });
+  scoped = scopedPool(
+    { connectionString: fx.db.appUrl, max: 3 },
+    { bindingKey: fx.bindingKey, pooler: fx.pooler, multiplex: 2 },
+  );
   const su = new pg.Client({ connectionString: fx.db.superUrl });
   await su.connect();
   await su.query(

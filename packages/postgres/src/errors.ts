@@ -17,6 +17,8 @@ export const PG_ERROR_CODES = {
   PG_IDENTIFIER_INVALID: 400,
   /** The tenant's placement is not supported by this pool. */
   PG_PLACEMENT_UNSUPPORTED: 500,
+  /** The declared `pooler` mode does not match what is in front of PostgreSQL (a transaction pooler found behind 'none'/'session'). */
+  PG_POOLER_MISMATCH: 500,
 } as const;
 
 export type PgErrorCode = keyof typeof PG_ERROR_CODES;

@@ -19,13 +19,13 @@ let acmeFast: TenantDb;
 
 beforeAll(async () => {
   fx = await pgFixture('forgery', ['acme', 'globex']);
-  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 3 }, { bindingKey: fx.bindingKey });
+  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 3 }, { bindingKey: fx.bindingKey, pooler: fx.pooler });
   acmeTenant = await fx.tenant('acme');
   acme = scoped.forTenant(acmeTenant);
   globex = scoped.forTenant(await fx.tenant('globex'));
   fast = scopedPool(
     { connectionString: fx.db.appUrl, max: 2 },
-    { bindingKey: fx.bindingKey, multiplex: 2, hot: { maxTenants: 1, promoteAfter: 1 } },
+    { bindingKey: fx.bindingKey, pooler: fx.pooler, multiplex: 2, hot: { maxTenants: 1, promoteAfter: 1 } },
   );
   acmeFast = fast.forTenant(acmeTenant);
   await acmeFast.query('SELECT 1');
@@ -149,7 +149,7 @@ describe('replay and persistence', () => {
 
   it('a session-level copy left on a connection gives the next raw checkout nothing', async () => {
     const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 1, pipeline: true } as pg.PoolConfig);
-    const s = scopedPool(pool, { bindingKey: fx.bindingKey });
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     try {
       // a plain statement (no leading SET), so the connection is pooled, not destroyed
       await s
@@ -167,7 +167,7 @@ describe('replay and persistence', () => {
 
   it('a held cursor opened by acme cannot be fetched by the next tenant on that connection', async () => {
     const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 1, pipeline: true } as pg.PoolConfig);
-    const s = scopedPool(pool, { bindingKey: fx.bindingKey });
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     try {
       await s.forTenant(acmeTenant).query('DECLARE stash CURSOR WITH HOLD FOR SELECT * FROM customers');
       const r = await foreignRows(s.forTenant(await fx.tenant('globex')), 'FETCH ALL FROM stash');

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { boundQuery } from './bound-query.ts';
 import { wrapDriverError } from './errors.ts';
 
 /** Tenant-affine connections for hot tenants: the fast path. */
@@ -44,6 +45,13 @@ export class HotLanes {
   readonly #windowMs: number;
   readonly #idleMs: number;
   readonly #token: (tenantId: string) => string;
+  /**
+   * Behind a transaction pooler a session binding would stay on a server connection that other
+   * clients get next, so lanes never call `bind_session` there: every statement on a lane binds
+   * itself per transaction (as the multiplexer does) and the lane only keeps tenant affinity.
+   */
+  readonly #perTransaction: boolean;
+  readonly #named: boolean;
   readonly #lanes = new Map<string, Lane>();
   /** Query counts of recent tenants; bounded. */
   readonly #counts = new Map<string, { n: number; since: number }>();
@@ -52,7 +60,12 @@ export class HotLanes {
   #ended = false;
   #sweeper: NodeJS.Timeout;
 
-  constructor(config: pg.PoolConfig, options: HotOptions, token: (tenantId: string) => string) {
+  constructor(
+    config: pg.PoolConfig,
+    options: HotOptions,
+    token: (tenantId: string) => string,
+    binding: { perTransaction: boolean; named: boolean } = { perTransaction: false, named: true },
+  ) {
     if (!Number.isInteger(options.maxTenants) || options.maxTenants < 1 || options.maxTenants > 1000) {
       throw wrapDriverError(new Error('hot.maxTenants must be an integer from 1 to 1000'), 'hot options');
     }
@@ -64,6 +77,8 @@ export class HotLanes {
     this.#idleMs = options.idleMs ?? 30_000;
     this.#maxCounts = Math.max(1000, this.#max * 20);
     this.#token = token;
+    this.#perTransaction = binding.perTransaction;
+    this.#named = binding.named;
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(this.#idleMs, 5000));
     this.#sweeper.unref();
   }
@@ -95,7 +110,9 @@ export class HotLanes {
     lane.lastUsed = Date.now();
     this.#hotQueries++;
     try {
-      const r = await lane.client.query<R>({ text, values: params });
+      const r = this.#perTransaction
+        ? await boundQuery<R>(lane.client, this.#token(lane.tenantId), text, params, this.#named)
+        : await lane.client.query<R>({ text, values: params });
       // A hot connection must be idle between statements; anything else retires it.
       if (lane.client.getTransactionStatus?.() !== 'I') this.#retire(lane);
       return r;
@@ -150,10 +167,12 @@ export class HotLanes {
     void (async () => {
       try {
         await client.connect();
-        const r = await client.query<{ t: string }>('SELECT tenantscope.bind_session($1) AS t', [
-          this.#token(tenantId),
-        ]);
-        if (r.rows[0]?.t !== tenantId) throw new Error('bind_session returned another tenant');
+        if (!this.#perTransaction) {
+          const r = await client.query<{ t: string }>('SELECT tenantscope.bind_session($1) AS t', [
+            this.#token(tenantId),
+          ]);
+          if (r.rows[0]?.t !== tenantId) throw new Error('bind_session returned another tenant');
+        }
         if (this.#ended || lane.retired) throw new Error('retired');
         lane.ready = true;
       } catch {

@@ -5,6 +5,7 @@ export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } 
 export { type ExportedRow, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode } from './errors.ts';
 export type { HotOptions } from './hot.ts';
+export type { PoolerMode } from './pooler.ts';
 export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
 export {
   PostgresCallLimiter,

@@ -22,14 +22,17 @@ interface Conn {
 export class Multiplexer {
   readonly #config: pg.ClientConfig;
   readonly #size: number;
+  readonly #named: boolean;
   readonly #conns: Conn[] = [];
   #ended = false;
   #units = 0;
 
-  constructor(config: pg.PoolConfig, size: number) {
+  /** `named`: the bind call may be a named prepared statement (false behind a transaction pooler). */
+  constructor(config: pg.PoolConfig, size: number, named = true) {
     const { max: _m, idleTimeoutMillis: _i, connectionTimeoutMillis: _c, ...clientConfig } = config;
     this.#config = { ...clientConfig, pipeline: true } as pg.ClientConfig;
     this.#size = size;
+    this.#named = named;
   }
 
   get units(): number {
@@ -42,7 +45,7 @@ export class Multiplexer {
     this.#units++;
     try {
       await conn.ready;
-      const r = await boundQuery<R>(conn.client, token, text, params);
+      const r = await boundQuery<R>(conn.client, token, text, params, this.#named);
       if (conn.client.getTransactionStatus() !== 'I') this.#retire(conn);
       return r;
     } catch (err) {

@@ -1,5 +1,5 @@
 import { type CallLimiter, type RevocationStore, TenantScopeError } from '@tenantscope/core';
-import type { Pool } from 'pg';
+import pg, { type Pool } from 'pg';
 
 /**
  * Shared state for several server replicas, in PostgreSQL: revoked token ids, halted tenants and
@@ -16,6 +16,16 @@ export interface ReplicaStateOptions {
   cacheMs?: number;
   /** Most answers cached per replica (LRU-ish: the map is cleared when full). Default 10,000. */
   maxCached?: number;
+  /**
+   * A connection for `LISTEN` (revocations, halts and resumes made by any replica reach this one
+   * within milliseconds instead of after `cacheMs`). It must be direct or through a SESSION-mode
+   * pooler: a transaction pooler (PgBouncer transaction mode, Supavisor port 6543) does not deliver
+   * notifications. Without it, or while it is down (it reconnects by itself), replicas fall back to
+   * polling: a cached answer lives at most `cacheMs`. Writers always notify.
+   */
+  listenConnectionString?: string;
+  /** Further client options for the LISTEN connection (ssl, …); `listenConnectionString` wins. */
+  listenClientConfig?: pg.ClientConfig;
 }
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -74,18 +84,147 @@ class TtlCache {
   delete(key: string): void {
     this.#map.delete(key);
   }
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+/**
+ * One LISTEN connection with reconnects (bounded back-off). While it is down the store's TTL cache
+ * is the fallback; on every (re)connect the cache is cleared, since notifications may have been missed.
+ */
+class Listener {
+  readonly #config: pg.ClientConfig;
+  readonly #channel: string;
+  readonly #onMessage: (payload: string) => void;
+  readonly #onGap: () => void;
+  #client: pg.Client | undefined;
+  #closed = false;
+  #backoffMs = 100;
+  #timer: NodeJS.Timeout | undefined;
+  #ready: Promise<void>;
+  #resolveReady: () => void = () => undefined;
+  listening = false;
+
+  constructor(config: pg.ClientConfig, channel: string, onMessage: (p: string) => void, onGap: () => void) {
+    this.#config = config;
+    this.#channel = channel;
+    this.#onMessage = onMessage;
+    this.#onGap = onGap;
+    this.#ready = new Promise((r) => {
+      this.#resolveReady = r;
+    });
+    void this.#connect();
+  }
+
+  /** Resolves once LISTEN is active (the first time), or after `timeoutMs`; returns whether it is. */
+  async ready(timeoutMs: number): Promise<boolean> {
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.#ready, new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
+    clearTimeout(t);
+    return this.listening;
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#closed) return;
+    const client = new pg.Client(this.#config);
+    this.#client = client;
+    const lost = () => {
+      if (this.#client !== client) return;
+      this.#client = undefined;
+      this.listening = false;
+      this.#onGap();
+      void client.end().catch(() => undefined);
+      this.#retry();
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('notification', (n) => {
+      if (n.channel === this.#channel && typeof n.payload === 'string') this.#onMessage(n.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN "${this.#channel}"`);
+      if (this.#closed || this.#client !== client) {
+        await client.end().catch(() => undefined);
+        return;
+      }
+      this.listening = true;
+      this.#backoffMs = 100;
+      this.#onGap();
+      this.#resolveReady();
+    } catch {
+      lost();
+    }
+  }
+
+  #retry(): void {
+    if (this.#closed || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#connect();
+    }, this.#backoffMs);
+    this.#timer.unref();
+    this.#backoffMs = Math.min(this.#backoffMs * 2, 5000);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    const c = this.#client;
+    this.#client = undefined;
+    this.listening = false;
+    await c?.end().catch(() => undefined);
+  }
 }
 
 /** `RevocationStore` shared by every replica through PostgreSQL. */
 export class PostgresRevocationStore implements RevocationStore {
   readonly #pool: Pool;
   readonly #s: string;
+  readonly #channel: string;
   readonly #cache: TtlCache;
+  readonly #listener: Listener | undefined;
 
   constructor(pool: Pool, options: ReplicaStateOptions = {}) {
     this.#pool = pool;
     this.#s = schemaOf(options);
+    this.#channel = this.#s.slice(1, -1);
     this.#cache = new TtlCache(options.cacheMs ?? 1000, options.maxCached ?? 10_000);
+    if (options.listenConnectionString !== undefined || options.listenClientConfig !== undefined) {
+      if (options.listenConnectionString !== undefined && typeof options.listenConnectionString !== 'string') {
+        throw new TenantScopeError('INVALID_CONFIG', 'listenConnectionString must be a string');
+      }
+      const config: pg.ClientConfig = { ...(options.listenClientConfig ?? {}) };
+      if (options.listenConnectionString) config.connectionString = options.listenConnectionString;
+      this.#listener = new Listener(
+        config,
+        this.#channel,
+        (payload) => {
+          // 't:<jti>', 'h:<tenant>': forget the cached answer, the next check asks the database.
+          if (/^[th]:/.test(payload)) this.#cache.delete(payload);
+        },
+        () => this.#cache.clear(),
+      );
+    }
+  }
+
+  /**
+   * With a LISTEN connection: waits until it listens (at most `timeoutMs`, default 5000) and says
+   * whether it does. Without one: false at once (replicas poll, bounded by `cacheMs`).
+   */
+  async listening(timeoutMs = 5000): Promise<boolean> {
+    return this.#listener ? this.#listener.ready(timeoutMs) : false;
+  }
+
+  /** Closes the LISTEN connection, if any. The pool is the caller's. */
+  async close(): Promise<void> {
+    await this.#listener?.close();
+  }
+
+  /** `pg_notify` on the store's channel, as a CTE tail: one statement, sent at its commit. */
+  #notify(key: string): string {
+    return `select pg_notify('${this.#channel}', ${key})`;
   }
 
   /** Creates the tables (needs a role that may create them). */
@@ -114,8 +253,10 @@ export class PostgresRevocationStore implements RevocationStore {
       throw new TenantScopeError('INVALID_ARGUMENT', 'expiresAt must be a valid Date');
     }
     await this.#pool.query(
-      `insert into ${this.#s}.revoked_tokens (jti, expires_at) values ($1, $2)
-       on conflict (jti) do update set expires_at = greatest(excluded.expires_at, ${this.#s}.revoked_tokens.expires_at)`,
+      `with w as (insert into ${this.#s}.revoked_tokens (jti, expires_at) values ($1, $2)
+       on conflict (jti) do update set expires_at = greatest(excluded.expires_at, ${this.#s}.revoked_tokens.expires_at)
+       returning 1)
+       ${this.#notify(`'t:' || $1::text`)} from w`,
       [jti, expiresAt],
     );
     await this.#pool.query(`delete from ${this.#s}.revoked_tokens where expires_at < now() - interval '1 hour'`);
@@ -137,15 +278,21 @@ export class PostgresRevocationStore implements RevocationStore {
       throw new TenantScopeError('INVALID_ARGUMENT', 'haltTenant needs a tenant id and a reason');
     }
     await this.#pool.query(
-      `insert into ${this.#s}.halted_tenants (tenant_id, reason) values ($1, $2)
-       on conflict (tenant_id) do update set reason = excluded.reason, halted_at = now()`,
+      `with w as (insert into ${this.#s}.halted_tenants (tenant_id, reason) values ($1, $2)
+       on conflict (tenant_id) do update set reason = excluded.reason, halted_at = now()
+       returning 1)
+       ${this.#notify(`'h:' || $1::text`)} from w`,
       [tenantId, reason.slice(0, 1000)],
     );
     this.#cache.delete(`h:${tenantId}`);
   }
 
   async resumeTenant(tenantId: string): Promise<void> {
-    await this.#pool.query(`delete from ${this.#s}.halted_tenants where tenant_id = $1`, [tenantId]);
+    await this.#pool.query(
+      `with w as (delete from ${this.#s}.halted_tenants where tenant_id = $1 returning 1)
+       ${this.#notify(`'h:' || $1::text`)}`,
+      [tenantId],
+    );
     this.#cache.delete(`h:${tenantId}`);
   }
 }

@@ -9,7 +9,7 @@ let scoped: ScopedPool;
 
 beforeAll(async () => {
   fx = await pgFixture('scoped', ['acme', 'globex', 'initech']);
-  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 4 }, { bindingKey: fx.bindingKey });
+  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 4 }, { bindingKey: fx.bindingKey, pooler: fx.pooler });
 });
 afterAll(async () => {
   await scoped?.end();
@@ -161,7 +161,10 @@ describe('bad input', () => {
   });
 
   it('a wrong binding key is refused by the database, typed', async () => {
-    const wrong = scopedPool({ connectionString: fx.db.appUrl, max: 1 }, { bindingKey: Buffer.alloc(64, 7) });
+    const wrong = scopedPool(
+      { connectionString: fx.db.appUrl, max: 1 },
+      { bindingKey: Buffer.alloc(64, 7), pooler: fx.pooler },
+    );
     try {
       expect(await codeOf(wrong.forTenant(await fx.tenant('acme')).query('SELECT 1'))).toBe('PG_BINDING_REFUSED');
     } finally {
@@ -172,7 +175,10 @@ describe('bad input', () => {
   it('a malformed binding key or setting is a config error', () => {
     expect(() => scopedPool({ connectionString: fx.db.appUrl }, { bindingKey: 'short' })).toThrow();
     expect(() =>
-      scopedPool({ connectionString: fx.db.appUrl }, { bindingKey: fx.bindingKey, setting: "x'; drop" }),
+      scopedPool(
+        { connectionString: fx.db.appUrl },
+        { bindingKey: fx.bindingKey, pooler: fx.pooler, setting: "x'; drop" },
+      ),
     ).toThrow();
   });
 });
@@ -188,7 +194,10 @@ describe('pool hygiene', () => {
     );
     await su.end();
     const tenants = await Promise.all(ids.map((id) => fx.tenant(id)));
-    const pool = scopedPool({ connectionString: fx.db.appUrl, max: 10 }, { bindingKey: fx.bindingKey });
+    const pool = scopedPool(
+      { connectionString: fx.db.appUrl, max: 10 },
+      { bindingKey: fx.bindingKey, pooler: fx.pooler },
+    );
     let wrong = 0;
     let rows = 0;
     let next = 0;
@@ -220,7 +229,7 @@ describe('pool hygiene', () => {
 
   it('a checkout after an error sees no tenant (the failed connection is destroyed)', async () => {
     const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 1, pipeline: true } as pg.PoolConfig);
-    const s = scopedPool(pool, { bindingKey: fx.bindingKey });
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     try {
       const before = await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       await expect(s.forTenant(await fx.tenant('acme')).query('SELECT 1/0')).rejects.toMatchObject({
@@ -229,7 +238,8 @@ describe('pool hygiene', () => {
       const after = await pool.query<{ pid: number; t: string | null; n: number }>(
         'SELECT pg_backend_pid() AS pid, tenantscope.current_tenant_id() AS t, (SELECT count(*)::int FROM customers) AS n',
       );
-      expect(after.rows[0]?.pid).not.toBe(before.rows[0]?.pid);
+      // behind a transaction pooler the server connection is the pooler's to reuse
+      if (fx.pooler === 'none') expect(after.rows[0]?.pid).not.toBe(before.rows[0]?.pid);
       expect(after.rows[0]?.t).toBeNull();
       expect(after.rows[0]?.n).toBe(0);
     } finally {
@@ -239,13 +249,13 @@ describe('pool hygiene', () => {
 
   it('a raw checkout of a pooled connection after scoped use sees no tenant', async () => {
     const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 1, pipeline: true } as pg.PoolConfig);
-    const s = scopedPool(pool, { bindingKey: fx.bindingKey });
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     try {
       const first = await s.forTenant(await fx.tenant('acme')).query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       const raw = await pool.query<{ pid: number; t: string | null; setting: string | null; n: number }>(
         "SELECT pg_backend_pid() AS pid, tenantscope.current_tenant_id() AS t, current_setting('app.tenant_id', true) AS setting, (SELECT count(*)::int FROM customers) AS n",
       );
-      expect(raw.rows[0]?.pid).toBe(first.rows[0]?.pid); // the same connection, reused
+      if (fx.pooler === 'none') expect(raw.rows[0]?.pid).toBe(first.rows[0]?.pid); // the same connection, reused
       expect(raw.rows[0]?.t).toBeNull();
       expect(raw.rows[0]?.setting ?? '').toBe('');
       expect(raw.rows[0]?.n).toBe(0);
@@ -264,6 +274,7 @@ describe('placement seam', () => {
         bindingKey: fx.bindingKey,
         placement: (t) => {
           seen.push(t.id);
+        pooler: fx.pooler,
           return t.id === 'initech' ? { kind: 'schema', schema: 'tenant_initech' } : { kind: 'shared' };
         },
       },
@@ -289,7 +300,7 @@ beforeAll(async () => {
 describe('user-supplied pools', () => {
   it('works on a plain (non-pipelined) pg.Pool too, with the same isolation', async () => {
     const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 2 });
-    const s = scopedPool(pool, { bindingKey: fx.bindingKey });
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     try {
       const acme = s.forTenant(await fx.tenant('acme'));
       const globex = s.forTenant(await fx.tenant('globex'));
@@ -301,10 +312,14 @@ describe('user-supplied pools', () => {
       expect(g.rows).toEqual([{ tenant_id: 'globex' }]);
       const n = await acme.transaction(async (tx) => (await tx.query('SELECT 1 FROM customers')).rowCount);
       expect(n).toBe(3);
-      const forged = await acme.query<{ n: number }>(
-        "SET app.tenant_id = 'globex'; SELECT count(*)::int AS n FROM customers WHERE tenant_id = 'globex'",
-      );
-      expect((forged as unknown as { rows: { n: number }[] }[])[1]?.rows[0]?.n).toBe(0);
+      const forge = "SET app.tenant_id = 'globex'; SELECT count(*)::int AS n FROM customers WHERE tenant_id = 'globex'";
+      if (fx.pooler === 'transaction') {
+        // behind a transaction pooler session-touching text must be one statement
+        await expect(acme.query(forge)).rejects.toMatchObject({ code: 'PG_QUERY_FAILED' });
+      } else {
+        const forged = await acme.query<{ n: number }>(forge);
+        expect((forged as unknown as { rows: { n: number }[] }[])[1]?.rows[0]?.n).toBe(0);
+      }
       const raw = await pool.query('SELECT tenantscope.current_tenant_id() AS t');
       expect(raw.rows[0].t).toBeNull();
     } finally {

@@ -3,10 +3,19 @@ import pg from 'pg';
 import { assertBindableTenantId, DEFAULT_TENANT_SETTING, normaliseBindingKey, TokenCache } from './binding.ts';
 import { boundQuery } from './bound-query.ts';
 import { type DoctorOptions, type DoctorReport, runDoctor } from './doctor.ts';
+import { checkPoolerMode } from './doctor-pooler.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 import { HotLanes, type HotOptions } from './hot.ts';
 import { Multiplexer } from './multiplex.ts';
 import { type PlacementResolver, resolvePlacement, sharedPlacement } from './placement.ts';
+import {
+  detectTransactionPooler,
+  namedStatementsSurvive,
+  normalisePooler,
+  type PoolerMode,
+  type PoolerOptions,
+  sessionCleanup,
+} from './pooler.ts';
 import { assertSettingName } from './sql.ts';
 
 export type { QueryResult, QueryResultRow } from 'pg';
@@ -47,6 +56,26 @@ export interface TransactionOptions {
 /** Options of `queryUntrusted`. */
 export interface UntrustedQueryOptions {
   /** Run read-only. Default true. */
+  /**
+   * What sits between this pool and PostgreSQL: `'none'` (default, a direct connection),
+   * `'session'` (a session-mode pooler) or `'transaction'` (PgBouncer `pool_mode = transaction`,
+   * Supavisor port 6543, pgcat). Behind `'transaction'` nothing tenant-bound outlives a
+   * transaction: hot lanes bind per statement, the bind call is parsed unnamed, and text that may
+   * leave session state runs as one statement with the session state reset before COMMIT.
+   * With `'none'`/`'session'` the first use checks for a transaction pooler and, if it finds one,
+   * every call fails with PG_POOLER_MISMATCH (see `detectPooler`).
+   */
+  pooler?: PoolerMode;
+  /**
+   * With `pooler: 'transaction'`: the pooler keeps named prepared statements across transactions
+   * (PgBouncer 1.21+ `max_prepared_statements`, pgcat `prepared_statements`). Default false.
+   */
+  poolerPreparedStatements?: boolean;
+  /**
+   * With `pooler: 'none'`/`'session'`: look for a transaction pooler once, before the first
+   * statement (two extra connections, once), and fail closed if one is found. Default true.
+   */
+  detectPooler?: boolean;
   readOnly?: boolean;
   /** Statement timeout in ms. Default the pool's `untrustedTimeoutMs` (5000). */
   timeoutMs?: number;
@@ -124,14 +153,24 @@ export class ScopedPool {
       this.#config = { ...((poolOrConfig as PoolLike).options ?? {}) };
     } else {
       this.#config = { ...(poolOrConfig as pg.PoolConfig) };
+  readonly #pooler: PoolerOptions;
+  readonly #named: boolean;
+  /** Undefined until the pooler check passed (or was not wanted); then the checks are a field read. */
+  #poolerChecked: Promise<void> | undefined;
+  #poolerOk: boolean;
       this.#pool = new pg.Pool({ ...this.#config, pipeline: true } as pg.PoolConfig);
       this.#ownsPool = true;
     }
     const mux = options.multiplex ?? 0;
     if (!Number.isInteger(mux) || mux < 0 || mux > 1000)
       throw new TenantScopeError('INVALID_CONFIG', 'multiplex must be an integer from 0 to 1000');
-    this.#mux = mux > 0 ? new Multiplexer(this.#config, mux) : undefined;
-    this.#hot = options.hot ? new HotLanes(this.#config, options.hot, (id) => this.#tokens.get(id)) : undefined;
+    this.#mux = mux > 0 ? new Multiplexer(this.#config, mux, this.#named) : undefined;
+    this.#hot = options.hot
+      ? new HotLanes(this.#config, options.hot, (id) => this.#tokens.get(id), {
+          perTransaction: this.#pooler.mode === 'transaction',
+          named: this.#named,
+        })
+      : undefined;
   }
 
   /** The wrapped pool, unscoped: statements on it see no tenant (policies return no rows). */
@@ -149,6 +188,11 @@ export class ScopedPool {
     hotTenants: number;
     hotConnections: number;
     hotQueries: number /** Statements that checked a connection out of the pool. */;
+    this.#pooler = normalisePooler(options.pooler, options.poolerPreparedStatements);
+    this.#named = namedStatementsSurvive(this.#pooler);
+    if (options.detectPooler !== undefined && typeof options.detectPooler !== 'boolean')
+      throw new TenantScopeError('INVALID_CONFIG', 'detectPooler must be a boolean');
+    this.#poolerOk = this.#pooler.mode === 'transaction' || options.detectPooler === false;
     sharedQueries: number;
     multiplexedQueries: number;
   } {
@@ -161,6 +205,11 @@ export class ScopedPool {
   forTenant(tenant: Tenant): TenantDb {
     assertTenant(tenant, 'scopedPool.forTenant');
     assertBindableTenantId(tenant.id);
+  /** The declared pooler mode. */
+  get pooler(): PoolerMode {
+    return this.#pooler.mode;
+  }
+
     resolvePlacement(this.#placement, tenant);
     const id = tenant.id;
     return Object.freeze({
@@ -209,6 +258,7 @@ export class ScopedPool {
   }
 
   /** The token `tenantscope.bind($1)` takes for `tenantId`. For adapters that run their own transactions (audit). */
+    if (!this.#poolerOk) await this.#checkPooler();
   bindToken(tenant: Tenant): string {
     assertTenant(tenant, 'scopedPool.bindToken');
     return this.#tokens.get(tenant.id);
@@ -221,10 +271,13 @@ export class ScopedPool {
    * can read or a key that does not bind.
    */
   async doctor(options: DoctorOptions = {}): Promise<DoctorReport> {
-    const client = await this.#checkout();
+    if (this.#ended) throw pgError('PG_UNAVAILABLE', 'scoped pool has ended');
+    const pre = await checkPoolerMode(this.#config, this.#pooler.mode);
+    // No pooler gate here: a mismatch is one of the doctor's findings, not a reason to skip the rest.
+    const client = await this.#checkout(true);
     let failed = false;
     try {
-      return await runDoctor(client, options, this.#tokens.get('doctor-probe'));
+      return await runDoctor(client, options, this.#tokens.get('doctor-probe'), pre);
     } catch (err) {
       failed = (err as { code?: string }).code !== 'PG_DOCTOR_FAILED';
       throw err;
@@ -242,7 +295,31 @@ export class ScopedPool {
     if (this.#ownsPool) await this.#pool.end();
   }
 
-  async #checkout(): Promise<pg.PoolClient> {
+  /**
+   * With pooler 'none'/'session': once, before the first statement, look for a transaction pooler
+   * and fail closed (PG_POOLER_MISMATCH, on every call) if there is one. A probe that could not
+   * connect is retried on the next call.
+   */
+  #checkPooler(): Promise<void> {
+    this.#poolerChecked ??= detectTransactionPooler(this.#config).then(
+      (probe) => {
+        if (probe.transactionPooler) {
+          throw pgError(
+            'PG_POOLER_MISMATCH',
+            `declared pooler '${this.#pooler.mode}' but a transaction pooler is in front of PostgreSQL (${probe.evidence}); set pooler: 'transaction'`,
+          );
+        }
+        this.#poolerOk = true;
+      },
+      (err) => {
+        this.#poolerChecked = undefined;
+        throw err;
+      },
+    );
+    return this.#poolerChecked;
+  }
+
+  async #checkout(forDoctor = false): Promise<pg.PoolClient> {
     if (this.#ended) throw pgError('PG_UNAVAILABLE', 'scoped pool has ended');
     try {
       return await this.#pool.connect();
@@ -266,6 +343,7 @@ export class ScopedPool {
       // Multi-statement or session-touching text: an explicit transaction (simple protocol allowed),
       // and the connection is destroyed afterwards.
       return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, true);
+    if (!this.#poolerOk && !forDoctor) await this.#checkPooler();
     }
     if (this.#mux) return this.#mux.run<R>(this.#tokens.get(tenantId), text, params);
     this.#shared++;
@@ -279,10 +357,11 @@ export class ScopedPool {
     params?: unknown[],
   ): Promise<QueryResult<R>> {
     const token = this.#tokens.get(tenantId);
+    if (!this.#poolerOk) await this.#checkPooler();
     const client = await this.#checkout();
     let failed = true;
     try {
-      const r = await boundQuery<R>(client, token, text, params);
+      const r = await boundQuery<R>(client, token, text, params, this.#named);
       failed = client.getTransactionStatus?.() !== 'I';
       return r;
     } catch (err) {
@@ -330,15 +409,16 @@ export class ScopedPool {
     let failure: unknown;
     try {
       const stmt: pg.QueryConfig = { text, values: params };
-      if (queryMode) (stmt as { queryMode?: string }).queryMode = queryMode;
+      const mode = pooled ? 'extended' : queryMode;
+      if (mode) (stmt as { queryMode?: string }).queryMode = mode;
       if ((client as unknown as { pipeline?: boolean }).pipeline) {
         const ps: Promise<unknown>[] = [
           ...prelude.map((p) => client.query(p)),
           client.query('SELECT tenantscope.bind($1)', [token]),
         ];
         const q = client.query<R>(stmt);
-        const commit = client.query('COMMIT');
-        const settled = await Promise.allSettled([...ps, q, commit]);
+        const after = epilogue.map((e) => client.query(e));
+        const settled = await Promise.allSettled([...ps, q, ...after]);
         const bad = settled.find((s) => s.status === 'rejected') as PromiseRejectedResult | undefined;
         if (bad) {
           const bindFailed = settled[prelude.length]?.status === 'rejected';
@@ -351,17 +431,22 @@ export class ScopedPool {
       for (const p of prelude) await client.query(p);
       try {
         await client.query('SELECT tenantscope.bind($1)', [token]);
+   * Behind a transaction pooler, destroying the client connection does not end the server's
+   * session, so the statement must be a single one (extended protocol) and the session state it
+   * may have left is reset before COMMIT, inside the same transaction (`sessionCleanup`).
       } catch (err) {
         failure = err;
         throw wrapDriverError(err, 'bind');
       }
       const result = await client.query<R>(stmt);
-      await client.query('COMMIT');
+      for (const e of epilogue) await client.query(e);
       return result;
     } catch (err) {
       failure ??= err;
       throw wrapDriverError(err, 'query');
     } finally {
+    const pooled = this.#pooler.mode === 'transaction';
+    const epilogue = [...(pooled ? sessionCleanup(this.#pooler) : []), 'COMMIT'];
       const idle = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
       const unclean = failure !== undefined || destroyAfter || (idle !== undefined && idle !== 'I');
       // release(err) makes pg-pool destroy the connection instead of pooling it.
@@ -416,6 +501,8 @@ export class ScopedPool {
       }
       return out;
     } catch (err) {
+    /** A statement that may leave session state ran: behind a transaction pooler, reset it before COMMIT. */
+    let touched = false;
       failed = true;
       open = false;
       await client.query('ROLLBACK').catch(() => undefined);
@@ -435,6 +522,7 @@ export class ScopedPool {
  * Text that may leave state in the session beyond its transaction (a WITH HOLD cursor, a prepared
  * statement, LISTEN, a session setting, a temp table, or transaction control that ends ours).
  * After such a statement the connection is destroyed rather than pooled. Defence in depth: the
+          if (LEAVES_SESSION_STATE.test(text)) touched = true;
  * binding itself does not depend on it, and agent SQL belongs in `queryUntrusted`.
  */
 const LEAVES_SESSION_STATE =
@@ -447,4 +535,7 @@ function checkText(text: unknown, params: unknown): void {
   if (params !== undefined && !Array.isArray(params)) {
     throw new TenantScopeError('INVALID_ARGUMENT', 'query params must be an array');
   }
+        if (touched && this.#pooler.mode === 'transaction') {
+          for (const c of sessionCleanup(this.#pooler)) await client.query(c);
+        }
 }

@@ -13,7 +13,30 @@ declare module 'vitest' {
 }
 
 export interface PgFixture {
+/**
+ * The pooler in front of the suite's PostgreSQL: `DATABASE_POOLER=transaction` when DATABASE_URL
+ * points at PgBouncer in transaction mode (.ci/passes.d/25-pgbouncer.sh), else 'none'.
+ */
+export const TEST_POOLER: 'none' | 'transaction' =
+  process.env.DATABASE_POOLER === 'transaction' ? 'transaction' : 'none';
+
+/**
+ * `url` with host and port of DATABASE_DIRECT_URL (PostgreSQL itself, not the pooler), for what
+ * needs a direct session (LISTEN, a raw look at a backend). Unchanged when that is not set.
+ */
+export function directUrl(url: string): string {
+  const direct = process.env.DATABASE_DIRECT_URL;
+  if (!direct) return url;
+  const u = new URL(url);
+  const d = new URL(direct);
+  u.hostname = d.hostname;
+  u.port = d.port;
+  return u.toString();
+}
+
   db: ScratchDatabase;
+  /** The pooler mode to declare (`TEST_POOLER`). */
+  pooler: 'none' | 'transaction';
   /** Owner pool (tables' owner, installed tenantscope). */
   owner: pg.Pool;
   /** Raw app-role pool (pipelined), for raw checkouts in hygiene tests. */
@@ -56,5 +79,6 @@ export async function pgFixture(label: string, tenants: string[], rows = 3): Pro
       await owner.end();
       await db.drop();
     },
+    pooler: TEST_POOLER,
   };
 }

@@ -1,0 +1,39 @@
+import { errorFactory, isTenantScopeError } from '@tenantscope/core';
+
+/**
+ * The codes the CLI throws, with their HTTP-style status (400: the user's input, 502: something
+ * the CLI talks to). Callers switch on `code`. Messages name only the user's own input (a config
+ * field, a file), never a token.
+ */
+export const CLI_ERROR_CODES = {
+  /** Bad command line: unknown option, missing argument. */
+  CLI_USAGE: 400,
+  /** The config file is missing, unreadable or fails validation; the message names the field. */
+  CLI_CONFIG_INVALID: 400,
+  /** A signing key that cannot be read or has no supported algorithm. */
+  CLI_KEY_INVALID: 400,
+  /** A tenant's token command failed, timed out or printed nothing. */
+  CLI_TOKEN_COMMAND_FAILED: 400,
+  /** The target did not answer at all (connection refused, timeout). */
+  CLI_TARGET_UNREACHABLE: 502,
+  /** The audit location could not be read. */
+  CLI_AUDIT_UNREADABLE: 502,
+} as const;
+
+export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
+
+export const cliError = errorFactory(CLI_ERROR_CODES);
+
+/**
+ * Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or config (nothing was sent),
+ * 3 the target or the audit location could not be reached, 4 an unexpected error.
+ */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERNAL: 4 } as const;
+
+/** The exit code for an error thrown by a command. */
+export function exitCodeOf(err: unknown): number {
+  if (isTenantScopeError(err) && err.code in CLI_ERROR_CODES) {
+    return CLI_ERROR_CODES[err.code as CliErrorCode] === 400 ? EXIT.USAGE : EXIT.UNREACHABLE;
+  }
+  return EXIT.INTERNAL;
+}
