@@ -116,6 +116,7 @@ describe('doctor', () => {
         'RLS_NOT_ENABLED:public.invoices',
         'RLS_NOT_FORCED:public.invoices',
         'POLICY_MISSING:public.invoices',
+        'SYSTEM_COLUMNS_READABLE:public.invoices', // granted SELECT on the whole table: xmin, ctid
       ]);
     } finally {
       await asOwner('DROP TABLE invoices');
@@ -176,6 +177,51 @@ describe('doctor', () => {
 
   it('refuses a binding key that does not match the installed one', async () => {
     expect(codes(await problemsAs(fx.db.appUrl, {}, Buffer.alloc(64, 1)))).toEqual(['BINDING_FAILED']);
+  });
+
+  it('refuses cross-tenant statistics granted back to the app role; allowSideChannels makes them warnings', async () => {
+    const su = new pg.Client({ connectionString: fx.db.superUrl });
+    await su.connect();
+    const app = fx.db.appRole;
+    const grants = `GRANT SELECT ON pg_stat_user_tables TO ${app}; GRANT SELECT (reltuples) ON pg_class TO ${app}; GRANT EXECUTE ON FUNCTION pg_current_snapshot() TO ${app}`;
+    await su.query(grants);
+    try {
+      expect(codes(await problemsAs(fx.db.appUrl))).toEqual([
+        'STATS_READABLE:pg_stat_user_tables',
+        'CATALOG_COUNTS_READABLE:pg_catalog.pg_class.reltuples',
+        'ACTIVITY_READABLE:pg_current_snapshot()',
+      ]);
+      const s = scopedPool({ connectionString: fx.db.appUrl, max: 1 }, { bindingKey: fx.bindingKey });
+      try {
+        const report = await s.doctor({ allowSideChannels: true });
+        expect(report.warnings.map((w) => w.code)).toEqual(
+          expect.arrayContaining(['STATS_READABLE', 'CATALOG_COUNTS_READABLE', 'ACTIVITY_READABLE']),
+        );
+      } finally {
+        await s.end();
+      }
+    } finally {
+      await su.query(grants.replace(/GRANT/g, 'REVOKE').replace(/ TO /g, ' FROM '));
+      await su.end();
+    }
+  });
+
+  it('refuses a tenant table fed by a shared sequence, and a sequence the app role may use', async () => {
+    await asOwner(
+      `CREATE TABLE tickets (id bigserial PRIMARY KEY, tenant_id text NOT NULL);
+       ${tenantTableSql({ table: 'tickets', grantTo: fx.db.appRole, allowSharedSequence: true })}
+       GRANT USAGE ON SEQUENCE tickets_id_seq TO ${fx.db.appRole}`,
+    );
+    try {
+      expect(codes(await problemsAs(fx.db.appUrl))).toEqual([
+        'SHARED_SEQUENCE:public.tickets.id',
+        'SEQUENCE_USABLE:public.tickets_id_seq',
+      ]);
+      // allowSideChannels does not cover these: the owner can always fix them
+      expect(codes(await problemsAs(fx.db.appUrl, { allowSideChannels: true }))).toHaveLength(2);
+    } finally {
+      await asOwner('DROP TABLE tickets');
+    }
   });
 
   it('lists every problem at once', async () => {

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { pgError, wrapDriverError } from './errors.ts';
+import { sideChannelProblems } from './side-channels.ts';
 import { TENANT_POLICY_NAME } from './sql.ts';
 
 export interface DoctorOptions {
@@ -9,10 +10,16 @@ export interface DoctorOptions {
   tables?: string[];
   /** Accept a role that may create temporary tables (they outlive a transaction on a pooled connection). Default false. */
   allowTempTables?: boolean;
+  /**
+   * Accept cross-tenant statistics the role can read (STATS_READABLE, CATALOG_COUNTS_READABLE,
+   * ACTIVITY_READABLE) as warnings, where no superuser can run `installSideChannelGuards` (some
+   * managed services). Default false: they stop the start.
+   */
+  allowSideChannels?: boolean;
 }
 
 export interface DoctorProblem {
-  /** Stable code: ROLE_SUPERUSER, ROLE_BYPASSRLS, ROLE_CAN_BECOME_PRIVILEGED, ROLE_OWNS_TABLE, RLS_NOT_ENABLED, RLS_NOT_FORCED, POLICY_MISSING, POLICY_TOO_BROAD, VIEW_NOT_SECURITY_INVOKER, MATVIEW_OVER_TENANT_TABLE, NOT_INSTALLED, KEY_READABLE, BINDING_FAILED, TEMP_TABLES_ALLOWED. */
+  /** Stable code: POOLER_MISMATCH, POOLER_NOT_SEEN, ROLE_SUPERUSER, ROLE_BYPASSRLS, ROLE_CAN_BECOME_PRIVILEGED, ROLE_OWNS_TABLE, RLS_NOT_ENABLED, RLS_NOT_FORCED, POLICY_MISSING, POLICY_TOO_BROAD, VIEW_NOT_SECURITY_INVOKER, MATVIEW_OVER_TENANT_TABLE, NOT_INSTALLED, KEY_READABLE, BINDING_FAILED, TEMP_TABLES_ALLOWED, STATS_READABLE, CATALOG_COUNTS_READABLE, ACTIVITY_READABLE, SHARED_SEQUENCE, SEQUENCE_USABLE, SYSTEM_COLUMNS_READABLE. */
   code: string;
   /** The object concerned (role, table, view), when there is one. */
   object?: string;
@@ -205,6 +212,13 @@ export async function runDoctor(
           'the role may create temporary tables, which outlive a transaction on a pooled connection (REVOKE TEMP ON DATABASE … FROM PUBLIC)',
       };
       (options.allowTempTables ? warnings : problems).push(p);
+    }
+    // Side channels: what lets tenant SQL count other tenants' rows or writes.
+    for (const { needsSuperuser, ...p } of await sideChannelProblems(
+      client,
+      tables.rows.map((t) => t.oid),
+    )) {
+      (needsSuperuser && options.allowSideChannels ? warnings : problems).push(p);
     }
     const create = await client.query<{ nspname: string }>(
       `SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE') AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast_temp%'`,

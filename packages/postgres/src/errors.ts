@@ -19,6 +19,12 @@ export const PG_ERROR_CODES = {
   PG_PLACEMENT_UNSUPPORTED: 500,
   /** The declared `pooler` mode does not match what is in front of PostgreSQL (a transaction pooler found behind 'none'/'session'). */
   PG_POOLER_MISMATCH: 500,
+  /** `queryUntrusted`: the result passed the byte limit (`maxBytes`); reading stopped there and nothing was returned. */
+  PG_RESULT_TOO_LARGE: 413,
+  /** `queryUntrusted`: the statement is not one it runs (SELECT, WITH, VALUES, TABLE, INSERT, UPDATE, DELETE, MERGE only). */
+  PG_STATEMENT_REFUSED: 400,
+  /** `installSideChannelGuards` runs as a superuser only (catalog objects belong to the bootstrap superuser). */
+  PG_SUPERUSER_REQUIRED: 500,
 } as const;
 
 export type PgErrorCode = keyof typeof PG_ERROR_CODES;

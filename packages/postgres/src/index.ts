@@ -5,8 +5,8 @@ export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } 
 export { type ExportedRow, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode } from './errors.ts';
 export type { HotOptions } from './hot.ts';
-export type { PoolerMode } from './pooler.ts';
 export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
+export type { PoolerMode } from './pooler.ts';
 export {
   PostgresCallLimiter,
   PostgresRevocationStore,
@@ -23,6 +23,16 @@ export {
   type UntrustedQueryOptions,
 } from './scoped.ts';
 export {
+  CROSS_TENANT_FUNCTIONS,
+  CROSS_TENANT_VIEWS,
+  installSideChannelGuards,
+  PG_CLASS_COUNT_COLUMNS,
+  type SideChannelGuardOptions,
+  type SideChannelProblem,
+  sideChannelGuardSql,
+  sideChannelProblems,
+} from './side-channels.ts';
+export {
   CURRENT_TENANT_SQL,
   type InstallOptions,
   type InstallResult,
@@ -35,3 +45,4 @@ export {
   type TenantTableOptions,
   tenantTableSql,
 } from './sql.ts';
+export { DEFAULT_UNTRUSTED_MAX_BYTES } from './untrusted.ts';

@@ -110,7 +110,9 @@ describe('cross-tenant', () => {
       'PG_QUERY_FAILED',
     );
     expect(
-      await codeOf(acme.query("UPDATE customers SET tenant_id = 'globex' WHERE id = (SELECT min(id) FROM customers)")),
+      await codeOf(
+        acme.query("UPDATE customers SET tenant_id = 'globex' WHERE id = (SELECT id FROM customers LIMIT 1)"),
+      ),
     ).toBe('PG_QUERY_FAILED');
     const globex = scoped.forTenant(await fx.tenant('globex'));
     expect((await globex.query("SELECT 1 FROM customers WHERE name = 'spy'")).rowCount).toBe(0);
@@ -272,9 +274,9 @@ describe('placement seam', () => {
       { connectionString: fx.db.appUrl, max: 1 },
       {
         bindingKey: fx.bindingKey,
+        pooler: fx.pooler,
         placement: (t) => {
           seen.push(t.id);
-        pooler: fx.pooler,
           return t.id === 'initech' ? { kind: 'schema', schema: 'tenant_initech' } : { kind: 'shared' };
         },
       },

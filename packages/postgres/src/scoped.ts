@@ -17,6 +17,14 @@ import {
   sessionCleanup,
 } from './pooler.ts';
 import { assertSettingName } from './sql.ts';
+import {
+  assertUntrustedStatement,
+  type ByteCap,
+  capSocketBytes,
+  checkMaxBytes,
+  DEFAULT_UNTRUSTED_MAX_BYTES,
+  resultTooLarge,
+} from './untrusted.ts';
 
 export type { QueryResult, QueryResultRow } from 'pg';
 
@@ -37,25 +45,17 @@ export interface ScopedPoolOptions {
   /** Statement timeout for `queryUntrusted`, in ms. Default 5000. */
   untrustedTimeoutMs?: number;
   /**
+   * Byte limit of one `queryUntrusted` result, counted as the server sends it (rows and protocol
+   * framing); past it reading stops and the call fails with PG_RESULT_TOO_LARGE. Default 1 MiB.
+   */
+  untrustedMaxBytes?: number;
+  /**
    * Shared pipelined connections that carry single statements of many tenants at once, each
    * statement with its own binding in its own implicit transaction (no exclusive checkout).
    * 0 turns it off: every statement then checks a connection out of the pool. Default 0.
    * Needs a connection config (not only a Pool) to open them; the pool's options are used.
    */
   multiplex?: number;
-}
-
-/** Options of one scoped transaction. */
-export interface TransactionOptions {
-  /** `BEGIN READ ONLY`. Default false. */
-  readOnly?: boolean;
-  /** Isolation level. Default the server's (read committed). */
-  isolation?: 'read committed' | 'repeatable read' | 'serializable';
-}
-
-/** Options of `queryUntrusted`. */
-export interface UntrustedQueryOptions {
-  /** Run read-only. Default true. */
   /**
    * What sits between this pool and PostgreSQL: `'none'` (default, a direct connection),
    * `'session'` (a session-mode pooler) or `'transaction'` (PgBouncer `pool_mode = transaction`,
@@ -76,9 +76,24 @@ export interface UntrustedQueryOptions {
    * statement (two extra connections, once), and fail closed if one is found. Default true.
    */
   detectPooler?: boolean;
+}
+
+/** Options of one scoped transaction. */
+export interface TransactionOptions {
+  /** `BEGIN READ ONLY`. Default false. */
+  readOnly?: boolean;
+  /** Isolation level. Default the server's (read committed). */
+  isolation?: 'read committed' | 'repeatable read' | 'serializable';
+}
+
+/** Options of `queryUntrusted`. */
+export interface UntrustedQueryOptions {
+  /** Run read-only. Default true. */
   readOnly?: boolean;
   /** Statement timeout in ms. Default the pool's `untrustedTimeoutMs` (5000). */
   timeoutMs?: number;
+  /** Byte limit of this result. Default the pool's `untrustedMaxBytes` (1 MiB). */
+  maxBytes?: number;
 }
 
 /** Queries inside a scoped transaction. */
@@ -101,7 +116,9 @@ export interface TenantDb {
    * SQL written by someone you do not trust (an agent): one statement (extended protocol, so
    * no multi-statement strings), read-only by default, under a statement timeout, on a connection
    * that is destroyed afterwards so nothing it did to the session (settings, cursors, temp
-   * tables) can reach a later checkout.
+   * tables) can reach a later checkout. Only SELECT, WITH, VALUES, TABLE and DML run (EXPLAIN,
+   * DO, SET, SHOW, … fail with PG_STATEMENT_REFUSED); a result past `maxBytes` stops being read
+   * and fails with PG_RESULT_TOO_LARGE.
    */
   queryUntrusted<R extends pg.QueryResultRow = pg.QueryResultRow>(
     text: string,
@@ -134,7 +151,13 @@ export class ScopedPool {
   readonly #hot: HotLanes | undefined;
   readonly #mux: Multiplexer | undefined;
   readonly #untrustedTimeoutMs: number;
+  readonly #untrustedMaxBytes: number;
   readonly #config: pg.PoolConfig;
+  readonly #pooler: PoolerOptions;
+  readonly #named: boolean;
+  /** Undefined until the pooler check passed (or was not wanted); then the checks are a field read. */
+  #poolerChecked: Promise<void> | undefined;
+  #poolerOk: boolean;
   #ended = false;
 
   constructor(poolOrConfig: pg.Pool | pg.PoolConfig, options: ScopedPoolOptions) {
@@ -147,20 +170,24 @@ export class ScopedPool {
     this.#tokens = new TokenCache(key, this.#setting);
     this.#placement = options.placement ?? sharedPlacement;
     this.#untrustedTimeoutMs = options.untrustedTimeoutMs ?? 5000;
+    this.#untrustedMaxBytes = checkMaxBytes(
+      options.untrustedMaxBytes ?? DEFAULT_UNTRUSTED_MAX_BYTES,
+      'untrustedMaxBytes',
+    );
     if (poolOrConfig instanceof pg.Pool || typeof (poolOrConfig as PoolLike).connect === 'function') {
       this.#pool = poolOrConfig as unknown as PoolLike;
       this.#ownsPool = false;
       this.#config = { ...((poolOrConfig as PoolLike).options ?? {}) };
     } else {
       this.#config = { ...(poolOrConfig as pg.PoolConfig) };
-  readonly #pooler: PoolerOptions;
-  readonly #named: boolean;
-  /** Undefined until the pooler check passed (or was not wanted); then the checks are a field read. */
-  #poolerChecked: Promise<void> | undefined;
-  #poolerOk: boolean;
       this.#pool = new pg.Pool({ ...this.#config, pipeline: true } as pg.PoolConfig);
       this.#ownsPool = true;
     }
+    this.#pooler = normalisePooler(options.pooler, options.poolerPreparedStatements);
+    this.#named = namedStatementsSurvive(this.#pooler);
+    if (options.detectPooler !== undefined && typeof options.detectPooler !== 'boolean')
+      throw new TenantScopeError('INVALID_CONFIG', 'detectPooler must be a boolean');
+    this.#poolerOk = this.#pooler.mode === 'transaction' || options.detectPooler === false;
     const mux = options.multiplex ?? 0;
     if (!Number.isInteger(mux) || mux < 0 || mux > 1000)
       throw new TenantScopeError('INVALID_CONFIG', 'multiplex must be an integer from 0 to 1000');
@@ -178,6 +205,11 @@ export class ScopedPool {
     return this.#pool as unknown as pg.Pool;
   }
 
+  /** The declared pooler mode. */
+  get pooler(): PoolerMode {
+    return this.#pooler.mode;
+  }
+
   /** The setting name this pool binds. */
   get setting(): string {
     return this.#setting;
@@ -188,11 +220,6 @@ export class ScopedPool {
     hotTenants: number;
     hotConnections: number;
     hotQueries: number /** Statements that checked a connection out of the pool. */;
-    this.#pooler = normalisePooler(options.pooler, options.poolerPreparedStatements);
-    this.#named = namedStatementsSurvive(this.#pooler);
-    if (options.detectPooler !== undefined && typeof options.detectPooler !== 'boolean')
-      throw new TenantScopeError('INVALID_CONFIG', 'detectPooler must be a boolean');
-    this.#poolerOk = this.#pooler.mode === 'transaction' || options.detectPooler === false;
     sharedQueries: number;
     multiplexedQueries: number;
   } {
@@ -205,11 +232,6 @@ export class ScopedPool {
   forTenant(tenant: Tenant): TenantDb {
     assertTenant(tenant, 'scopedPool.forTenant');
     assertBindableTenantId(tenant.id);
-  /** The declared pooler mode. */
-  get pooler(): PoolerMode {
-    return this.#pooler.mode;
-  }
-
     resolvePlacement(this.#placement, tenant);
     const id = tenant.id;
     return Object.freeze({
@@ -236,6 +258,7 @@ export class ScopedPool {
     readOnly: boolean,
   ): Promise<{ client: pg.Client; finish(ok: boolean): Promise<void> }> {
     assertBindableTenantId(tenantId);
+    if (!this.#poolerOk) await this.#checkPooler();
     const client = new pg.Client({ ...this.#config, pipeline: false } as pg.ClientConfig);
     try {
       await client.connect();
@@ -258,7 +281,6 @@ export class ScopedPool {
   }
 
   /** The token `tenantscope.bind($1)` takes for `tenantId`. For adapters that run their own transactions (audit). */
-    if (!this.#poolerOk) await this.#checkPooler();
   bindToken(tenant: Tenant): string {
     assertTenant(tenant, 'scopedPool.bindToken');
     return this.#tokens.get(tenant.id);
@@ -321,6 +343,7 @@ export class ScopedPool {
 
   async #checkout(forDoctor = false): Promise<pg.PoolClient> {
     if (this.#ended) throw pgError('PG_UNAVAILABLE', 'scoped pool has ended');
+    if (!this.#poolerOk && !forDoctor) await this.#checkPooler();
     try {
       return await this.#pool.connect();
     } catch (err) {
@@ -334,6 +357,7 @@ export class ScopedPool {
     params?: unknown[],
   ): Promise<QueryResult<R>> {
     checkText(text, params);
+    if (!this.#poolerOk) await this.#checkPooler();
     if (this.#hot) {
       const r = this.#hot.tryQuery<R>(tenantId, text, params);
       if (r) return r;
@@ -343,7 +367,6 @@ export class ScopedPool {
       // Multi-statement or session-touching text: an explicit transaction (simple protocol allowed),
       // and the connection is destroyed afterwards.
       return this.#inTransaction<R>(tenantId, text, params, ['BEGIN'], undefined, true);
-    if (!this.#poolerOk && !forDoctor) await this.#checkPooler();
     }
     if (this.#mux) return this.#mux.run<R>(this.#tokens.get(tenantId), text, params);
     this.#shared++;
@@ -357,7 +380,6 @@ export class ScopedPool {
     params?: unknown[],
   ): Promise<QueryResult<R>> {
     const token = this.#tokens.get(tenantId);
-    if (!this.#poolerOk) await this.#checkPooler();
     const client = await this.#checkout();
     let failed = true;
     try {
@@ -381,20 +403,36 @@ export class ScopedPool {
     const timeout = opts.timeoutMs ?? this.#untrustedTimeoutMs;
     if (!Number.isInteger(timeout) || timeout < 1)
       throw new TenantScopeError('INVALID_ARGUMENT', 'timeoutMs must be a positive integer');
+    const maxBytes = checkMaxBytes(opts.maxBytes ?? this.#untrustedMaxBytes);
+    assertUntrustedStatement(text);
     const begin = opts.readOnly === false ? 'BEGIN' : 'BEGIN READ ONLY';
-    return this.#inTransaction<R>(
-      tenantId,
-      text,
-      params,
-      [begin, `SET LOCAL statement_timeout = ${timeout}`],
-      'extended',
-      true,
-    );
+    let cap: ByteCap | undefined;
+    try {
+      return await this.#inTransaction<R>(
+        tenantId,
+        text,
+        params,
+        [begin, `SET LOCAL statement_timeout = ${timeout}`],
+        'extended',
+        true,
+        (client) => {
+          cap = capSocketBytes(client, maxBytes);
+        },
+      );
+    } catch (err) {
+      if (cap?.exceeded) throw resultTooLarge(maxBytes, err);
+      throw err;
+    } finally {
+      cap?.detach();
+    }
   }
 
   /**
    * BEGIN, bind, statement, COMMIT written back to back: with `pipeline: true` that is one
    * round trip. Any error, or a connection not idle afterwards, destroys the connection.
+   * Behind a transaction pooler, destroying the client connection does not end the server's
+   * session, so the statement must be a single one (extended protocol) and the session state it
+   * may have left is reset before COMMIT, inside the same transaction (`sessionCleanup`).
    */
   async #inTransaction<R extends pg.QueryResultRow>(
     tenantId: string,
@@ -403,11 +441,15 @@ export class ScopedPool {
     prelude: string[],
     queryMode: 'extended' | undefined,
     destroyAfter: boolean,
+    onClient?: (client: pg.PoolClient) => void,
   ): Promise<QueryResult<R>> {
     const token = this.#tokens.get(tenantId);
+    const pooled = this.#pooler.mode === 'transaction';
+    const epilogue = [...(pooled ? sessionCleanup(this.#pooler) : []), 'COMMIT'];
     const client = await this.#checkout();
     let failure: unknown;
     try {
+      onClient?.(client);
       const stmt: pg.QueryConfig = { text, values: params };
       const mode = pooled ? 'extended' : queryMode;
       if (mode) (stmt as { queryMode?: string }).queryMode = mode;
@@ -431,9 +473,6 @@ export class ScopedPool {
       for (const p of prelude) await client.query(p);
       try {
         await client.query('SELECT tenantscope.bind($1)', [token]);
-   * Behind a transaction pooler, destroying the client connection does not end the server's
-   * session, so the statement must be a single one (extended protocol) and the session state it
-   * may have left is reset before COMMIT, inside the same transaction (`sessionCleanup`).
       } catch (err) {
         failure = err;
         throw wrapDriverError(err, 'bind');
@@ -445,8 +484,6 @@ export class ScopedPool {
       failure ??= err;
       throw wrapDriverError(err, 'query');
     } finally {
-    const pooled = this.#pooler.mode === 'transaction';
-    const epilogue = [...(pooled ? sessionCleanup(this.#pooler) : []), 'COMMIT'];
       const idle = (client as unknown as { getTransactionStatus?: () => string | null }).getTransactionStatus?.();
       const unclean = failure !== undefined || destroyAfter || (idle !== undefined && idle !== 'I');
       // release(err) makes pg-pool destroy the connection instead of pooling it.
@@ -464,6 +501,8 @@ export class ScopedPool {
     const client = await this.#checkout();
     let failed = false;
     let open = true;
+    /** A statement that may leave session state ran: behind a transaction pooler, reset it before COMMIT. */
+    let touched = false;
     try {
       let begin = 'BEGIN';
       if (opts.isolation) {
@@ -483,6 +522,7 @@ export class ScopedPool {
         query: async <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => {
           checkText(text, params);
           if (!open) throw new TenantScopeError('INVALID_ARGUMENT', 'transaction is finished');
+          if (LEAVES_SESSION_STATE.test(text)) touched = true;
           try {
             return await client.query<R>({ text, values: params });
           } catch (err) {
@@ -495,14 +535,15 @@ export class ScopedPool {
       open = false;
       if (failed) throw pgError('PG_QUERY_FAILED', 'a statement in the transaction failed; rolled back');
       try {
+        if (touched && this.#pooler.mode === 'transaction') {
+          for (const c of sessionCleanup(this.#pooler)) await client.query(c);
+        }
         await client.query('COMMIT');
       } catch (err) {
         throw wrapDriverError(err, 'commit');
       }
       return out;
     } catch (err) {
-    /** A statement that may leave session state ran: behind a transaction pooler, reset it before COMMIT. */
-    let touched = false;
       failed = true;
       open = false;
       await client.query('ROLLBACK').catch(() => undefined);
@@ -522,7 +563,6 @@ export class ScopedPool {
  * Text that may leave state in the session beyond its transaction (a WITH HOLD cursor, a prepared
  * statement, LISTEN, a session setting, a temp table, or transaction control that ends ours).
  * After such a statement the connection is destroyed rather than pooled. Defence in depth: the
-          if (LEAVES_SESSION_STATE.test(text)) touched = true;
  * binding itself does not depend on it, and agent SQL belongs in `queryUntrusted`.
  */
 const LEAVES_SESSION_STATE =
@@ -535,7 +575,4 @@ function checkText(text: unknown, params: unknown): void {
   if (params !== undefined && !Array.isArray(params)) {
     throw new TenantScopeError('INVALID_ARGUMENT', 'query params must be an array');
   }
-        if (touched && this.#pooler.mode === 'transaction') {
-          for (const c of sessionCleanup(this.#pooler)) await client.query(c);
-        }
 }

@@ -170,6 +170,21 @@ BEGIN${checkClient}
 END
 $fn$;
 
+-- Ids that carry no cross-tenant signal: a UUIDv7 (48-bit millisecond time, 74 random bits) built
+-- from gen_random_uuid(), so it works on every supported major (PostgreSQL 18's uuidv7() keeps
+-- per-backend state, this keeps none). Use it as a tenant table's id default instead of a
+-- sequence: a sequence shared by all tenants tells each one how many rows the others write.
+CREATE OR REPLACE FUNCTION tenantscope.uuidv7() RETURNS uuid
+LANGUAGE sql VOLATILE PARALLEL SAFE
+AS $fn$
+SELECT pg_catalog.encode(pg_catalog.set_bit(pg_catalog.set_bit(pg_catalog.overlay(
+  pg_catalog.uuid_send(pg_catalog.gen_random_uuid()),
+  pg_catalog.substr(pg_catalog.int8send(pg_catalog.floor(extract(epoch from pg_catalog.clock_timestamp()) * 1000)::bigint), 3),
+  1, 6), 52, 1), 53, 1), 'hex')::uuid
+$fn$;
+REVOKE ALL ON FUNCTION tenantscope.uuidv7() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION tenantscope.uuidv7() TO PUBLIC;
+
 REVOKE ALL ON FUNCTION tenantscope.current_tenant_id() FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantscope.bind(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantscope.bind_session(text) FROM PUBLIC;
@@ -241,15 +256,33 @@ export interface TenantTableOptions {
   indexColumns?: string[];
   /** Roles to grant SELECT, INSERT, UPDATE, DELETE on the table (the application role). */
   grantTo?: string | string[];
-  /** Privileges granted to `grantTo`. Default `['SELECT', 'INSERT', 'UPDATE', 'DELETE']`. */
+  /**
+   * Privileges granted to `grantTo`. Default `['SELECT', 'INSERT', 'UPDATE', 'DELETE']`. SELECT is
+   * granted on the table's columns as they are now, not on the table, so the system columns
+   * (`xmin`, `ctid`: a global transaction counter and the row's place in the shared heap) stay out
+   * of reach. Run it again after adding a column.
+   */
   privileges?: ('SELECT' | 'INSERT' | 'UPDATE' | 'DELETE')[];
+  /**
+   * A uuid column whose default becomes `tenantscope.uuidv7()` (e.g. `'id'`): ids that carry no
+   * cross-tenant signal.
+   */
+  idColumn?: string;
+  /**
+   * Accept a column that takes its default from a sequence (serial, bigserial, identity). Default
+   * false: the SQL raises (SQLSTATE 55000), because one sequence shared by every tenant tells each
+   * tenant how many rows the others insert.
+   */
+  allowSharedSequence?: boolean;
 }
 
 /**
  * Idempotent SQL that makes an existing table a tenant table: the tenant column defaults to
  * `tenantscope.current_tenant_id()` and is NOT NULL, RLS is enabled and forced, one policy
  * (`tenantscope_isolation`, FOR ALL) checks `tenant = (select tenantscope.current_tenant_id())` in
- * USING and WITH CHECK, and an index is led by the tenant column. Run it as the table owner.
+ * USING and WITH CHECK, and an index is led by the tenant column. It refuses a table that takes
+ * ids from a sequence (unless `allowSharedSequence`), sets `idColumn`'s default to
+ * `tenantscope.uuidv7()`, and grants SELECT column by column. Run it as the table owner.
  */
 export function tenantTableSql(options: TenantTableOptions): string {
   const table = quoteIdent(options.table, 'table');
@@ -265,7 +298,36 @@ export function tenantTableSql(options: TenantTableOptions): string {
       throw pgError('PG_IDENTIFIER_INVALID', 'unknown privilege');
   }
   const cond = `${col} = ${CURRENT_TENANT_SQL}`;
+  const rel = lit(table);
+  const id = options.idColumn === undefined ? undefined : quoteIdent(options.idColumn, 'idColumn');
+  const sequences = options.allowSharedSequence
+    ? []
+    : [
+        `DO $ts$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE a.attrelid = ${rel}::regclass AND a.attnum > 0 AND NOT a.attisdropped
+               AND (a.attidentity <> '' OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) ~ '\\mnextval\\(')) THEN
+    RAISE EXCEPTION 'tenantscope: % takes ids from a sequence shared by every tenant (use uuid DEFAULT tenantscope.uuidv7())', ${rel}
+      USING ERRCODE = '55000';
+  END IF;
+END $ts$;`,
+      ];
+  const tablePrivs = privs.filter((p) => p !== 'SELECT');
+  const grantSql = (role: string) => {
+    const r = quoteIdent(role, 'grantTo');
+    const out = [`REVOKE SELECT ON ${table} FROM ${r};`];
+    if (tablePrivs.length > 0) out.push(`GRANT ${tablePrivs.join(', ')} ON ${table} TO ${r};`);
+    if (privs.includes('SELECT')) {
+      out.push(`DO $ts$ BEGIN
+  EXECUTE (SELECT pg_catalog.format('GRANT SELECT (%s) ON %s TO %s', pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum), ${rel}, ${lit(r)})
+           FROM pg_catalog.pg_attribute a WHERE a.attrelid = ${rel}::regclass AND a.attnum > 0 AND NOT a.attisdropped);
+END $ts$;`);
+    }
+    return out;
+  };
   return [
+    ...sequences,
+    ...(id ? [`ALTER TABLE ${table} ALTER COLUMN ${id} SET DEFAULT tenantscope.uuidv7();`] : []),
     `ALTER TABLE ${table} ALTER COLUMN ${col} SET DEFAULT tenantscope.current_tenant_id();`,
     `ALTER TABLE ${table} ALTER COLUMN ${col} SET NOT NULL;`,
     `ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY;`,
@@ -273,7 +335,7 @@ export function tenantTableSql(options: TenantTableOptions): string {
     `DROP POLICY IF EXISTS ${TENANT_POLICY_NAME} ON ${table};`,
     `CREATE POLICY ${TENANT_POLICY_NAME} ON ${table} AS PERMISSIVE FOR ALL TO PUBLIC USING (${cond}) WITH CHECK (${cond});`,
     `CREATE INDEX IF NOT EXISTS ${idxName} ON ${table} (${[col, ...extra].join(', ')});`,
-    ...grants.map((r) => `GRANT ${privs.join(', ')} ON ${table} TO ${quoteIdent(r, 'grantTo')};`),
+    ...grants.flatMap(grantSql),
   ].join('\n');
 }
 

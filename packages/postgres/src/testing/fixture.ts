@@ -2,6 +2,7 @@ import type { Tenant } from '@tenantscope/core';
 import { createTestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { installSideChannelGuards } from '../side-channels.ts';
 import { installTenantScope, tenantTableSql } from '../sql.ts';
 import { createScratchDatabase, type ScratchDatabase } from './scratch.ts';
 
@@ -12,7 +13,6 @@ declare module 'vitest' {
   }
 }
 
-export interface PgFixture {
 /**
  * The pooler in front of the suite's PostgreSQL: `DATABASE_POOLER=transaction` when DATABASE_URL
  * points at PgBouncer in transaction mode (.ci/passes.d/25-pgbouncer.sh), else 'none'.
@@ -34,9 +34,10 @@ export function directUrl(url: string): string {
   return u.toString();
 }
 
-  db: ScratchDatabase;
+export interface PgFixture {
   /** The pooler mode to declare (`TEST_POOLER`). */
   pooler: 'none' | 'transaction';
+  db: ScratchDatabase;
   /** Owner pool (tables' owner, installed tenantscope). */
   owner: pg.Pool;
   /** Raw app-role pool (pipelined), for raw checkouts in hygiene tests. */
@@ -47,22 +48,29 @@ export function directUrl(url: string): string {
 
 /**
  * One scratch database per test file: tenantscope installed by the owner role, a tenant table
- * `customers` (and `notes`), `rows` rows seeded per tenant in `tenants`.
+ * `customers` (and `notes`) with uuid ids, `rows` rows seeded per tenant in `tenants`, and (unless
+ * `sideChannelGuards: false`) `installSideChannelGuards` run by the superuser.
  */
-export async function pgFixture(label: string, tenants: string[], rows = 3): Promise<PgFixture> {
+export async function pgFixture(
+  label: string,
+  tenants: string[],
+  rows = 3,
+  options: { sideChannelGuards?: boolean } = {},
+): Promise<PgFixture> {
   const db = await createScratchDatabase(inject('databaseUrl'), label);
   const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 3 });
   const { bindingKey } = await installTenantScope(owner, { appRole: db.appRole });
   await owner.query(`
-    CREATE TABLE customers (id bigserial PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text);
-    CREATE TABLE notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
-    GRANT USAGE ON SEQUENCE customers_id_seq, notes_id_seq TO ${db.appRole};
+    CREATE TABLE customers (id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text);
+    CREATE TABLE notes (id uuid PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
   `);
-  await owner.query(tenantTableSql({ table: 'customers', indexColumns: ['id'], grantTo: db.appRole }));
-  await owner.query(tenantTableSql({ table: 'notes', grantTo: db.appRole }));
+  await owner.query(tenantTableSql({ table: 'customers', idColumn: 'id', indexColumns: ['id'], grantTo: db.appRole }));
+  await owner.query(tenantTableSql({ table: 'notes', idColumn: 'id', grantTo: db.appRole }));
   // Seed as the owner with RLS forced: bind nothing, so go through a superuser insert.
   const su = new pg.Client({ connectionString: db.superUrl });
   await su.connect();
+  // No cross-tenant statistics for PUBLIC in this database (doctor refuses them).
+  if (options.sideChannelGuards !== false) await installSideChannelGuards(su);
   await su.query(
     `INSERT INTO customers (tenant_id, name, email)
      SELECT t, t || '-customer-' || i, t || i || '@example.test' FROM unnest($1::text[]) t, generate_series(1, $2) i`,
@@ -71,6 +79,7 @@ export async function pgFixture(label: string, tenants: string[], rows = 3): Pro
   await su.end();
   const issuer = await createTestIssuer();
   return {
+    pooler: TEST_POOLER,
     db,
     owner,
     bindingKey,
@@ -79,6 +88,5 @@ export async function pgFixture(label: string, tenants: string[], rows = 3): Pro
       await owner.end();
       await db.drop();
     },
-    pooler: TEST_POOLER,
   };
 }
