@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   SESSION_MISMATCH: 403,
   SESSION_NOT_FOUND: 404,
   SESSION_LIMIT: 503,
+  /** The server is starting or shutting down: retry (another replica). */
+  UNAVAILABLE: 503,
   TOOL_NOT_FOUND: 404,
   TENANT_OVERRIDE: 400,
   RATE_LIMITED: 429,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -28,6 +28,7 @@ import {
   ResultBudget,
   resultTooLarge,
 } from './result-limit.ts';
+import { ServerPool, toolSetKey } from './stateless.ts';
 import { assertTenant, type Tenant } from './tenant.ts';
 import { type ToolDefinition, type ToolResult, toCallToolResult, validateToolDefinition } from './tool.ts';
 import type { TokenVerifier } from './verifier.ts';
@@ -84,6 +85,13 @@ export interface TenantScopeOptions<P extends Providers> {
   clientAddress?: (req: IncomingMessage) => string | null;
   /** Human-readable name in the protected resource metadata. */
   resourceName?: string;
+  /**
+   * `session` (default): `initialize` opens a session bound to the token's tenant and subject,
+   * held in this process (behind several replicas, the balancer must stick on `mcp-session-id`).
+   * `stateless`: no session; every POST is verified, scoped and answered on its own, so any
+   * replica serves any request. GET and DELETE are answered 405.
+   */
+  mode?: 'session' | 'stateless';
 }
 
 interface Session {
@@ -97,6 +105,20 @@ interface Session {
 }
 
 type AnyTool = ToolDefinition<z.ZodRawShape, never>;
+
+type CallExtra = { authInfo?: { extra?: Record<string, unknown> } };
+
+/** Principals attached by a stateless request that is being answered now. */
+const liveBindings = new WeakSet<object>();
+
+/** The session a stateless request attached to its verified principal (never from the client). */
+function statelessBinding(extra: CallExtra): Session {
+  const bound = extra.authInfo?.extra;
+  if (!bound || !liveBindings.has(bound) || !bound.session) {
+    throw new TenantScopeError('NO_TENANT_CONTEXT', 'no verified principal for this call');
+  }
+  return bound.session as Session;
+}
 
 const DEFAULT_OVERRIDE_FIELDS = ['tenant_id', 'tenantId'];
 
@@ -113,14 +135,23 @@ export class TenantScope<P extends Providers = Record<never, never>> {
   readonly #metadataPath: string;
   readonly #metadataUrl: string;
   readonly #limits: Required<TenantScopeLimits>;
+  readonly #stateless: boolean;
+  readonly #pool: ServerPool;
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
+  #draining = false;
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
 
   constructor(options: TenantScopeOptions<P>) {
     if (!options?.verifier || !options.directory || !options.audit) {
       throw new TenantScopeError('INVALID_CONFIG', 'verifier, directory and audit are required');
     }
     this.#opts = options;
+    if (options.mode !== undefined && options.mode !== 'session' && options.mode !== 'stateless') {
+      throw new TenantScopeError('INVALID_CONFIG', "mode must be 'session' or 'stateless'");
+    }
+    this.#stateless = options.mode === 'stateless';
     this.#limiter = options.limiter ?? new MemoryCallLimiter();
     this.#log = options.log ?? stderrLogWriter;
     this.#overrideFields = new Set((options.tenantOverride?.fields ?? DEFAULT_OVERRIDE_FIELDS).map(normaliseField));
@@ -132,8 +163,10 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       maxSessions: l.maxSessions ?? 10_000,
       sessionIdleTimeoutMs: l.sessionIdleTimeoutMs ?? 15 * 60_000,
       maxBodyBytes: l.maxBodyBytes ?? 1024 * 1024,
+      maxIdleServers: l.maxIdleServers ?? 64,
       maxResultBytes: checkResultCap(l.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES, 'limits'),
     };
+    this.#pool = new ServerPool({ maxIdlePerKey: this.#limits.maxIdleServers });
     const audience = new URL(options.verifier.audience);
     this.#mcpPath = audience.pathname === '' ? '/' : audience.pathname;
     this.#metadataPath = `/.well-known/oauth-protected-resource${this.#mcpPath === '/' ? '' : this.#mcpPath}`;
@@ -186,6 +219,8 @@ export class TenantScope<P extends Providers = Record<never, never>> {
         return sendJson(res, 200, this.protectedResourceMetadata());
       }
       if (path !== this.#mcpPath) return sendJson(res, 404, { error: 'not_found' });
+      if (this.#draining) return sendUnavailable(res, 'server is shutting down');
+      if (req.method !== 'GET') this.#track(res);
       await this.#handleMcp(req, res, body);
     } catch (err) {
       this.#diag('error', 'request failed', err);
@@ -196,11 +231,46 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     }
   }
 
+  /** MCP requests (POST, DELETE) being answered now; a GET event stream is not counted. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+  /** True once `drain()` was called. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Starts a shutdown: every MCP request from now on is answered 503 with `Retry-After` (so a
+   * balancer or client retries on another replica), and the promise resolves once the requests
+   * already being answered have finished (true), or after `timeoutMs` (false). Then call `close()`.
+   */
+  async drain(timeoutMs = 10_000): Promise<boolean> {
+    this.#draining = true;
+    if (this.#inFlight === 0) return true;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(this.#inFlight === 0), timeoutMs);
+      this.#idle.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  #track(res: ServerResponse): void {
+    this.#inFlight++;
+    res.once('close', () => {
+      this.#inFlight--;
+      if (this.#inFlight === 0) for (const wake of this.#idle.splice(0)) wake();
+    });
+  }
+
   /** Closes every session and stops the idle sweeper. */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     await Promise.allSettled([...this.#sessions.values()].map((s) => this.#closeSession(s)));
+    this.#pool.clear();
   }
 
   // --- HTTP ---------------------------------------------------------------------------------
@@ -254,7 +324,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     }
 
     // 3. Session: bind on initialize, match on every later request.
-    const base = { tenant_id: tenant.id, subject: tenant.subject, ip_address: ip } as const;
+    if (this.#stateless) return this.#handleStateless(req, res, body, tenant, ip, started);
     let session: Session;
     if (sessionHeader === undefined) {
       if (method !== 'POST' || !isInitialize(body)) {
@@ -267,19 +337,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       try {
         session = await this.#openSession(tenant);
       } catch (err) {
-        const e = isTenantScopeError(err) ? err : new TenantScopeError('INTERNAL', 'session could not be opened');
-        await this.#auditOrThrow({
-          ...base,
-          session_id: null,
-          event_type: 'session_denied',
-          tool_name: null,
-          args_hash: null,
-          result_status: 'denied',
-          reason: e.code,
-          latency_ms: performance.now() - started,
-        });
-        if (e.code === 'INSUFFICIENT_SCOPE') return this.#sendAuthError(res, e);
-        return sendJson(res, e.status, jsonRpcError(idOf(body), e));
+        return this.#refuseSession(res, body, err, tenant, ip, started);
       }
     } else {
       const found = this.#sessions.get(sessionHeader);
@@ -294,16 +352,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
         // Another principal presenting this session id: refuse, audit in the caller's stream,
         // and leave the session itself untouched.
         const e = new TenantScopeError('SESSION_MISMATCH', 'session belongs to another principal');
-        await this.#auditOrThrow({
-          ...base,
-          session_id: null,
-          event_type: 'session_denied',
-          tool_name: null,
-          args_hash: null,
-          result_status: 'denied',
-          reason: e.code,
-          latency_ms: performance.now() - started,
-        });
+        await this.#auditSessionDenied(tenant, ip, e.code, started);
         return sendJson(res, 403, jsonRpcError(idOf(body), e));
       }
       session = found;
@@ -330,6 +379,94 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     };
     await session.transport.handleRequest(req, res, body);
     if (method === 'DELETE') await this.#closeSession(session);
+  }
+
+  /** Refuses a request that could not be given a session (or, stateless, a tool set); audited. */
+  async #refuseSession(
+    res: ServerResponse,
+    body: unknown,
+    err: unknown,
+    tenant: Tenant,
+    ip: string | null,
+    started: number,
+  ): Promise<void> {
+    const e = isTenantScopeError(err) ? err : new TenantScopeError('INTERNAL', 'session could not be opened');
+    await this.#auditSessionDenied(tenant, ip, e.code, started);
+    if (e.code === 'INSUFFICIENT_SCOPE') return this.#sendAuthError(res, e);
+    return sendJson(res, e.status, jsonRpcError(idOf(body), e));
+  }
+
+  #auditSessionDenied(tenant: Tenant, ip: string | null, reason: string, started: number): Promise<void> {
+    return this.#auditOrThrow({
+      tenant_id: tenant.id,
+      subject: tenant.subject,
+      ip_address: ip,
+      session_id: null,
+      event_type: 'session_denied',
+      tool_name: null,
+      args_hash: null,
+      result_status: 'denied',
+      reason,
+      latency_ms: performance.now() - started,
+    });
+  }
+
+  /**
+   * Stateless mode: this request alone, on a fresh SDK transport (JSON responses) and a server
+   * with the tenant's tools (pooled by tool set). The token was verified above; the tool set is
+   * computed from the current policy and this token, exactly as when a session opens.
+   */
+  async #handleStateless(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: unknown,
+    tenant: Tenant,
+    ip: string | null,
+    started: number,
+  ): Promise<void> {
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      const e = new TenantScopeError('BAD_REQUEST', 'this server is stateless: POST only, no sessions');
+      return sendJson(res, 405, jsonRpcError(null, e));
+    }
+    let tools: Set<string>;
+    try {
+      tools = await this.#grantedTools(tenant);
+    } catch (err) {
+      return this.#refuseSession(res, body, err, tenant, ip, started);
+    }
+    const key = toolSetKey(tools);
+    // initialize stores the client's capabilities on the server: such a server is not reused.
+    const reusable = !isInitialize(body);
+    const server = this.#pool.take(key, () => this.#buildServer(tools, statelessBinding));
+    const session: Session = {
+      id: randomUUID(), // per request: the audit's session_id of a stateless call
+      tenantId: tenant.id,
+      subject: tenant.subject,
+      server,
+      transport: new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true }),
+      registered: tools,
+      lastSeen: Date.now(),
+    };
+    const refusal = await this.#guardCalls(body, session, tenant, ip, started);
+    if (refusal) {
+      if (reusable) this.#pool.give(key, server);
+      return sendJson(res, 200, refusal);
+    }
+    const auth = { token: '', clientId: tenant.subject, scopes: [], expiresAt: 0, extra: { tenant, ip, session } };
+    auth.expiresAt = Math.floor(tenant.expiresAt.getTime() / 1000);
+    (req as IncomingMessage & { auth?: unknown }).auth = auth;
+    liveBindings.add(auth.extra);
+    watchDelivery(session.transport, (requestId, err) => this.#undelivered(session, requestId, err));
+    await server.connect(session.transport);
+    res.once('close', () => {
+      liveBindings.delete(auth.extra);
+      void server.close().then(
+        () => reusable && !this.#closed && this.#pool.give(key, server),
+        () => undefined,
+      );
+    });
+    await session.transport.handleRequest(req, res, body);
   }
 
   async #guardCalls(body: unknown, session: Session, tenant: Tenant, ip: string | null, started: number) {
@@ -408,8 +545,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
   async #openSession(tenant: Tenant): Promise<Session> {
     if (this.#closed) throw new TenantScopeError('SESSION_LIMIT', 'server is closing');
     const policy = await this.#policy(tenant);
-    const tools = effectiveTools(this.#tools.keys(), policy, tenant);
-    if (tools.size === 0) throw new TenantScopeError('INSUFFICIENT_SCOPE', 'no tool is granted to this token');
+    const tools = this.#toolsFor(policy, tenant);
     const perTenantMax = policy.limits?.maxSessions ?? this.#limits.maxSessionsPerTenant;
     const mine = this.#byTenant.get(tenant.id) ?? new Map<string, Session>();
     // Past the tenant's cap, close its least recently used session: one tenant never evicts another's.
@@ -423,18 +559,41 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     }
     this.#startSweeper();
 
-    const server = new McpServer(this.#opts.serverInfo ?? { name: 'tenantscope', version: '0.1.0' });
     const id = randomBytes(32).toString('base64url'); // 256 random bits
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
     const session: Session = {
       id,
       tenantId: tenant.id,
       subject: tenant.subject,
-      server,
+      server: this.#buildServer(tools, () => session),
       transport,
       registered: tools,
       lastSeen: Date.now(),
     };
+    const server = session.server;
+    watchDelivery(transport, (requestId, err) => this.#undelivered(session, requestId, err));
+    transport.onclose = () => this.#forget(session);
+    await server.connect(transport);
+    this.#sessions.set(id, session);
+    mine.set(id, session);
+    this.#byTenant.set(tenant.id, mine);
+    return session;
+  }
+
+  /** The tools this token may call under this policy; none is refused as INSUFFICIENT_SCOPE. */
+  #toolsFor(policy: TenantPolicy, tenant: Tenant): Set<string> {
+    const tools = effectiveTools(this.#tools.keys(), policy, tenant);
+    if (tools.size === 0) throw new TenantScopeError('INSUFFICIENT_SCOPE', 'no tool is granted to this token');
+    return tools;
+  }
+
+  async #grantedTools(tenant: Tenant): Promise<Set<string>> {
+    return this.#toolsFor(await this.#policy(tenant), tenant);
+  }
+
+  /** An McpServer with exactly these tools; each call runs the pipeline for `sessionOf(extra)`. */
+  #buildServer(tools: ReadonlySet<string>, sessionOf: (extra: CallExtra) => Session): McpServer {
+    const server = new McpServer(this.#opts.serverInfo ?? { name: 'tenantscope', version: '0.1.0' });
     for (const name of tools) {
       const def = this.#tools.get(name) as AnyTool;
       server.registerTool(
@@ -445,16 +604,10 @@ export class TenantScope<P extends Providers = Record<never, never>> {
           inputSchema: def.input ?? {},
           annotations: def.annotations,
         },
-        (args: Record<string, unknown>, extra) => this.#runTool(session, def, args, extra),
+        (args: Record<string, unknown>, extra) => this.#runTool(sessionOf(extra), def, args, extra),
       );
     }
-    watchDelivery(transport, (requestId, err) => this.#undelivered(session, requestId, err));
-    transport.onclose = () => this.#forget(session);
-    await server.connect(transport);
-    this.#sessions.set(id, session);
-    mine.set(id, session);
-    this.#byTenant.set(tenant.id, mine);
-    return session;
+    return server;
   }
 
   #forget(session: Session): void {
@@ -761,6 +914,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.setHeader('Content-Length', Buffer.byteLength(text));
   res.setHeader('Cache-Control', 'no-store');
   res.end(text);
+}
+
+function sendUnavailable(res: ServerResponse, message: string): void {
+  res.setHeader('Retry-After', '1');
+  res.setHeader('Connection', 'close');
+  sendJson(res, 503, jsonRpcError(null, new TenantScopeError('UNAVAILABLE', message)));
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

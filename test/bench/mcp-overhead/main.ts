@@ -1,8 +1,10 @@
 /**
  * mcp-overhead: a bare MCP SDK server and a tenantscope server with the same trivial tool, over
  * loopback Streamable HTTP, with the official SDK client at concurrency 8. Prints p50, p99 and
- * throughput for both and their ratio. Rounds alternate between the two servers so that machine
- * noise hits both alike.
+ * throughput for both and their ratio. Rounds alternate between the servers so that machine
+ * noise hits all alike. Two pairs: session mode (ratios against the bare SDK with sessions) and
+ * stateless mode (ratios against the bare SDK's stateless transport: a fresh McpServer and
+ * transport per request, JSON responses, as the SDK's stateless example does).
  *
  *   node test/bench/mcp-overhead/main.ts            (BENCH_CALLS per round, default 2000; BENCH_ROUNDS, default 3)
  */
@@ -29,9 +31,22 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as { port: number }).port}/mcp`;
 }
 
-async function bareServer(): Promise<{ url: string; close(): Promise<void> }> {
+/** A loopback HTTP server running `handler`. */
+async function serve(handler: Parameters<typeof createServer>[1]): Promise<{ url: string; close(): Promise<void> }> {
+  const http = createServer(handler);
+  const url = await listen(http);
+  return {
+    url,
+    async close() {
+      http.closeAllConnections();
+      await new Promise<void>((r) => http.close(() => r()));
+    },
+  };
+}
+
+function bareServer(): Promise<{ url: string; close(): Promise<void> }> {
   const sessions = new Map<string, StreamableHTTPServerTransport>();
-  const http = createServer(async (req, res) => {
+  return serve(async (req, res) => {
     const sid = req.headers['mcp-session-id'] as string | undefined;
     let transport = sid ? sessions.get(sid) : undefined;
     if (!transport) {
@@ -47,17 +62,26 @@ async function bareServer(): Promise<{ url: string; close(): Promise<void> }> {
     }
     await transport.handleRequest(req, res);
   });
-  const url = await listen(http);
-  return {
-    url,
-    async close() {
-      http.closeAllConnections();
-      await new Promise<void>((r) => http.close(() => r()));
-    },
-  };
 }
 
-async function scopedServer(fsync: boolean) {
+function bareStatelessServer(): Promise<{ url: string; close(): Promise<void> }> {
+  return serve(async (req, res) => {
+    if (req.method !== 'POST') {
+      res.writeHead(405, { Allow: 'POST' }).end();
+      return;
+    }
+    const server = new McpServer({ name: 'bare', version: '0' });
+    server.registerTool('echo', { description: 'echo', inputSchema: { text: z.string() } }, ({ text }) => ({
+      content: [{ type: 'text', text }],
+    }));
+    const t = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+    res.on('close', () => void server.close());
+    await server.connect(t);
+    await t.handleRequest(req, res);
+  });
+}
+
+async function scopedServer(fsync: boolean, mode: 'session' | 'stateless' = 'session') {
   const http = createServer();
   const url = await listen(http);
   const issuer = await createTestIssuer({ audience: url });
@@ -70,6 +94,7 @@ async function scopedServer(fsync: boolean) {
     }),
     audit,
     log: () => {},
+    mode,
   });
   scope.tool({
     name: 'echo',
@@ -126,14 +151,22 @@ function pct(sorted: number[], p: number): number {
 const bare = await bareServer();
 const ours = await scopedServer(true);
 const oursNoSync = await scopedServer(false);
+const bareSl = await bareStatelessServer();
+const oursSl = await scopedServer(true, 'stateless');
+const oursSlNoSync = await scopedServer(false, 'stateless');
 const subjects = {
   'bare SDK': await clients(bare.url),
   'tenantscope (audit fsync)': await clients(ours.url, ours.token),
   'tenantscope (audit no fsync)': await clients(oursNoSync.url, oursNoSync.token),
+  'bare SDK stateless': await clients(bareSl.url),
+  'stateless (audit fsync)': await clients(oursSl.url, oursSl.token),
+  'stateless (audit no fsync)': await clients(oursSlNoSync.url, oursSlNoSync.token),
 };
+/** The baseline each subject is compared with: the bare SDK in the same mode. */
+const baselineOf = (name: string) => (name.startsWith('stateless') ? 'bare SDK stateless' : 'bare SDK');
 const results: Record<string, { lat: number[]; seconds: number; calls: number }> = {};
 for (const [name, cs] of Object.entries(subjects)) {
-  await run(cs, 200); // warm-up
+  await run(cs, Number(process.env.BENCH_WARMUP ?? 1000)); // warm-up: JIT, pools, schema caches
   results[name] = { lat: [], seconds: 0, calls: 0 };
 }
 for (let r = 0; r < ROUNDS; r++) {
@@ -153,14 +186,21 @@ for (const [name, r] of Object.entries(results)) {
   const sorted = [...r.lat].sort((a, b) => a - b);
   rows[name] = { p50: pct(sorted, 50), p99: pct(sorted, 99), rps: r.calls / r.seconds };
 }
-const base = rows['bare SDK'] as { p50: number; p99: number; rps: number };
 for (const [name, row] of Object.entries(rows)) {
+  const base = rows[baselineOf(name)] as { p50: number; p99: number; rps: number };
   console.log(
     `${name.padEnd(30)} p50 ${row.p50.toFixed(3)} ms  p99 ${row.p99.toFixed(3)} ms  ${row.rps.toFixed(0)} calls/s` +
-      (name === 'bare SDK'
+      (name.startsWith('bare SDK')
         ? ''
         : `  | ratio p50 ${(row.p50 / base.p50).toFixed(3)}  p99 ${(row.p99 / base.p99).toFixed(3)}  throughput ${(row.rps / base.rps).toFixed(3)}`),
   );
 }
 for (const cs of Object.values(subjects)) await Promise.all(cs.map((c) => c.close()));
-await Promise.all([bare.close(), ours.close(), oursNoSync.close()]);
+await Promise.all([
+  bare.close(),
+  ours.close(),
+  oursNoSync.close(),
+  bareSl.close(),
+  oursSl.close(),
+  oursSlNoSync.close(),
+]);
