@@ -20,6 +20,7 @@ import {
   wireViolations,
   writes,
 } from './testing/harness.ts';
+import { TENANT_PATHS } from './testing/paths.ts';
 
 let h: Harness;
 let acme: TenantQdrant;
@@ -406,6 +407,141 @@ describe('writes never touch another tenant', () => {
   });
 });
 
+describe('payload paths: the tenant field however Qdrant spells it', () => {
+  it.each(TENANT_PATHS)('setPayload key %s is refused before anything is sent', async (key) => {
+    expect(await codeOf(acme.setPayload({ points: [1], key, payload: { x: 1 } }))).toBe('QDRANT_TENANT_FIELD');
+    expect(writes(h.proxy.requests)).toEqual([]);
+  });
+
+  it.each(TENANT_PATHS)('deletePayload keys [%s] is refused before anything is sent', async (key) => {
+    expect(await codeOf(acme.deletePayload({ points: [1], keys: ['title', key] }))).toBe('QDRANT_TENANT_FIELD');
+    expect(writes(h.proxy.requests)).toEqual([]);
+  });
+
+  it('a quoted "tenant_id" cannot orphan own points, so the DSAR recount still sees them', async () => {
+    await codeOf(acme.deletePayload({ points: [1], keys: ['"tenant_id"'] }));
+    await codeOf(acme.setPayload({ filter: { must: [{ has_id: [2] }] }, key: '"tenant_id"', payload: { x: 1 } }));
+    const [p1, p2] = await h.raw.retrieve(h.collection, { ids: [1, 2], with_payload: true });
+    expect([p1?.payload?.[FIELD], p2?.payload?.[FIELD]]).toEqual(['acme', 'acme']);
+    expect(await acme.data.count()).toBe(ACME_IDS.length);
+  });
+
+  it('a path Qdrant cannot parse is refused as malformed, not sent', async () => {
+    expect(await codeOf(acme.deletePayload({ points: [1], keys: ['"tenant_id'] }))).toBe('QDRANT_POINT_INVALID');
+    expect(await codeOf(acme.setPayload({ points: [1], key: 'a..b', payload: { x: 1 } }))).toBe('QDRANT_POINT_INVALID');
+    expect(h.proxy.requests).toEqual([]);
+  });
+});
+
+describe('counts are exact: an estimate is computed over every tenant', () => {
+  it('count({exact: false}) naming another tenant counts 0, and is sent as exact', async () => {
+    expect(await acme.count({ exact: false, filter: { should: [G('globex')] } })).toBe(0);
+    expect(
+      await acme.count({ exact: false, filter: { must: [{ key: 'color', match: { any: ['red', 'blue'] } }] } }),
+    ).toBe((await scrollAll({ must: [{ key: 'color', match: { any: ['red', 'blue'] } }] })).length);
+    expect(await acme.count({ exact: false })).toBe(ACME_IDS.length);
+    const counts = h.proxy.requests.filter((r) => r.path.endsWith('/points/count'));
+    expect(counts.map((r) => (r.body as { exact?: unknown }).exact)).toEqual([true, true, true]);
+  });
+
+  it('facet({exact: false}) is sent as exact too', async () => {
+    const r = await acme.facet({ key: FIELD, exact: false, filter: { should: [G('globex'), G('acme')] } });
+    expect(r.hits).toEqual([{ value: 'acme', count: ACME_IDS.length }]);
+  });
+});
+
+describe('sparse IDF statistics stay in the tenant', () => {
+  const IDF = new Set(['bm25']);
+  let coll: string;
+  let sp: TenantQdrant;
+  const sparse = (terms: number[]) => ({ indices: terms, values: terms.map(() => 1) });
+  const seed = async (tenant: string, ids: number[], terms: number[]) => {
+    await h.raw.upsert(coll, {
+      wait: true,
+      points: ids.map((id) => ({ id, vector: { dense: vec(id), bm25: sparse(terms) }, payload: { [FIELD]: tenant } })),
+    });
+  };
+  const score = async () =>
+    (await sp.query({ query: sparse([7]), using: 'bm25', limit: 10, with_payload: true })).points.map((p) => [
+      p.id,
+      p.score,
+    ]);
+
+  beforeAll(async () => {
+    coll = `${h.collection}_idf`;
+    await h.raw.createCollection(coll, {
+      vectors: { dense: { size: 4, distance: 'Cosine' } },
+      sparse_vectors: { bm25: { modifier: 'idf' } },
+    });
+    await seed('acme', [1, 2], [7, 8]);
+    await seed('globex', [101], [7]);
+    const { scopedQdrant } = await import('./client.ts');
+    sp = scopedQdrant(h.proxied, { collection: coll, tenantField: FIELD }).forTenant(h.acme);
+  });
+  afterEach(() => {
+    expect(wireViolations(h.proxy.requests, 'acme', FIELD, IDF)).toEqual([]);
+  });
+  afterAll(async () => {
+    await h.raw.deleteCollection(coll).catch(() => undefined);
+  });
+
+  const refused: [string, Record<string, unknown>][] = [
+    ['"global" on the request', { query: sparse([7]), using: 'bm25', params: { idf: 'global' } }],
+    ['a corpus on the request', { query: sparse([7]), using: 'bm25', params: { idf: { corpus: { must: [] } } } }],
+    [
+      'a corpus naming another tenant in a prefetch',
+      {
+        prefetch: [{ query: sparse([7]), using: 'bm25', params: { idf: { corpus: { must: [G('globex')] } } } }],
+        query: { fusion: 'rrf' },
+      },
+    ],
+    [
+      'a corpus in a nested prefetch',
+      {
+        prefetch: { prefetch: [{ query: sparse([7]), using: 'bm25', params: { idf: { corpus: {} } } }], query: vec(1) },
+        query: vec(1),
+        using: 'dense',
+      },
+    ],
+  ];
+  it.each(refused)('a caller idf is refused: %s', async (_label, args) => {
+    expect(await codeOf(sp.query(args as never))).toBe('QDRANT_IDF_REFUSED');
+    expect(await codeOf(sp.queryBatch({ searches: [{ query: vec(1), using: 'dense' }, args as never] }))).toBe(
+      'QDRANT_IDF_REFUSED',
+    );
+    expect(h.proxy.requests.filter((r) => r.path.includes('/points/query'))).toEqual([]);
+  });
+
+  it("acme's scores do not move when globex adds documents with the same term", async () => {
+    const before = await score();
+    expect(before.map(([id]) => id)).toEqual([1, 2]);
+    await seed(
+      'globex',
+      Array.from({ length: 20 }, (_, i) => 200 + i),
+      [7],
+    );
+    try {
+      expect(await score()).toEqual(before);
+      // through a prefetch and a batch as well
+      const viaPrefetch = await sp.query({
+        prefetch: [{ query: sparse([7]), using: 'bm25', limit: 10 }],
+        query: { fusion: 'rrf' },
+        limit: 10,
+      });
+      expect(viaPrefetch.points.map((p) => p.id).sort()).toEqual([1, 2]);
+      const [batched] = await sp.queryBatch({ searches: [{ query: sparse([7]), using: 'bm25', limit: 10 }] });
+      expect(batched?.points.map((p) => [p.id, p.score])).toEqual(before);
+    } finally {
+      await h.raw.delete(coll, { wait: true, points: Array.from({ length: 20 }, (_, i) => 200 + i) });
+    }
+  });
+
+  it('the search matrix on an IDF vector is refused (it takes no corpus)', async () => {
+    expect(await codeOf(sp.searchMatrixPairs({ using: 'bm25', sample: 5, limit: 2 }))).toBe('QDRANT_IDF_REFUSED');
+    expect(h.proxy.requests.filter((r) => r.path.includes('/matrix/'))).toEqual([]);
+  });
+});
+
 describe('the wire check itself can fail', () => {
   it('flags an unscoped request and a prefetch without the tenant', () => {
     const bad = wireViolations(
@@ -429,6 +565,30 @@ describe('the wire check itself can fail', () => {
       ],
       'acme',
     );
-    expect(bad).toHaveLength(4);
+    expect(bad).toHaveLength(5); // the count is also not exact
+  });
+
+  it('flags estimates, tenant-field paths and a caller IDF corpus', () => {
+    const req = (method: string, path: string, body: unknown) => ({ method, path, query: {}, body, status: 200 });
+    const f = { must: [G('acme')] };
+    const bad = wireViolations(
+      [
+        req('POST', '/collections/c/points/count', { filter: f, exact: false }),
+        req('POST', '/collections/c/facet', { key: 'x', filter: f }),
+        req('POST', '/collections/c/points/payload/delete', { filter: f, keys: ['title', '"tenant_id"'] }),
+        req('POST', '/collections/c/points/payload', { filter: f, key: 'tenant_id[]', payload: { a: 1 } }),
+        req('POST', '/collections/c/points/payload', { filter: f, payload: { [FIELD]: 'acme' } }),
+        req('PUT', '/collections/c/points/payload', { filter: f, payload: { a: 1 } }),
+        req('POST', '/collections/c/points/query', { filter: f, using: 'bm25', params: { idf: 'global' }, query: [1] }),
+        req('POST', '/collections/c/points/query', {
+          filter: f,
+          prefetch: [{ filter: f, using: 'bm25', query: { indices: [1], values: [1] } }],
+        }),
+      ],
+      'acme',
+      FIELD,
+      new Set(['bm25']),
+    );
+    expect(bad).toHaveLength(8);
   });
 });

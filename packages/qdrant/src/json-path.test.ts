@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseJsonPath } from './json-path.ts';
 import { checkNotTenantPath } from './scope.ts';
+import { TENANT_PATHS } from './testing/paths.ts';
 
 const F = 'tenant_id';
 const codeOf = (p: string): string => {
@@ -17,24 +18,6 @@ const codeOf = (p: string): string => {
     return (err as { code: string }).code;
   }
 };
-
-export const TENANT_PATHS: readonly string[] = (() => {
-  const heads = [F, `"${F}"`];
-  const tails = [
-    '',
-    '[]',
-    '[0]',
-    '[18446744073709551615]',
-    '.x',
-    '."x"',
-    '[].a',
-    '."a.b"[]',
-    '[0][1].b-c',
-    '.""',
-    '."\u00e9"',
-  ];
-  return heads.flatMap((h) => tails.map((t) => h + t));
-})();
 
 describe('Qdrant payload path grammar', () => {
   it('parses the grammar as Qdrant 1.19 does', () => {

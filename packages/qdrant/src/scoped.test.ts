@@ -301,6 +301,59 @@ describe('bad input: typed error, nothing written', () => {
   });
 });
 
+describe('upsert update_mode is honoured, never dropped', () => {
+  afterAll(async () => {
+    await h.scoped.forTenant(h.acme).delete({ points: [80, 81, 82] });
+  });
+
+  it('insert_only leaves an existing own point as it was and inserts new ids', async () => {
+    const a = h.scoped.forTenant(h.acme);
+    await a.upsert({ points: [{ id: 80, vector: vec(1), payload: { v: 'original' } }] });
+    await a.upsert({
+      update_mode: 'insert_only',
+      points: [
+        { id: 80, vector: vec(2), payload: { v: 'changed' } },
+        { id: 81, vector: vec(1), payload: { v: 'new' } },
+      ],
+    });
+    const got = await a.retrieve({ ids: [80, 81] });
+    expect(got.map((p) => p.payload?.v)).toEqual(['original', 'new']);
+    // a foreign id is still a conflict: it is taken
+    expect(await codeOf(a.upsert({ update_mode: 'insert_only', points: [{ id: 101, vector: vec(1) }] }))).toBe(
+      'QDRANT_POINT_ID_CONFLICT',
+    );
+  });
+
+  it('update_only updates own points and inserts nothing, foreign ids included', async () => {
+    const a = h.scoped.forTenant(h.acme);
+    const before = await snapshot(h);
+    h.proxy.clear();
+    await a.upsert({
+      update_mode: 'update_only',
+      points: [
+        { id: 80, vector: vec(3), payload: { v: 'updated' } },
+        { id: 82, vector: vec(1), payload: { v: 'never' } },
+        { id: 102, vector: vec(1), payload: { v: 'pwned' } },
+      ],
+    });
+    expect((await a.retrieve({ ids: [80, 82] })).map((p) => p.payload?.v)).toEqual(['updated']);
+    expect(await snapshot(h)).toBe(before);
+    const sent = h.proxy.requests.filter((r) => r.method === 'PUT' && /\/points$/.test(r.path));
+    expect(sent.map((r) => (r.body as { update_mode?: unknown }).update_mode)).toEqual(['update_only']);
+  });
+
+  it('a bad update_mode or an unknown upsert argument is refused', async () => {
+    const a = h.scoped.forTenant(h.acme);
+    expect(await codeOf(a.upsert({ points: [{ id: 83, vector: vec(1) }], update_mode: 'merge' as never }))).toBe(
+      'QDRANT_POINT_INVALID',
+    );
+    expect(await codeOf(a.upsert({ points: [{ id: 83, vector: vec(1) }], upsert_mode: 'x' } as never))).toBe(
+      'QDRANT_POINT_INVALID',
+    );
+    expect(await a.retrieve({ ids: [83] })).toEqual([]);
+  });
+});
+
 describe('placement seam and server checks', () => {
   it('a placement that is not implemented yet is refused', () => {
     const s = scopedQdrant(h.raw, {
@@ -310,17 +363,38 @@ describe('placement seam and server checks', () => {
     expect(() => s.forTenant(h.acme)).toThrow(expect.objectContaining({ code: 'QDRANT_PLACEMENT_UNSUPPORTED' }));
   });
 
-  it('a server without update_filter (before 1.16) gets no write', async () => {
-    const old = await QdrantProtocolDouble.start({ version: '1.15.2' });
+  const onVersion = async (version: string, run: (c: QdrantClient) => Promise<void>) => {
+    const d = await QdrantProtocolDouble.start({ version });
     try {
-      const client = new QdrantClient({ url: old.url, checkCompatibility: false });
+      const client = new QdrantClient({ url: d.url, checkCompatibility: false });
       await client.createCollection('c', { vectors: { size: 4, distance: 'Cosine' } });
-      const a = scopedQdrant(client, { collection: 'c' }).forTenant(h.acme);
-      expect(await codeOf(a.upsert({ points: [{ id: 1, vector: vec(1) }] }))).toBe('QDRANT_SERVER_UNSUPPORTED');
-      expect((await client.count('c')).count).toBe(0);
+      await run(client);
     } finally {
-      await old.close();
+      await d.close();
     }
+  };
+
+  it('a server without update_filter (before 1.15.4) gets no write, and is told why', async () => {
+    await onVersion('1.15.3', async (client) => {
+      const a = scopedQdrant(client, { collection: 'c' }).forTenant(h.acme);
+      const err = await a.upsert({ points: [{ id: 1, vector: vec(1) }] }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'QDRANT_SERVER_UNSUPPORTED' });
+      expect((err as Error).message).toMatch(/1\.15\.4/);
+      expect((await client.count('c')).count).toBe(0);
+    });
+  });
+
+  it('Qdrant 1.15.4 has update_filter: scoped writes work', async () => {
+    await onVersion('1.15.4', async (client) => {
+      const a = scopedQdrant(client, { collection: 'c' }).forTenant(h.acme);
+      await a.upsert({ points: [{ id: 1, vector: vec(1) }] });
+      expect(await a.count()).toBe(1);
+      // update_mode arrived in 1.17.0: refused here rather than silently ignored
+      expect(await codeOf(a.upsert({ points: [{ id: 2, vector: vec(1) }], update_mode: 'insert_only' }))).toBe(
+        'QDRANT_SERVER_UNSUPPORTED',
+      );
+      expect(await a.count()).toBe(1);
+    });
   });
 
   it('driver errors are wrapped with a stable code and the cause', async () => {

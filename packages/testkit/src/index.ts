@@ -3,7 +3,7 @@ export { type ResolvedService, type ServiceSource, containerRuntimeAvailable } f
 export { type ResolvedPostgres, freePort, resolvePostgres, startEmbeddedPostgres } from './services/postgres.ts';
 // Adapters add their service resolvers and protocol doubles below, one line each.
 export { QdrantProtocolDouble, type QdrantProtocolDoubleOptions } from './doubles/qdrant.ts';
-export { type QdrantRecordingProxy, type RecordedQdrantRequest, startQdrantRecordingProxy } from './doubles/qdrant-recorder.ts';
+export { type QdrantRecordingProxy, type QdrantWireInvariantOptions, qdrantWireViolations, type RecordedQdrantRequest, startQdrantRecordingProxy } from './doubles/qdrant-recorder.ts';
 export { QDRANT_TEST_IMAGE, type ResolvedQdrant, resolveQdrant } from './services/qdrant.ts';
 export {
   type ResolvedS3,

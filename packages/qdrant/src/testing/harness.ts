@@ -9,6 +9,7 @@ import type { Tenant } from '@tenantscope/core';
 import {
   createTestIssuer,
   type QdrantRecordingProxy,
+  qdrantWireViolations,
   type RecordedQdrantRequest,
   startQdrantRecordingProxy,
 } from '@tenantscope/testkit';
@@ -144,81 +145,17 @@ export function writes(requests: readonly RecordedQdrantRequest[]): RecordedQdra
   return requests.filter((r) => WRITE_PATHS.some((re) => re.test(`${r.method} ${r.path}`)));
 }
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /**
- * The wire-level invariant: every request the scoped client sends for `tenant` carries the tenant
- * condition at the top-level `must` of every filter (request, update_filter, every prefetch at
- * every depth, every search of a batch); points endpoints that take no filter are never used;
- * every upserted payload carries the tenant. Returns the violations (empty when it holds).
+ * The wire-level invariant for `tenant` (see `qdrantWireViolations` in the testkit): the tenant
+ * condition at the top-level `must` of every filter, no unfiltered points endpoint, the tenant in
+ * every written payload, no key path at the tenant field, exact counts, and the tenant IDF corpus
+ * on every search of `idfVectors`. Returns the violations (empty when it holds).
  */
-export function wireViolations(requests: readonly RecordedQdrantRequest[], tenant: string, field = FIELD): string[] {
-  const out: string[] = [];
-  const cond = JSON.stringify({ key: field, match: { value: tenant } });
-  const hasCond = (f: unknown) => isObj(f) && Array.isArray(f.must) && f.must.some((c) => JSON.stringify(c) === cond);
-  const checkFilter = (f: unknown, where: string) => {
-    if (!hasCond(f)) out.push(`${where}: filter without the tenant condition at top-level must`);
-  };
-  const checkQuery = (q: unknown, where: string) => {
-    if (!isObj(q)) {
-      out.push(`${where}: not an object`);
-      return;
-    }
-    checkFilter(q.filter, where);
-    const pf = q.prefetch === undefined || q.prefetch === null ? [] : [q.prefetch].flat();
-    pf.forEach((p, i) => {
-      checkQuery(p, `${where} prefetch[${i}]`);
-    });
-  };
-  for (const r of requests) {
-    const at = `${r.method} ${r.path}`;
-    const b = isObj(r.body) ? r.body : {};
-    const rest = at.replace(/^(\w+) \/collections\/[^/]+/, '$1 ');
-    switch (rest) {
-      case 'GET ':
-        if (r.path !== '/') out.push(`${at}: unexpected`);
-        break;
-      case 'POST /points/query':
-      case 'POST /points/query/groups':
-        checkQuery(b, at);
-        break;
-      case 'POST /points/query/batch':
-        if (!Array.isArray(b.searches)) out.push(`${at}: no searches`);
-        else {
-          b.searches.forEach((s, i) => {
-            checkQuery(s, `${at} searches[${i}]`);
-          });
-        }
-        break;
-      case 'POST /points/scroll':
-      case 'POST /points/count':
-      case 'POST /facet':
-      case 'POST /points/search/matrix/pairs':
-      case 'POST /points/search/matrix/offsets':
-      case 'POST /points/delete':
-      case 'POST /points/vectors/delete':
-      case 'POST /points/payload':
-      case 'PUT /points/payload':
-      case 'POST /points/payload/delete':
-      case 'POST /points/payload/clear':
-        checkFilter(b.filter, at);
-        if (b.points !== undefined) out.push(`${at}: selects points by id without a filter`);
-        break;
-      case 'PUT /points':
-        checkFilter(b.update_filter, `${at} update_filter`);
-        for (const p of Array.isArray(b.points) ? b.points : []) {
-          if (!isObj(p) || !isObj(p.payload) || p.payload[field] !== tenant)
-            out.push(`${at}: a point without the tenant payload`);
-        }
-        if (b.batch !== undefined) out.push(`${at}: batch form`);
-        break;
-      case 'PUT /points/vectors':
-        checkFilter(b.update_filter, `${at} update_filter`);
-        break;
-      default:
-        if (r.path === '/') break;
-        out.push(`${at}: an endpoint the scoped client must not use`);
-    }
-  }
-  return out;
+export function wireViolations(
+  requests: readonly RecordedQdrantRequest[],
+  tenant: string,
+  field = FIELD,
+  idfVectors?: ReadonlySet<string>,
+): string[] {
+  return qdrantWireViolations(requests, { tenant, field, idfVectors });
 }

@@ -12,9 +12,20 @@ export type PathStep = { key: string } | { index: number } | { all: true };
 const isRawChar = (c: string) => c === '_' || c === '-' || /^[\p{Alphabetic}\p{N}]$/u.test(c);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+const parsed = new Map<string, PathStep[]>();
+
 /** Parses a payload path; throws DoubleUnsupported (answered 400) like Qdrant's deserializer. */
 export function parsePayloadPath(path: unknown): PathStep[] {
   if (typeof path !== 'string') throw new DoubleUnsupported('Format error in JSON body: a key must be a string');
+  const hit = parsed.get(path);
+  if (hit) return hit;
+  const steps = parseUncached(path);
+  if (parsed.size >= 4096) parsed.clear();
+  parsed.set(path, steps);
+  return steps;
+}
+
+function parseUncached(path: string): PathStep[] {
   const chars = [...path];
   let i = 0;
   const bad = () => new DoubleUnsupported(`Format error in JSON body: Invalid json path: '${path}'`);

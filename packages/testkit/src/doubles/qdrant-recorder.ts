@@ -1,11 +1,13 @@
 /**
  * A recording HTTP proxy for Qdrant's REST API: forwards every request to a real Qdrant (or the
  * protocol double) unchanged and keeps what was sent, so a suite can assert wire-level
- * invariants (for example "every filter carries the tenant condition at its top-level must").
+ * invariants (`qdrantWireViolations`: for example "every filter carries the tenant condition at
+ * its top-level must").
  */
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { parsePayloadPath } from './qdrant-path.ts';
 
 /** One request as it went over the wire. */
 export interface RecordedQdrantRequest {
@@ -98,4 +100,147 @@ export async function startQdrantRecordingProxy(targetUrl: string): Promise<Qdra
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+export interface QdrantWireInvariantOptions {
+  /** The tenant the requests were sent for. */
+  tenant: string;
+  /** The payload field that holds the tenant id. Default `tenant_id`. */
+  field?: string;
+  /**
+   * Sparse vectors with the IDF modifier: every query level that searches one must carry
+   * `params.idf = {corpus: tenant filter}`. Without it only the shape of a present `idf` is checked.
+   */
+  idfVectors?: ReadonlySet<string>;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const NO_SEARCH = ['order_by', 'fusion', 'rrf', 'sample', 'formula'];
+
+/**
+ * The wire-level invariant of a tenant-scoped Qdrant client, over recorded requests. Every
+ * request carries the tenant condition at the top-level `must` of every filter (request,
+ * `update_filter`, every prefetch at every depth, every search of a batch); points endpoints
+ * that take no filter are never used; every upserted or overwritten payload carries the tenant;
+ * no `key`/`keys` path (in Qdrant's JSON-path grammar, quoted keys included) starts at the tenant
+ * field and no set payload names it; `count` and `facet` are exact (an estimate spans tenants);
+ * a `params.idf` is only ever the tenant corpus, and is present on every search of an IDF
+ * vector. Returns the violations (empty when it holds).
+ */
+export function qdrantWireViolations(
+  requests: readonly RecordedQdrantRequest[],
+  options: QdrantWireInvariantOptions,
+): string[] {
+  const { tenant, idfVectors } = options;
+  const field = options.field ?? 'tenant_id';
+  const out: string[] = [];
+  const cond = JSON.stringify({ key: field, match: { value: tenant } });
+  const hasCond = (f: unknown) => isObj(f) && Array.isArray(f.must) && f.must.some((c) => JSON.stringify(c) === cond);
+  const checkFilter = (f: unknown, where: string) => {
+    if (!hasCond(f)) out.push(`${where}: filter without the tenant condition at top-level must`);
+  };
+  const checkPath = (p: unknown, where: string) => {
+    let first: string | undefined;
+    try {
+      const steps = parsePayloadPath(p);
+      first = 'key' in steps[0]! ? steps[0].key : undefined;
+    } catch {
+      out.push(`${where}: ${JSON.stringify(p)} is not a valid payload path`);
+      return;
+    }
+    if (first === field) out.push(`${where}: ${JSON.stringify(p)} starts at the tenant field`);
+  };
+  const searches = (q: Record<string, unknown>) => {
+    const v = q.query;
+    if (v === undefined || v === null) return false;
+    return !(isObj(v) && NO_SEARCH.some((k) => v[k] !== undefined && v[k] !== null));
+  };
+  const checkQuery = (q: unknown, where: string) => {
+    if (!isObj(q)) {
+      out.push(`${where}: not an object`);
+      return;
+    }
+    checkFilter(q.filter, where);
+    const idf = isObj(q.params) ? q.params.idf : undefined;
+    if (idf !== undefined) {
+      if (!isObj(idf) || Object.keys(idf).join() !== 'corpus' || JSON.stringify(idf.corpus) !== `{"must":[${cond}]}`) {
+        out.push(`${where}: params.idf other than the tenant corpus`);
+      }
+    } else if (idfVectors && typeof q.using === 'string' && idfVectors.has(q.using) && searches(q)) {
+      out.push(`${where}: a search of IDF vector ${JSON.stringify(q.using)} without the tenant corpus`);
+    }
+    const pf = q.prefetch === undefined || q.prefetch === null ? [] : [q.prefetch].flat();
+    pf.forEach((p, i) => {
+      checkQuery(p, `${where} prefetch[${i}]`);
+    });
+  };
+  for (const r of requests) {
+    const at = `${r.method} ${r.path}`;
+    const b = isObj(r.body) ? r.body : {};
+    const rest = at.replace(/^(\w+) \/collections\/[^/]+/, '$1 ');
+    switch (rest) {
+      case 'GET ':
+        // `GET /` (version) and `GET /collections/{c}` (config: which vectors use IDF) read no points.
+        if (r.path !== '/' && !/^\/collections\/[^/]+$/.test(r.path)) out.push(`${at}: unexpected`);
+        break;
+      case 'POST /points/query':
+      case 'POST /points/query/groups':
+        checkQuery(b, at);
+        break;
+      case 'POST /points/query/batch':
+        if (!Array.isArray(b.searches)) out.push(`${at}: no searches`);
+        else {
+          b.searches.forEach((s, i) => {
+            checkQuery(s, `${at} searches[${i}]`);
+          });
+        }
+        break;
+      case 'POST /points/count':
+      case 'POST /facet':
+        checkFilter(b.filter, at);
+        if (b.exact !== true) out.push(`${at}: not exact (an estimate counts every tenant)`);
+        break;
+      case 'POST /points/payload':
+      case 'PUT /points/payload':
+        checkFilter(b.filter, at);
+        if (b.points !== undefined) out.push(`${at}: selects points by id without a filter`);
+        if (b.key !== undefined && b.key !== null) checkPath(b.key, `${at} key`);
+        if (isObj(b.payload) && r.method === 'PUT' && b.payload[field] !== tenant) {
+          out.push(`${at}: an overwritten payload without the tenant`);
+        }
+        if (isObj(b.payload) && r.method === 'POST' && Object.hasOwn(b.payload, field)) {
+          out.push(`${at}: a set payload naming the tenant field`);
+        }
+        break;
+      case 'POST /points/payload/delete':
+        checkFilter(b.filter, at);
+        if (b.points !== undefined) out.push(`${at}: selects points by id without a filter`);
+        for (const k of Array.isArray(b.keys) ? b.keys : [undefined]) checkPath(k, `${at} keys`);
+        break;
+      case 'POST /points/scroll':
+      case 'POST /points/search/matrix/pairs':
+      case 'POST /points/search/matrix/offsets':
+      case 'POST /points/delete':
+      case 'POST /points/vectors/delete':
+      case 'POST /points/payload/clear':
+        checkFilter(b.filter, at);
+        if (b.points !== undefined) out.push(`${at}: selects points by id without a filter`);
+        break;
+      case 'PUT /points':
+        checkFilter(b.update_filter, `${at} update_filter`);
+        for (const p of Array.isArray(b.points) ? b.points : []) {
+          if (!isObj(p) || !isObj(p.payload) || p.payload[field] !== tenant)
+            out.push(`${at}: a point without the tenant payload`);
+        }
+        if (b.batch !== undefined) out.push(`${at}: batch form`);
+        break;
+      case 'PUT /points/vectors':
+        checkFilter(b.update_filter, `${at} update_filter`);
+        break;
+      default:
+        if (r.path === '/') break;
+        out.push(`${at}: an endpoint the scoped client must not use`);
+    }
+  }
+  return out;
 }

@@ -480,7 +480,7 @@ export class QdrantProtocolDouble {
     const matching = this.#select(name, body.filter);
     if (exact || body.filter === undefined || body.filter === null) return { count: matching.length };
     const points = [...c.points.values()].map((p) => view(c, p));
-    return { count: estimateCount(body.filter, points, new Set(Object.keys(c.payloadSchema).map(indexedPath))) };
+    return { count: estimateCount(body.filter, points, indexedOf(c)) };
   }
 
   /**
@@ -1029,12 +1029,24 @@ function indexedPath(field: string): string {
   return canonicalPath(parsePayloadPath(field));
 }
 
+const indexedSets = new WeakMap<Record<string, unknown>, { keys: string; set: ReadonlySet<string> }>();
+
+/** Canonical paths of the collection's indexed fields (recomputed only when the schema changed). */
+function indexedOf(c: Collection): ReadonlySet<string> {
+  const keys = Object.keys(c.payloadSchema).join('\n');
+  const hit = indexedSets.get(c.payloadSchema);
+  if (hit && hit.keys === keys) return hit.set;
+  const set = new Set(Object.keys(c.payloadSchema).map(indexedPath));
+  indexedSets.set(c.payloadSchema, { keys, set });
+  return set;
+}
+
 function view(c: Collection, p: StoredPoint): EvalPoint {
   return {
     idKey: p.idKey,
     payload: p.payload,
     vectorNames: [...p.vectors.keys(), ...p.sparse.keys()],
-    indexed: new Set(Object.keys(c.payloadSchema).map(indexedPath)),
+    indexed: indexedOf(c),
   };
 }
 
