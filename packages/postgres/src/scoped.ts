@@ -407,8 +407,9 @@ export class ScopedPool {
     assertUntrustedStatement(text);
     const begin = opts.readOnly === false ? 'BEGIN' : 'BEGIN READ ONLY';
     let cap: ByteCap | undefined;
+    let result: QueryResult<R>;
     try {
-      return await this.#inTransaction<R>(
+      result = await this.#inTransaction<R>(
         tenantId,
         text,
         params,
@@ -425,6 +426,9 @@ export class ScopedPool {
     } finally {
       cap?.detach();
     }
+    // The last read may have carried the whole reply past the limit: still refused.
+    if ((cap as ByteCap | undefined)?.exceeded) throw resultTooLarge(maxBytes);
+    return result;
   }
 
   /**

@@ -78,7 +78,8 @@ export interface ByteCap {
  * use it only on connections that are discarded afterwards.
  */
 export function capSocketBytes(client: unknown, maxBytes: number): ByteCap {
-  const stream = (client as { connection?: { stream?: Readable } }).connection?.stream;
+  const c = client as { connection?: { stream?: Readable }; on?: (event: 'error', fn: () => void) => unknown };
+  const stream = c.connection?.stream;
   if (!stream || typeof stream.prependListener !== 'function') {
     throw pgError('PG_UNAVAILABLE', 'cannot limit the result size on this connection (no socket)');
   }
@@ -89,6 +90,8 @@ export function capSocketBytes(client: unknown, maxBytes: number): ByteCap {
     seen += chunk.length;
     if (seen > maxBytes) {
       state.exceeded = true;
+      // The client reports the dropped socket as an 'error' event too; the pending query carries it.
+      c.on?.('error', () => undefined);
       stream.destroy();
     }
   };
