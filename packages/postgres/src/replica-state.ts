@@ -102,8 +102,8 @@ class Listener {
   #closed = false;
   #backoffMs = 100;
   #timer: NodeJS.Timeout | undefined;
-  #ready: Promise<void>;
-  #resolveReady: () => void = () => undefined;
+  /** Resolved (and emptied) each time LISTEN becomes active. */
+  #waiters: (() => void)[] = [];
   listening = false;
 
   constructor(config: pg.ClientConfig, channel: string, onMessage: (p: string) => void, onGap: () => void) {
@@ -111,16 +111,19 @@ class Listener {
     this.#channel = channel;
     this.#onMessage = onMessage;
     this.#onGap = onGap;
-    this.#ready = new Promise((r) => {
-      this.#resolveReady = r;
-    });
     void this.#connect();
   }
 
-  /** Resolves once LISTEN is active (the first time), or after `timeoutMs`; returns whether it is. */
+  /** Resolves once LISTEN is active, or after `timeoutMs`; returns whether it is. */
   async ready(timeoutMs: number): Promise<boolean> {
+    if (this.listening || this.#closed) return this.listening;
     let t: NodeJS.Timeout | undefined;
-    await Promise.race([this.#ready, new Promise((r) => (t = setTimeout(r, timeoutMs)))]);
+    await Promise.race([
+      new Promise<void>((r) => this.#waiters.push(r)),
+      new Promise((r) => {
+        t = setTimeout(r, timeoutMs);
+      }),
+    ]);
     clearTimeout(t);
     return this.listening;
   }
@@ -152,7 +155,7 @@ class Listener {
       this.listening = true;
       this.#backoffMs = 100;
       this.#onGap();
-      this.#resolveReady();
+      for (const w of this.#waiters.splice(0)) w();
     } catch {
       lost();
     }
