@@ -134,7 +134,10 @@ describe("the seed's isolation list", () => {
       { text: 'hi', nested: { TENANT_ID: 'globex' } },
     ]) {
       const before = (await h.stream('acme')).filter((e) => e.event_type === 'tenant_override').length;
-      await expect(a.callTool({ name: 'echo', arguments: args })).rejects.toThrow(/TENANT_OVERRIDE/);
+      // A refusal of a call is an isError result with its code (one rule for every refusal of a call).
+      const r = await a.callTool({ name: 'echo', arguments: args });
+      expect(r).toMatchObject({ isError: true, _meta: { code: 'TENANT_OVERRIDE' } });
+      expect(text(r)).not.toContain('globex');
       const overrides = (await h.stream('acme')).filter((e) => e.event_type === 'tenant_override');
       expect(overrides.length).toBe(before + 1);
       expect(overrides.at(-1)).toMatchObject({ result_status: 'denied', reason: 'TENANT_OVERRIDE', tool_name: 'echo' });

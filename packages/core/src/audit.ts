@@ -38,6 +38,8 @@ export interface AuditEvent {
   ip_address: string | null;
   /** JSON-RPC request id, when there was one. */
   request_id?: string | null;
+  /** Numbers and short strings about the event itself (e.g. a summary's counts); never argument values. */
+  details?: Record<string, string | number | boolean | null>;
 }
 
 /** Where audit events go. `write` resolves only once the event is durable; a rejection fails the call. */

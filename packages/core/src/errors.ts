@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   INSUFFICIENT_SCOPE: 403,
   SESSION_MISMATCH: 403,
   SESSION_NOT_FOUND: 404,
+  SESSION_REQUIRED: 400,
   SESSION_LIMIT: 503,
   /** The server is starting or shutting down: retry (another replica). */
   UNAVAILABLE: 503,
@@ -45,6 +46,7 @@ export const ERROR_CODES = {
   RESULT_TOO_LARGE: 413,
   RESULT_INVALID: 500,
   BAD_REQUEST: 400,
+  METHOD_NOT_ALLOWED: 405,
   INTERNAL: 500,
 } as const;
 
@@ -89,11 +91,17 @@ export function isTenantScopeError(value: unknown): value is TenantScopeError {
   );
 }
 
-/** The JSON-RPC error code used when a tenantscope error is reported over MCP. */
+/**
+ * The JSON-RPC error code of a protocol-level refusal (the HTTP answer to a request that never
+ * reached a tool): -32010 unauthenticated (401), -32011 forbidden (403), -32029 rate limited,
+ * -32602 bad request or not found, -32603 anything else. `error.data.code` carries the stable code.
+ */
 export function jsonRpcCodeFor(err: TenantScopeError): number {
   if (err.status === 400) return -32602; // invalid params
   if (err.status === 404) return -32602; // unknown tool is invalid params in the MCP SDK
-  if (err.status === 401 || err.status === 403) return -32001;
+  // Not -32001: the SDK uses it for RequestTimeout, so a client would read a refusal as a timeout.
+  if (err.status === 401) return -32010;
+  if (err.status === 403) return -32011;
   if (err.status === 429) return -32029;
   return -32603; // internal
 }

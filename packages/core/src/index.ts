@@ -50,6 +50,7 @@ export {
   ResultBudget,
   resultTooLarge,
 } from './result-limit.ts';
+export { UnauthenticatedAuditBound, type UnauthenticatedAuditOptions } from './refusal-audit.ts';
 export { MemoryRevocationStore, type MemoryRevocationStoreOptions, type RevocationStore } from './revocation.ts';
 export {
   findOverrideFields,

@@ -5,6 +5,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { type CallToolResult, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { z } from 'zod';
+import { checkArguments } from './arguments.ts';
 import { type AuditEvent, type AuditSink, type AuditStatus, argsHash } from './audit.ts';
 import {
   type CallInfo,
@@ -21,6 +22,7 @@ import { effectiveTools, type TenantDirectory, type TenantPolicy } from './direc
 import { isTenantScopeError, jsonRpcCodeFor, TenantScopeError } from './errors.ts';
 import { type CallLimiter, MemoryCallLimiter } from './limits.ts';
 import { REDACTED, redactDeep } from './redact.ts';
+import { UnauthenticatedAuditBound, type UnauthenticatedAuditOptions } from './refusal-audit.ts';
 import {
   checkResultCap,
   DEFAULT_MAX_RESULT_BYTES,
@@ -86,6 +88,12 @@ export interface TenantScopeOptions<P extends Providers> {
   /** Human-readable name in the protected resource metadata. */
   resourceName?: string;
   /**
+   * Bounds the unauthenticated audit stream (refusals no tenant can be attributed to, which anyone
+   * can cause): at most `maxPerWindow` events (default 100) per `windowMs` (default 60 s), then one
+   * `auth_failure_summary` event per window with the count left out.
+   */
+  unauthenticatedAudit?: UnauthenticatedAuditOptions;
+  /**
    * `session` (default): `initialize` opens a session bound to the token's tenant and subject,
    * held in this process (behind several replicas, the balancer must stick on `mcp-session-id`).
    * `stateless`: no session; every POST is verified, scoped and answered on its own, so any
@@ -135,6 +143,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
   readonly #metadataPath: string;
   readonly #metadataUrl: string;
   readonly #limits: Required<TenantScopeLimits>;
+  readonly #anonymous: UnauthenticatedAuditBound;
   readonly #stateless: boolean;
   readonly #pool: ServerPool;
   #sweeper: NodeJS.Timeout | undefined;
@@ -154,6 +163,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     this.#stateless = options.mode === 'stateless';
     this.#limiter = options.limiter ?? new MemoryCallLimiter();
     this.#log = options.log ?? stderrLogWriter;
+    this.#anonymous = new UnauthenticatedAuditBound((e) => options.audit.write(e), options.unauthenticatedAudit);
     this.#overrideFields = new Set((options.tenantOverride?.fields ?? DEFAULT_OVERRIDE_FIELDS).map(normaliseField));
     const l = options.limits ?? {};
     this.#limits = {
@@ -269,6 +279,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
+    await this.#anonymous.flush().catch((err) => this.#diag('error', 'audit write failed', err));
     await Promise.allSettled([...this.#sessions.values()].map((s) => this.#closeSession(s)));
     this.#pool.clear();
   }
@@ -279,10 +290,6 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     const started = performance.now();
     const ip = this.#opts.clientAddress ? this.#opts.clientAddress(req) : (req.socket.remoteAddress ?? null);
     const method = req.method ?? 'GET';
-    if (!['GET', 'POST', 'DELETE'].includes(method)) {
-      res.setHeader('Allow', 'GET, POST, DELETE');
-      return sendJson(res, 405, jsonRpcError(null, new TenantScopeError('BAD_REQUEST', 'method not allowed')));
-    }
 
     // 1. Authenticate: every request, before anything else is looked at.
     const sessionHeader = header(req, 'mcp-session-id');
@@ -294,19 +301,34 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       // Attributed only when the signature verified (see the verifier's hints); null otherwise.
       const hint = typeof e.details?.tenantHint === 'string' ? e.details.tenantHint : null;
       const subjectHint = hint && typeof e.details?.subjectHint === 'string' ? e.details.subjectHint : null;
-      await this.#auditOrThrow({
-        tenant_id: hint,
-        session_id: null, // an unauthenticated request's session header proves nothing
-        subject: subjectHint,
-        event_type: 'auth_failure',
-        tool_name: null,
-        args_hash: null,
-        result_status: 'denied',
-        reason: e.code,
-        latency_ms: performance.now() - started,
-        ip_address: ip,
-      }).catch(() => undefined); // an auth failure is refused whether or not its audit lands
+      // Unattributed failures share one stream anyone can write to: rate-bounded, then summarised.
+      const write = hint === null ? (ev: AuditEvent) => this.#anonymous.record(ev) : undefined;
+      await this.#auditOrThrow(
+        {
+          tenant_id: hint,
+          session_id: null, // an unauthenticated request's session header proves nothing
+          subject: subjectHint,
+          event_type: 'auth_failure',
+          tool_name: null,
+          args_hash: null,
+          result_status: 'denied',
+          reason: e.code,
+          latency_ms: performance.now() - started,
+          ip_address: ip,
+        },
+        write,
+      ).catch(() => undefined); // an auth failure is refused whether or not its audit lands
       return this.#sendAuthError(res, e);
+    }
+
+    // Every refusal from here on is of an authenticated request: audited in the caller's stream.
+    const refuse = async (status: number, e: TenantScopeError, id: unknown, payload?: unknown): Promise<void> => {
+      await this.#auditRefusal(tenant, ip, started, e.code, payload);
+      sendJson(res, status, jsonRpcError(id, e));
+    };
+    if (!['GET', 'POST', 'DELETE'].includes(method)) {
+      res.setHeader('Allow', 'GET, POST, DELETE');
+      return refuse(405, new TenantScopeError('METHOD_NOT_ALLOWED', 'method not allowed'), null);
     }
 
     // 2. Body (POST only).
@@ -318,6 +340,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
           body = await readJson(req, this.#limits.maxBodyBytes);
         } catch (err) {
           const e = isTenantScopeError(err) ? err : new TenantScopeError('BAD_REQUEST', 'invalid body');
+          await this.#auditRefusal(tenant, ip, started, e.code);
           return sendJson(res, e.status, { jsonrpc: '2.0', id: null, error: { code: -32700, message: e.message } });
         }
       }
@@ -328,11 +351,8 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     let session: Session;
     if (sessionHeader === undefined) {
       if (method !== 'POST' || !isInitialize(body)) {
-        return sendJson(
-          res,
-          400,
-          jsonRpcError(null, new TenantScopeError('BAD_REQUEST', 'no session: send initialize first')),
-        );
+        const e = new TenantScopeError('SESSION_REQUIRED', 'no session: send initialize first');
+        return refuse(400, e, idOf(body), body);
       }
       try {
         session = await this.#openSession(tenant);
@@ -342,11 +362,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     } else {
       const found = this.#sessions.get(sessionHeader);
       if (!found) {
-        return sendJson(
-          res,
-          404,
-          jsonRpcError(idOf(body), new TenantScopeError('SESSION_NOT_FOUND', 'session not found')),
-        );
+        return refuse(404, new TenantScopeError('SESSION_NOT_FOUND', 'session not found'), idOf(body), body);
       }
       if (found.tenantId !== tenant.id || found.subject !== tenant.subject) {
         // Another principal presenting this session id: refuse, audit in the caller's stream,
@@ -394,6 +410,28 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     await this.#auditSessionDenied(tenant, ip, e.code, started);
     if (e.code === 'INSUFFICIENT_SCOPE') return this.#sendAuthError(res, e);
     return sendJson(res, e.status, jsonRpcError(idOf(body), e));
+  }
+
+  /**
+   * Audits the refusal of an authenticated request in the caller's stream: event `request_denied`,
+   * or `tool_call` (denied) when the body was a tools/call, so every refused call is in the trail.
+   */
+  #auditRefusal(tenant: Tenant, ip: string | null, started: number, reason: string, body?: unknown): Promise<void> {
+    const call = isRecord(body) && body.method === 'tools/call' && isRecord(body.params) ? body.params : undefined;
+    return this.#auditOrThrow({
+      tenant_id: tenant.id,
+      subject: tenant.subject,
+      ip_address: ip,
+      session_id: null, // a refused request's session header is not trusted
+      event_type: call ? 'tool_call' : 'request_denied',
+      tool_name: call && typeof call.name === 'string' ? call.name.slice(0, 128) : null,
+      args_hash: call ? safeHash(call.arguments) : null,
+      result_status: 'denied',
+      reason,
+      latency_ms: performance.now() - started,
+      request_id:
+        isRecord(body) && (typeof body.id === 'string' || typeof body.id === 'number') ? String(body.id) : null,
+    });
   }
 
   #auditSessionDenied(tenant: Tenant, ip: string | null, reason: string, started: number): Promise<void> {
@@ -469,6 +507,12 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     await session.transport.handleRequest(req, res, body);
   }
 
+  /**
+   * Refusals of a tools/call decided before the SDK sees it, each audited in the caller's stream:
+   * a tenant override (refused or stripped), arguments that fail the tool's input schema, and a
+   * tool outside the caller's set (recorded here; the SDK answers it exactly as an unknown tool).
+   * A refusal is an `isError` result with `_meta.code`, as for every refusal of a call.
+   */
   async #guardCalls(body: unknown, session: Session, tenant: Tenant, ip: string | null, started: number) {
     const messages = Array.isArray(body) ? body : [body];
     const refused: unknown[] = [];
@@ -478,7 +522,9 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       const args = m.params.arguments;
       const paths = findOverrideFields(args, this.#overrideFields);
       const unknown = !session.registered.has(name);
-      if (paths.length === 0 && !unknown) continue; // the common case: nothing to refuse or record here
+      const def = unknown ? undefined : this.#tools.get(name);
+      let invalid = def && paths.length === 0 ? checkArguments(def, args) : undefined;
+      if (paths.length === 0 && !unknown && !invalid) continue; // the common case: nothing to refuse or record
       const base = {
         tenant_id: tenant.id,
         session_id: session.id,
@@ -488,6 +534,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
         ip_address: ip,
         request_id: m.id === undefined ? null : String(m.id),
       };
+      const refuse = (e: TenantScopeError) => refused.push(toolRefusal(m.id, e));
       if (paths.length > 0) {
         const strip = this.#opts.tenantOverride?.mode === 'strip';
         await this.#auditOrThrow({
@@ -497,16 +544,25 @@ export class TenantScope<P extends Providers = Record<never, never>> {
           reason: strip ? 'TENANT_OVERRIDE_STRIPPED' : 'TENANT_OVERRIDE',
           latency_ms: performance.now() - started,
         });
-        if (strip) {
-          m.params.arguments = stripOverrideFields(args, this.#overrideFields);
-        } else {
-          const e = new TenantScopeError(
-            'TENANT_OVERRIDE',
-            'tenant-identifying fields are not accepted in tool arguments',
+        if (!strip) {
+          refuse(
+            new TenantScopeError('TENANT_OVERRIDE', 'tenant-identifying fields are not accepted in tool arguments'),
           );
-          refused.push(jsonRpcError(m.id ?? null, e));
           continue;
         }
+        m.params.arguments = stripOverrideFields(args, this.#overrideFields);
+        invalid = def ? checkArguments(def, m.params.arguments) : undefined;
+      }
+      if (invalid) {
+        await this.#auditOrThrow({
+          ...base,
+          event_type: 'tool_call',
+          result_status: 'denied',
+          reason: invalid.code,
+          latency_ms: performance.now() - started,
+        });
+        refuse(invalid);
+        continue;
       }
       if (unknown) {
         // The SDK answers this exactly as for any unknown tool; we only record the denial.
@@ -853,14 +909,17 @@ export class TenantScope<P extends Providers = Record<never, never>> {
     }
   }
 
-  async #auditOrThrow(partial: Omit<AuditEvent, 'timestamp'>): Promise<void> {
+  async #auditOrThrow(
+    partial: Omit<AuditEvent, 'timestamp'>,
+    write: (event: AuditEvent) => Promise<void> = (e) => this.#opts.audit.write(e),
+  ): Promise<void> {
     const event: AuditEvent = {
       timestamp: new Date().toISOString(),
       ...partial,
       latency_ms: round(partial.latency_ms),
     };
     try {
-      await this.#opts.audit.write(event);
+      await write(event);
     } catch (err) {
       this.#diag('error', 'audit write failed', err, { tenant_id: event.tenant_id });
       if (this.#opts.onAuditFailure !== 'allow') {
@@ -897,6 +956,15 @@ function round(ms: number): number {
 
 function errorResult(e: TenantScopeError): CallToolResult {
   return { content: [{ type: 'text', text: `${e.code}: ${e.message}` }], isError: true, _meta: { code: e.code } };
+}
+
+/** A refused tools/call, answered as a tool result: `isError` with `_meta.code`. */
+function toolRefusal(id: unknown, e: TenantScopeError) {
+  return {
+    jsonrpc: '2.0' as const,
+    id: typeof id === 'string' || typeof id === 'number' ? id : null,
+    result: errorResult(e),
+  };
 }
 
 function jsonRpcError(id: unknown, e: TenantScopeError) {
