@@ -210,7 +210,7 @@ export async function runEvidence(
       parts: [
         part('tenant id in arguments refused or ignored', ids('tools.tenant-argument'), 'not run'),
         part("another tenant's token on a session refused", ids('sessions'), why('sessions.cross-tenant')),
-        part('declared probes', ids('probes'), 'no probes declared in check.probes'),
+        ...(cfg.probes.length ? [part('declared probes', ids('probes'), 'no probe ran')] : []),
       ],
     },
     {
