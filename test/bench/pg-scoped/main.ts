@@ -4,14 +4,22 @@
  *   bash scripts/with-toolchain.sh node test/bench/pg-scoped/main.ts
  *
  * One run: 1,000 tenants x 1,000 rows (RLS table `items` and an identical table `items_raw`
- * without RLS), pool of 10, 16 in flight. Workloads: raw; scoped on 10 hot tenants; scoped on
- * 1,000 random tenants. Prints throughput, p50, p99, the ratio to raw, and round trips per query
- * counted by a TCP proxy (client->server turns).
+ * without RLS), 16 in flight. Workloads, interleaved round by round:
+ * - directly, EQUAL connection budget (BENCH_POOL, 10): raw on a pool of 10; scoped on 10 hot
+ *   tenants with 10 hot lanes (the checkout pool closes its warm-up connections before timing);
+ *   scoped on 1,000 random tenants with 10 multiplexed connections.
+ * - directly, the DEFAULT budget (scoped up to 2 x BENCH_POOL: 10 multiplexed + 10 hot lanes).
+ * - through PgBouncer (PGBOUNCER_URL, in front of the same server as DATABASE_URL), the same equal
+ *   budget on both sides, scoped with `pooler: 'transaction'`: raw vs 10 hot tenants vs 1,000 random.
+ * Prints throughput, p50, p99, the ratio to the raw baseline of the same transport, backends seen
+ * during the run, and round trips per query counted by a TCP proxy (client->server turns).
  *
  * Env knobs: DATABASE_URL (a superuser URL; default an embedded PostgreSQL), BENCH_TENANTS (1000),
- * BENCH_ROWS (1000), BENCH_POOL (10), BENCH_INFLIGHT (16), BENCH_SECONDS per workload and round (3),
- * BENCH_ROUNDS (3; workloads alternate round by round, the best round of each is reported), BENCH_HOT_LANES (10),
- * BENCH_MUX (multiplexed connections of the scoped pool; default BENCH_POOL).
+ * BENCH_ROWS (1000), BENCH_POOL (10), BENCH_INFLIGHT (16), BENCH_SECONDS per workload and round (2),
+ * BENCH_ROUNDS (2; workloads alternate round by round, the best round of each is reported), BENCH_HOT_LANES (10),
+ * BENCH_MUX (multiplexed connections of the scoped pool; default BENCH_POOL), PGBOUNCER_URL (a
+ * superuser URL of PgBouncer in transaction mode in front of DATABASE_URL's server; without it the
+ * PgBouncer rows are skipped, and the run says so).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -30,8 +38,8 @@ const TENANTS = num('BENCH_TENANTS', 1000);
 const ROWS = num('BENCH_ROWS', 1000);
 const POOL = num('BENCH_POOL', 10);
 const INFLIGHT = num('BENCH_INFLIGHT', 16);
-const SECONDS = num('BENCH_SECONDS', 3);
-const ROUNDS = num('BENCH_ROUNDS', 3);
+const SECONDS = num('BENCH_SECONDS', 2);
+const ROUNDS = num('BENCH_ROUNDS', 2);
 const HOT_LANES = num('BENCH_HOT_LANES', 10);
 const MUX = num('BENCH_MUX', POOL);
 
@@ -204,85 +212,131 @@ async function main() {
     const rnd = (n: number) => Math.floor(Math.random() * n);
     const rowId = () => 1 + rnd(ROWS);
 
-    const raw = new pg.Pool({ connectionString: db.appUrl, max: POOL });
-    // The recommended set-up: multiplexed bound statements for the long tail, hot lanes for hot tenants.
-    const scoped = scopedPool(
-      { connectionString: db.appUrl, max: POOL },
-      { bindingKey, multiplex: MUX, hot: { maxTenants: HOT_LANES } },
-    );
-    // Context: every statement checks a connection out of the pool (BEGIN-less bound statement, one round trip).
-    const scopedPlain = scopedPool({ connectionString: db.appUrl, max: POOL }, { bindingKey });
-    // Context: the raw query on the same kind of transport the fast path uses (pipelined shared
-    // connections, least-busy first), to show how much of the fast path's speed is pipelining.
-    const rawMux = await Promise.all(
-      Array.from({ length: POOL }, async () => {
-        const c = new pg.Client({ connectionString: db.appUrl, pipeline: true } as pg.ClientConfig);
-        await c.connect();
-        return { c, inflight: 0 };
-      }),
-    );
-    const rawMuxQuery = async (text: string, values: unknown[]) => {
-      let best = rawMux[0] as (typeof rawMux)[number];
-      for (const m of rawMux) if (m.inflight < best.inflight) best = m;
-      best.inflight++;
-      try {
-        return await best.c.query(text, values);
-      } finally {
-        best.inflight--;
-      }
+    const bouncerUrl = (url: string) => {
+      const u = new URL(url);
+      const b = new URL(process.env.PGBOUNCER_URL as string);
+      u.hostname = b.hostname;
+      u.port = b.port;
+      return u.toString();
     };
+    const appUrls: [string, string, 'none' | 'transaction'][] = [['direct', db.appUrl, 'none']];
+    if (process.env.PGBOUNCER_URL) appUrls.push(['PgBouncer', bouncerUrl(db.appUrl), 'transaction']);
+    else console.log('# PgBouncer rows skipped: PGBOUNCER_URL is not set (.ci/services.d/30-pgbouncer.sh starts one)');
+
+    const closers: (() => Promise<unknown>)[] = [];
+    const hotSet = tenants.slice(0, 10);
     const scopedQ = 'SELECT id, payload FROM items WHERE id = $1';
     const rawQ = 'SELECT id, payload FROM items_raw WHERE tenant_id = $1 AND id = $2';
+    interface Workload {
+      name: string;
+      base: string;
+      fn: (i: number) => Promise<unknown>;
+      /** Client connections this workload's pool holds open (sampled after each round). */
+      conns: () => number;
+    }
+    const workloads: Workload[] = [];
+    let scopedDefault: ReturnType<typeof scopedPool> | undefined;
+    for (const [via, url, pooler] of appUrls) {
+      const raw = new pg.Pool({ connectionString: url, max: POOL });
+      // Equal budget: POOL hot lanes; the checkout pool only serves the tenants' first queries
+      // (before promotion) and closes those connections before timing.
+      const hot = scopedPool(
+        { connectionString: url, max: POOL, idleTimeoutMillis: 300 },
+        { bindingKey, pooler, hot: { maxTenants: POOL, promoteAfter: 20 } },
+      );
+      // Equal budget: POOL multiplexed connections, no hot lanes.
+      const mux = scopedPool({ connectionString: url, max: POOL }, { bindingKey, pooler, multiplex: POOL });
+      closers.push(
+        () => raw.end(),
+        () => hot.end(),
+        () => mux.end(),
+      );
+      const rawName = `${via}: raw, pool ${POOL} (explicit tenant predicate, no RLS)`;
+      workloads.push(
+        {
+          name: rawName,
+          base: rawName,
+          fn: () => raw.query(rawQ, [tenantId(rnd(TENANTS)), rowId()]),
+          conns: () => raw.totalCount,
+        },
+        {
+          name: `${via}: scoped, 10 hot tenants, ${POOL} hot lanes`,
+          base: rawName,
+          fn: () => hot.forTenant(hotSet[rnd(10)] as Tenant).query(scopedQ, [rowId()]),
+          conns: () => hot.stats().hotConnections + hot.unscopedPool.totalCount,
+        },
+        {
+          name: `${via}: scoped, 1,000 random tenants, ${POOL} multiplexed`,
+          base: rawName,
+          fn: () => mux.forTenant(tenants[rnd(TENANTS)] as Tenant).query(scopedQ, [rowId()]),
+          conns: () => POOL + mux.unscopedPool.totalCount,
+        },
+      );
+      if (via === 'direct') {
+        // The default set-up: multiplexed bound statements for the long tail, hot lanes for hot tenants.
+        const scoped = scopedPool(
+          { connectionString: url, max: POOL },
+          { bindingKey, multiplex: MUX, hot: { maxTenants: HOT_LANES } },
+        );
+        scopedDefault = scoped;
+        closers.push(() => scoped.end());
+        workloads.push(
+          {
+            name: `direct: scoped, 10 hot tenants, default budget (${MUX} mux + ${HOT_LANES} lanes)`,
+            base: rawName,
+            fn: () => scoped.forTenant(hotSet[rnd(10)] as Tenant).query(scopedQ, [rowId()]),
+            conns: () => MUX + scoped.stats().hotConnections + scoped.unscopedPool.totalCount,
+          },
+          {
+            name: `direct: scoped, 1,000 random tenants, default budget (${MUX} mux + ${HOT_LANES} lanes)`,
+            base: rawName,
+            fn: () => scoped.forTenant(tenants[rnd(TENANTS)] as Tenant).query(scopedQ, [rowId()]),
+            conns: () => MUX + scoped.stats().hotConnections + scoped.unscopedPool.totalCount,
+          },
+        );
+      }
+      // correctness spot check before timing
+      const chk = await mux
+        .forTenant(tenants[1] as Tenant)
+        .query<{ n: number }>('SELECT count(*)::int AS n FROM items');
+      if (chk.rows[0]?.n !== ROWS) throw new Error(`${via}: scoped count mismatch`);
+    }
 
-    // correctness spot check before timing
-    const chk = await scoped
-      .forTenant(tenants[1] as Tenant)
-      .query<{ payload: string }>('SELECT count(*)::int AS n FROM items');
-    if ((chk.rows[0] as unknown as { n: number }).n !== ROWS) throw new Error('scoped count mismatch');
+    const seen = new Map<string, number>();
 
-    const hotSet = tenants.slice(0, 10);
-    const workloads: [string, (i: number) => Promise<unknown>][] = [
-      ['raw (explicit tenant predicate, no RLS)', () => raw.query(rawQ, [tenantId(rnd(TENANTS)), rowId()])],
-      ['scoped, 10 hot tenants', () => scoped.forTenant(hotSet[rnd(10)] as Tenant).query(scopedQ, [rowId()])],
-      [
-        'scoped, 1,000 random tenants',
-        () => scoped.forTenant(tenants[rnd(TENANTS)] as Tenant).query(scopedQ, [rowId()]),
-      ],
-      ['(context) raw on pipelined shared connections', () => rawMuxQuery(rawQ, [tenantId(rnd(TENANTS)), rowId()])],
-      [
-        '(context) scoped, 1,000 random tenants, checkout path only',
-        () => scopedPlain.forTenant(tenants[rnd(TENANTS)] as Tenant).query(scopedQ, [rowId()]),
-      ],
-    ];
-    // warm up every path (and let the hot tenants be promoted)
-    for (const [name, fn] of workloads) await drive(name, fn, 1);
+    // full warm-up of every path (and let the hot tenants be promoted), then let idle checkouts close
+    for (const w of workloads) await drive(w.name, w.fn, 1.5);
+    await new Promise((r) => setTimeout(r, 800));
     const best = new Map<string, Result>();
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, fn] of workloads) {
-        const r = await drive(name, fn);
-        const prev = best.get(name);
-        if (!prev || r.qps > prev.qps) best.set(name, r);
+      for (const w of workloads) {
+        const r = await drive(w.name, w.fn);
+        seen.set(w.name, Math.max(seen.get(w.name) ?? 0, w.conns()));
+        const prev = best.get(w.name);
+        if (!prev || r.qps > prev.qps) best.set(w.name, r);
       }
     }
-    const rawR = best.get(workloads[0]?.[0] ?? '') as Result;
     console.log('');
     console.log(
-      '| workload | queries/s | p50 ms | p99 ms | ratio to raw | client CPU µs/query | server CPU µs/query | errors |',
+      '| workload | queries/s | p50 ms | p99 ms | ratio to raw (same transport) | connections | client CPU µs/query | server CPU µs/query | errors |',
     );
-    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-    for (const [name] of workloads) {
-      const r = best.get(name) as Result;
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const w of workloads) {
+      const r = best.get(w.name) as Result;
+      const b = best.get(w.base) as Result;
       console.log(
-        `| ${name} | ${r.qps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.qps / rawR.qps).toFixed(2)} | ${r.cpuUs.toFixed(0)} | ${r.serverCpuUs?.toFixed(0) ?? 'n/a'} | ${r.errors} |`,
+        `| ${w.name} | ${r.qps.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.qps / b.qps).toFixed(2)} | ${seen.get(w.name)} | ${r.cpuUs.toFixed(0)} | ${r.serverCpuUs?.toFixed(0) ?? 'n/a'} | ${r.errors} |`,
       );
     }
-    const st = scoped.stats();
+    const st = scopedDefault?.stats();
+    if (st)
+      console.log(
+        `\n# default budget: ${st.hotTenants} tenants hot (max ${HOT_LANES}), ${st.hotQueries} hot queries, ${st.multiplexedQueries} multiplexed, ${st.sharedQueries} checkout-path queries`,
+      );
     console.log(
-      `\n# hot lanes: ${st.hotTenants} tenants bound (max ${HOT_LANES}), ${st.hotQueries} hot queries, ${st.multiplexedQueries} multiplexed, ${st.sharedQueries} checkout-path queries`,
+      '# connections: client connections the workload held (multiplexed ones counted at their maximum); behind PgBouncer both sides share its server pool (default_pool_size)',
     );
-    console.log(
-      `# connections: raw pool ${POOL}; scoped: ${MUX} multiplexed + up to ${HOT_LANES} hot lanes (the pool of ${POOL} for transactions stays idle here)`,
-    );
+    await Promise.all(closers.map((c) => c()));
 
     // Round trips per query, through a counting proxy, one query at a time.
     const proxy = await turnCounter(new URL(db.appUrl));
@@ -317,8 +371,7 @@ async function main() {
       pShared.forTenant(t0).transaction((tx) => tx.query(scopedQ, [rowId()])),
     );
     await measure('scoped hot lane', () => pHot.forTenant(t0).query(scopedQ, [rowId()]));
-    await Promise.all(rawMux.map((m) => m.c.end()));
-    await Promise.all([pRaw.end(), pShared.end(), pMux.end(), pHot.end(), raw.end(), scoped.end(), scopedPlain.end()]);
+    await Promise.all([pRaw.end(), pShared.end(), pMux.end(), pHot.end()]);
     await proxy.close();
   } finally {
     await owner.end();
