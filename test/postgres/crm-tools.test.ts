@@ -95,7 +95,7 @@ describe('example Postgres tools', () => {
     expect(JSON.parse(gNotes.text).customers).toEqual([]);
     // a globex customer id is "not found" for acme
     const ids = await call('globex', 'query_customers', {});
-    const globexId = Number(JSON.parse(ids.text).customers[0].id);
+    const globexId = String(JSON.parse(ids.text).customers[0].id);
     const foreign = await call('acme', 'create_note', { body: 'spy', customer_id: globexId });
     expect(foreign.isError).toBe(true);
     expect(foreign.text).toMatch(/CUSTOMER_NOT_FOUND/);
@@ -105,5 +105,41 @@ describe('example Postgres tools', () => {
       .then((r) => resultText(r))
       .catch((e: Error) => e.message);
     expect(override).toMatch(/TENANT_OVERRIDE/);
+  });
+
+  it('run_sql: statistics, catalog counts, sequences and EXPLAIN tell acme nothing about globex', async () => {
+    for (const sql of [
+      "SELECT n_live_tup, n_tup_ins FROM pg_stat_user_tables WHERE relname = 'customers'",
+      "SELECT reltuples, relpages FROM pg_class WHERE relname = 'customers'",
+      "SELECT pg_stat_get_live_tuples('customers'::regclass)",
+      'SELECT pg_snapshot_xmax(pg_current_snapshot())',
+      'SELECT xmin, ctid FROM notes',
+      "SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'customers'",
+      "EXPLAIN SELECT * FROM customers WHERE name = 'Hank Scorpio'",
+      'SELECT query FROM pg_stat_activity',
+    ]) {
+      const r = await call('acme', 'run_sql', { sql });
+      if (r.isError) expect(r.text, sql).toMatch(/PG_QUERY_FAILED|PG_STATEMENT_REFUSED/);
+      else expect(JSON.parse(r.text).rows, sql).toEqual([]); // pg_stats hides RLS tables
+    }
+  });
+
+  it("create_note: acme's consecutive note ids do not reveal globex's inserts (uuidv7, no shared sequence)", async () => {
+    const noteId = async () => JSON.parse((await call('acme', 'create_note', { body: 'n' })).text).note_id as string;
+    const a = await noteId();
+    for (let i = 0; i < 5; i++) expect((await call('globex', 'create_note', { body: 'g' })).isError).toBe(false);
+    const b = await noteId();
+    expect(a).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+    expect(b > a).toBe(true);
+    // the shared bigserial this replaces gave b = a + 6 here; now only the clock is shared
+    expect(b.replace(/-/g, '').slice(13)).not.toBe(a.replace(/-/g, '').slice(13));
+  });
+
+  it('run_sql: a 40 MB result is refused with PG_RESULT_TOO_LARGE, and the server answers the next call', async () => {
+    const r = await call('acme', 'run_sql', { sql: "SELECT repeat('x', 1000000) FROM generate_series(1, 40)" });
+    expect(r.isError).toBe(true);
+    expect(r.text).toMatch(/PG_RESULT_TOO_LARGE/);
+    expect(r.text.length).toBeLessThan(2000);
+    expect(await customers('acme')).toHaveLength(3);
   });
 });

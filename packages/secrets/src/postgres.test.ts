@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Tenant } from '@tenantscope/core';
-import { installTenantScope, type ScopedPool, scopedPool } from '@tenantscope/postgres';
+import { installSideChannelGuards, installTenantScope, type ScopedPool, scopedPool } from '@tenantscope/postgres';
 import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -54,6 +54,7 @@ beforeAll(async () => {
   await su.query(
     `REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO PUBLIC; ALTER SCHEMA public OWNER TO ${OWNER}`,
   );
+  await installSideChannelGuards(su); // doctor refuses cross-tenant statistics
   owner = new pg.Pool({ connectionString: urlFor(OWNER, DB), max: 2 });
   const { bindingKey } = await installTenantScope(owner, { appRole: APP });
   await installPostgresSecrets(owner, { grantTo: APP });

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { defineTool, isTenantScopeError, ToolError } from '@tenantscope/core';
 import {
+  installSideChannelGuards,
   installTenantScope,
   pg,
   type ScopedPool,
@@ -80,7 +81,7 @@ export const postgresTools = [
     description: 'Adds a note, optionally about one of the calling tenant’s customers.',
     input: {
       body: z.string().min(1).max(10_000),
-      customer_id: z.number().int().positive().optional(),
+      customer_id: z.string().uuid().optional().describe('A customer id from query_customers.'),
     },
     handler: async ({ body, customer_id }, ctx) => {
       try {
@@ -103,8 +104,8 @@ export const postgresTools = [
   tool({
     name: 'run_sql',
     description:
-      'Runs one read-only SQL statement over the CRM tables (customers, notes) and returns up to 100 rows. ' +
-      "You only ever see the calling tenant's rows.",
+      'Runs one read-only SQL query (SELECT/WITH/VALUES/TABLE) over the CRM tables (customers, notes) and returns ' +
+      "up to 100 rows and at most 1 MiB. You only ever see the calling tenant's rows; statistics and EXPLAIN are not available.",
     input: { sql: z.string().min(1).max(4000) },
     annotations: { readOnlyHint: true },
     handler: async ({ sql }, ctx) => {
@@ -157,6 +158,9 @@ async function demo({ say, check, call }: DemoContext, where: string): Promise<v
     "COMMIT; BEGIN; SELECT set_config('app.tenant_id', 'globex', true); SELECT name FROM customers",
     "SELECT encode(inner_key, 'hex') FROM tenantscope.binding_key",
     "INSERT INTO customers (tenant_id, name) VALUES ('globex', 'planted by acme')",
+    "SELECT n_live_tup AS n FROM pg_stat_user_tables WHERE relname = 'customers'",
+    "SELECT reltuples::int AS n FROM pg_class WHERE relname = 'customers'",
+    "EXPLAIN SELECT * FROM customers WHERE name = 'Hank Scorpio'",
   ];
   const globexNames = (SEED_CUSTOMERS.globex ?? []).map((c) => c.name);
   let leaked = 0;
@@ -178,9 +182,14 @@ async function demo({ say, check, call }: DemoContext, where: string): Promise<v
     JSON.stringify([...g].sort()) === JSON.stringify(expect('globex')),
   );
 
-  const note = await call('acme', 'create_note', { body: 'Call Ada about renewal', customer_id: 1 });
+  const firstId = async (tenant: string) =>
+    (JSON.parse((await call(tenant, 'query_customers', { limit: 1 })).text).customers as { id: string }[])[0]?.id;
+  const note = await call('acme', 'create_note', {
+    body: 'Call Ada about renewal',
+    customer_id: await firstId('acme'),
+  });
   say(`  acme create_note -> ${note.text}`);
-  const foreign = await call('acme', 'create_note', { body: 'spy note', customer_id: 4 });
+  const foreign = await call('acme', 'create_note', { body: 'spy note', customer_id: await firstId('globex') });
   check(
     "acme cannot attach a note to globex's customer (it does not exist for acme)",
     foreign.isError && foreign.text.includes('CUSTOMER_NOT_FOUND'),
@@ -235,14 +244,23 @@ export const plugin: CrmPlugin = {
       await inDb.query(`ALTER SCHEMA public OWNER TO ${ownerRole}; REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
       owner = new pg.Pool({ connectionString: urlFor(ownerRole), max: 2 });
       const { bindingKey } = await installTenantScope(owner, { appRole });
+      // uuid ids (tenantscope.uuidv7()), not a bigserial: one sequence shared by every tenant would
+      // let each tenant count the others' inserts.
       await owner.query(`
-        CREATE TABLE IF NOT EXISTS customers (id bigserial PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text, plan text);
-        CREATE TABLE IF NOT EXISTS notes (id bigserial PRIMARY KEY, tenant_id text NOT NULL, customer_id bigint REFERENCES customers (id), body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-        GRANT USAGE ON SEQUENCE customers_id_seq, notes_id_seq TO ${appRole};`);
-      await owner.query(tenantTableSql({ table: 'customers', indexColumns: ['id'], grantTo: appRole }));
+        CREATE TABLE IF NOT EXISTS customers (id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text, plan text);
+        CREATE TABLE IF NOT EXISTS notes (id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid REFERENCES customers (id), body text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`);
+      await owner.query(tenantTableSql({ table: 'customers', idColumn: 'id', indexColumns: ['id'], grantTo: appRole }));
       await owner.query(
-        tenantTableSql({ table: 'notes', indexColumns: ['id'], grantTo: appRole, privileges: ['SELECT', 'INSERT'] }),
+        tenantTableSql({
+          table: 'notes',
+          idColumn: 'id',
+          indexColumns: ['id'],
+          grantTo: appRole,
+          privileges: ['SELECT', 'INSERT'],
+        }),
       );
+      // As the superuser: statistics, sizes and activity counters out of PUBLIC's reach in this database.
+      await installSideChannelGuards(inDb);
       // Seed as the superuser (RLS is forced even for the owner, so the owner could not insert unbound).
       for (const [tenant, rows] of Object.entries(SEED_CUSTOMERS)) {
         for (const c of rows) {
