@@ -1,6 +1,7 @@
 /**
- * Type-checks every ```ts block in the README files (root, packages/*, examples/*), so examples
- * cannot rot. Each block is compiled as its own module; blocks marked ```ts nocheck are skipped.
+ * Type-checks every ```ts block in the README files (root, packages/*, examples/*) and in docs/*.md,
+ * so examples cannot rot. Each block is compiled as its own module; blocks marked ```ts nocheck are
+ * skipped. An info string after `ts` (```ts file=server.ts) is allowed.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -17,13 +18,18 @@ for (const dir of ['packages', 'examples']) {
     if (existsSync(join(root, dir, name, 'README.md'))) readmes.push(join(dir, name, 'README.md'));
   }
 }
+for (const name of readdirSync(join(root, 'docs'))) {
+  if (name.endsWith('.md')) readmes.push(join('docs', name));
+}
 const files: string[] = [];
 for (const readme of readmes) {
   const text = readFileSync(join(root, readme), 'utf8');
-  const blocks = [...text.matchAll(/```ts\n([\s\S]*?)```/g)];
+  const blocks = [...text.matchAll(/^```ts( [^\n]*)?\n([\s\S]*?)^```$/gm)].filter(
+    (m) => !(m[1] ?? '').split(' ').includes('nocheck'),
+  );
   blocks.forEach((m, i) => {
     const file = join(out, `${readme.replaceAll('/', '_').replace('.md', '')}_${i + 1}.ts`);
-    writeFileSync(file, `// from ${readme}, block ${i + 1}\n${m[1]}\nexport {};\n`);
+    writeFileSync(file, `// from ${readme}, block ${i + 1}\n${m[2]}\nexport {};\n`);
     files.push(file);
   });
 }
