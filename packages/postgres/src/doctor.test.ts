@@ -191,7 +191,10 @@ describe('doctor', () => {
         'CATALOG_COUNTS_READABLE:pg_catalog.pg_class.reltuples',
         'ACTIVITY_READABLE:pg_current_snapshot()',
       ]);
-      const s = scopedPool({ connectionString: fx.db.appUrl, max: 1 }, { bindingKey: fx.bindingKey });
+      const s = scopedPool(
+        { connectionString: fx.db.appUrl, max: 1 },
+        { bindingKey: fx.bindingKey, pooler: fx.pooler },
+      );
       try {
         const report = await s.doctor({ allowSideChannels: true });
         expect(report.warnings.map((w) => w.code)).toEqual(

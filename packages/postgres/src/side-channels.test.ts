@@ -41,7 +41,7 @@ const acmes = new Map<PgFixture, TenantDb>();
 async function acmeOf(fx: PgFixture): Promise<TenantDb> {
   let db = acmes.get(fx);
   if (!db) {
-    const s = scopedPool({ connectionString: fx.db.appUrl, max: 4 }, { bindingKey: fx.bindingKey });
+    const s = scopedPool({ connectionString: fx.db.appUrl, max: 4 }, { bindingKey: fx.bindingKey, pooler: fx.pooler });
     pools.push(s);
     db = s.forTenant(await fx.tenant('acme'));
     acmes.set(fx, db);
@@ -146,7 +146,10 @@ describe.each([
       [guarded, false],
       [open, true],
     ] as const) {
-      const s = scopedPool({ connectionString: fx.db.appUrl, max: 2 }, { bindingKey: fx.bindingKey });
+      const s = scopedPool(
+        { connectionString: fx.db.appUrl, max: 2 },
+        { bindingKey: fx.bindingKey, pooler: fx.pooler },
+      );
       pools.push(s);
       const globex = s.forTenant(await fx.tenant('globex'));
       let done = false;
@@ -172,7 +175,10 @@ describe.each([
 describe('doctor', () => {
   it('refuses the database without the guards (STATS, CATALOG_COUNTS, ACTIVITY) and passes it with them', async () => {
     const problems = async (fx: PgFixture) => {
-      const s = scopedPool({ connectionString: fx.db.appUrl, max: 1 }, { bindingKey: fx.bindingKey });
+      const s = scopedPool(
+        { connectionString: fx.db.appUrl, max: 1 },
+        { bindingKey: fx.bindingKey, pooler: fx.pooler },
+      );
       try {
         await s.doctor();
         return [];
@@ -247,7 +253,10 @@ describe('ids carry no cross-tenant signal', () => {
   });
 
   it('consecutive ids acme receives do not move when globex inserts (uuidv7), unlike a shared bigserial', async () => {
-    const s = scopedPool({ connectionString: guarded.db.appUrl, max: 2 }, { bindingKey: guarded.bindingKey });
+    const s = scopedPool(
+      { connectionString: guarded.db.appUrl, max: 2 },
+      { bindingKey: guarded.bindingKey, pooler: guarded.pooler },
+    );
     pools.push(s);
     const acme = s.forTenant(await guarded.tenant('acme'));
     const globex = s.forTenant(await guarded.tenant('globex'));
@@ -265,7 +274,10 @@ describe('ids carry no cross-tenant signal', () => {
     await open.owner.query('CREATE TABLE ctl (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text)');
     await open.owner.query(tenantTableSql({ table: 'ctl', grantTo: open.db.appRole, allowSharedSequence: true }));
     await open.owner.query(`GRANT USAGE ON SEQUENCE ctl_id_seq TO ${open.db.appRole}`);
-    const o = scopedPool({ connectionString: open.db.appUrl, max: 2 }, { bindingKey: open.bindingKey });
+    const o = scopedPool(
+      { connectionString: open.db.appUrl, max: 2 },
+      { bindingKey: open.bindingKey, pooler: open.pooler },
+    );
     pools.push(o);
     const oa = o.forTenant(await open.tenant('acme'));
     const og = o.forTenant(await open.tenant('globex'));

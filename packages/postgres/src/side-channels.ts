@@ -190,8 +190,8 @@ export async function sideChannelProblems(client: Client, tableOids: number[]): 
         AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
      UNION ALL
      SELECT 'counts', 'pg_catalog.pg_class.' || col FROM pg_catalog.unnest(ARRAY[${list(PG_CLASS_COUNT_COLUMNS)}]) col
-      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'pg_catalog.pg_class'::regclass AND a.attname = col)
-        AND pg_catalog.has_column_privilege('pg_catalog.pg_class'::regclass, col, 'SELECT')
+      WHERE CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = 'pg_catalog.pg_class'::regclass AND a.attname = col)
+                 THEN pg_catalog.has_column_privilege('pg_catalog.pg_class'::regclass, col, 'SELECT') END
      ORDER BY 1, 2`,
   );
   const groups: [string, string, string][] = [

@@ -16,7 +16,7 @@ const HUGE = "SELECT repeat('x', 1000000) AS x FROM generate_series(1, 40)"; // 
 
 beforeAll(async () => {
   fx = await pgFixture('untrusted', ['acme', 'globex']);
-  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 8 }, { bindingKey: fx.bindingKey });
+  scoped = scopedPool({ connectionString: fx.db.appUrl, max: 8 }, { bindingKey: fx.bindingKey, pooler: fx.pooler });
   acme = scoped.forTenant(await fx.tenant('acme'));
 });
 afterAll(async () => {
@@ -58,7 +58,7 @@ describe('queryUntrusted byte limit', () => {
     ).toBe('PG_RESULT_TOO_LARGE');
     const small = scopedPool(
       { connectionString: fx.db.appUrl, max: 1 },
-      { bindingKey: fx.bindingKey, untrustedMaxBytes: 64 * 1024 },
+      { bindingKey: fx.bindingKey, pooler: fx.pooler, untrustedMaxBytes: 64 * 1024 },
     );
     try {
       const db = small.forTenant(await fx.tenant('acme'));
