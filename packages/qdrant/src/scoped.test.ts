@@ -397,6 +397,35 @@ describe('placement seam and server checks', () => {
     });
   });
 
+  it('before 1.19 (no IDF corpus), a query on an IDF vector is refused; other vectors still work', async () => {
+    const d = await QdrantProtocolDouble.start({ version: '1.18.2' });
+    try {
+      const client = new QdrantClient({ url: d.url, checkCompatibility: false });
+      await client.createCollection('s', {
+        vectors: { dense: { size: 4, distance: 'Cosine' } },
+        sparse_vectors: { bm25: { modifier: 'idf' } },
+      });
+      await client.upsert('s', {
+        wait: true,
+        points: [
+          { id: 1, vector: { dense: vec(1), bm25: { indices: [1], values: [1] } }, payload: { [FIELD]: 'acme' } },
+        ],
+      });
+      const a = scopedQdrant(client, { collection: 's' }).forTenant(h.acme);
+      expect(await codeOf(a.query({ query: { indices: [1], values: [1] }, using: 'bm25' }))).toBe(
+        'QDRANT_SERVER_UNSUPPORTED',
+      );
+      expect(
+        await codeOf(
+          a.query({ prefetch: { query: { indices: [1], values: [1] }, using: 'bm25' }, query: { fusion: 'rrf' } }),
+        ),
+      ).toBe('QDRANT_SERVER_UNSUPPORTED');
+      expect((await a.query({ query: vec(1), using: 'dense' })).points.map((p) => p.id)).toEqual([1]);
+    } finally {
+      await d.close();
+    }
+  });
+
   it('driver errors are wrapped with a stable code and the cause', async () => {
     const a = scopedQdrant(h.raw, { collection: `${h.collection}_missing` }).forTenant(h.acme);
     const err = await a.count().catch((e: unknown) => e);
