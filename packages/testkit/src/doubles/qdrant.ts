@@ -816,9 +816,10 @@ export class QdrantProtocolDouble {
 
   /**
    * A sparse nearest search: dot product over shared indices; with the IDF modifier each query
-   * weight is multiplied by ln((N - df + 0.5) / (df + 0.5) + 1), where N and df (points holding
-   * the index) are counted over the corpus: the whole collection (every tenant) unless
-   * `params.idf.corpus` narrows it. Only points sharing an index with the query are returned.
+   * weight is multiplied by ln((N - df + 0.5) / (df + 0.5) + 1), where N (points holding the
+   * vector) and df (points holding the index) are counted over the corpus: the whole collection
+   * (every tenant) unless `params.idf.corpus` narrows it. Only points sharing an index with the
+   * query are returned.
    */
   #sparseSearch(
     c: Collection,
@@ -834,7 +835,11 @@ export class QdrantProtocolDouble {
     const query = sparseVector(input);
     let weights = query.values;
     if (c.sparse.get(using)!.idf) {
-      const corpus = idf === undefined || idf === 'global' ? [...c.points.values()] : this.#select(name, idf.corpus);
+      // N is the number of documents: corpus points that hold this sparse vector (Qdrant's
+      // fill_idf_statistics), not every point of the corpus.
+      const corpus = (
+        idf === undefined || idf === 'global' ? [...c.points.values()] : this.#select(name, idf.corpus)
+      ).filter((p) => p.sparse.has(using));
       const n = corpus.length;
       weights = query.indices.map((index, k) => {
         const df = corpus.filter((p) => p.sparse.get(using)?.indices.includes(index)).length;
