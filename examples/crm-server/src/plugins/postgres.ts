@@ -182,7 +182,7 @@ async function demo({ say, check, call }: DemoContext, where: string): Promise<v
     JSON.stringify([...g].sort()) === JSON.stringify(expect('globex')),
   );
 
-  const firstId = async (tenant: string) =>
+  const firstId = async (tenant: 'acme' | 'globex') =>
     (JSON.parse((await call(tenant, 'query_customers', { limit: 1 })).text).customers as { id: string }[])[0]?.id;
   const note = await call('acme', 'create_note', {
     body: 'Call Ada about renewal',
