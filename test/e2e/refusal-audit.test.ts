@@ -31,6 +31,11 @@ async function raw(
   return { status: res.status, json };
 }
 
+async function openSession(h: Harness, tenant: string): Promise<{ acme: string; sid: string }> {
+  const token = await h.token(tenant);
+  return { acme: token, sid: (await rawPost(h.url, token, INIT)).sessionId as string };
+}
+
 const call = (id: number, name: string, args: Record<string, unknown> = {}) =>
   JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 
@@ -195,12 +200,54 @@ describe('every request in a mixed corpus leaves exactly one audit event', () =>
   });
 });
 
+describe('a batch with a refused call', () => {
+  it('answers every request in it and audits every call once (none is dropped)', async () => {
+    const h = await startHarness();
+    try {
+      const { acme, sid } = await openSession(h, 'acme');
+      const before = (await h.stream('acme')).length;
+      const batch = [
+        JSON.parse(call(1, 'echo', { text: 'x', tenant_id: 'globex' })),
+        JSON.parse(call(2, 'whoami')),
+        JSON.parse(call(3, 'globex_only')),
+        { jsonrpc: '2.0', id: 4, method: 'tools/list', params: {} },
+        { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 99 } },
+      ];
+      const r = await raw(h.url, { token: acme, session: sid, body: JSON.stringify(batch) });
+      expect(r.status).toBe(200);
+      const answers = r.json as {
+        id: number;
+        result?: { _meta?: { code?: string } };
+        error?: { data?: { code?: string } };
+      }[];
+      expect(answers.map((a) => a.id).sort()).toEqual([1, 2, 3, 4]);
+      const code = (id: number) => {
+        const a = answers.find((x) => x.id === id);
+        return a?.result?._meta?.code ?? a?.error?.data?.code;
+      };
+      expect([code(1), code(2), code(3), code(4)]).toEqual([
+        'TENANT_OVERRIDE',
+        'BATCH_REFUSED',
+        'BATCH_REFUSED', // a hidden tool looks like any other call in the batch
+        'BATCH_REFUSED',
+      ]);
+      const events = (await h.stream('acme')).slice(before);
+      expect(events.map((e) => [e.request_id, e.reason]).sort()).toEqual([
+        ['1', 'TENANT_OVERRIDE'],
+        ['2', 'BATCH_REFUSED'],
+        ['3', 'TOOL_NOT_FOUND'],
+      ]);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('one shape for refusals', () => {
   it('refusals of a call are isError results with _meta.code; the hidden tool stays the SDK unknown-tool answer', async () => {
     const h = await startHarness();
     try {
-      const acme = await h.token('acme');
-      const sid = (await rawPost(h.url, acme, INIT)).sessionId as string;
+      const { acme, sid } = await openSession(h, 'acme');
       const answer = async (id: number, name: string, args: Record<string, unknown> = {}) =>
         (await raw(h.url, { token: acme, session: sid, body: call(id, name, args) })).json;
       expect(await answer(1, 'echo', { text: 'x', tenant_id: 'globex' })).toEqual({

@@ -516,6 +516,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
   async #guardCalls(body: unknown, session: Session, tenant: Tenant, ip: string | null, started: number) {
     const messages = Array.isArray(body) ? body : [body];
     const refused: unknown[] = [];
+    const settled = new Set<unknown>(); // messages already answered or audited here
     for (const m of messages) {
       if (!isRecord(m) || m.method !== 'tools/call' || !isRecord(m.params)) continue;
       const name = typeof m.params.name === 'string' ? m.params.name : '';
@@ -534,6 +535,7 @@ export class TenantScope<P extends Providers = Record<never, never>> {
         ip_address: ip,
         request_id: m.id === undefined ? null : String(m.id),
       };
+      settled.add(m);
       const refuse = (e: TenantScopeError) => refused.push(toolRefusal(m.id, e));
       if (paths.length > 0) {
         const strip = this.#opts.tenantOverride?.mode === 'strip';
@@ -576,7 +578,21 @@ export class TenantScope<P extends Providers = Record<never, never>> {
       }
     }
     if (refused.length === 0) return undefined;
-    return Array.isArray(body) ? refused : refused[0];
+    if (!Array.isArray(body)) return refused[0];
+    // A batch is answered here as a whole, so every other request in it gets an answer (and a
+    // call, an audit event) instead of being dropped: refused, to be sent again on its own.
+    const e = new TenantScopeError('BATCH_REFUSED', 'another call in this batch was refused; send this one alone');
+    const answered = refusedIds(refused);
+    for (const m of messages) {
+      if (!isRecord(m) || m.id === undefined || typeof m.method !== 'string' || answered.has(m.id)) continue;
+      if (m.method !== 'tools/call') {
+        refused.push(jsonRpcError(m.id, e));
+        continue;
+      }
+      if (!settled.has(m)) await this.#auditRefusal(tenant, ip, started, e.code, m);
+      refused.push(toolRefusal(m.id, e));
+    }
+    return refused;
   }
 
   #sendAuthError(res: ServerResponse, e: TenantScopeError): void {
@@ -956,6 +972,10 @@ function round(ms: number): number {
 
 function errorResult(e: TenantScopeError): CallToolResult {
   return { content: [{ type: 'text', text: `${e.code}: ${e.message}` }], isError: true, _meta: { code: e.code } };
+}
+
+function refusedIds(answers: unknown[]): Set<unknown> {
+  return new Set(answers.map((a) => (a as { id?: unknown }).id));
 }
 
 /** A refused tools/call, answered as a tool result: `isError` with `_meta.code`. */
