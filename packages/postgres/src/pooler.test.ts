@@ -81,7 +81,7 @@ async function unboundLeaks(n: number): Promise<{ tenant: number; rows: number; 
         while (next < n) {
           next++;
           const r = await raw.query<{ t: string | null; n: number; sp: string; role: string }>(
-            `SELECT tenantscope.current_tenant_id() AS t, (SELECT count(*)::int FROM customers) AS n,
+            `SELECT tenantscope.current_tenant_id() AS t, (SELECT count(*)::int FROM public.customers) AS n,
                     current_setting('search_path') AS sp, current_user AS role`,
           );
           const row = r.rows[0];
@@ -279,6 +279,13 @@ describe.skipIf(skip)('behind PgBouncer in transaction mode', () => {
       await expect(
         s.forTenant(tenants[6] as Tenant).query('SET search_path = pg_catalog; SELECT 1'),
       ).rejects.toMatchObject({ code: 'PG_QUERY_FAILED' });
+      // nor inside transaction(): text there cannot commit and carry on outside the cleanup
+      await expect(
+        s
+          .forTenant(tenants[6] as Tenant)
+          .transaction((tx) => tx.query('COMMIT; SET search_path = pg_catalog; SELECT 1')),
+      ).rejects.toMatchObject({ code: 'PG_QUERY_FAILED' });
+      expect(await unboundLeaks(50)).toEqual({ tenant: 0, rows: 0, state: 0 });
     } finally {
       await s.end();
     }

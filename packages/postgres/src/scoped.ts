@@ -526,9 +526,14 @@ export class ScopedPool {
         query: async <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => {
           checkText(text, params);
           if (!open) throw new TenantScopeError('INVALID_ARGUMENT', 'transaction is finished');
-          if (LEAVES_SESSION_STATE.test(text)) touched = true;
+          const stmt: pg.QueryConfig = { text, values: params };
+          if (LEAVES_SESSION_STATE.test(text)) {
+            touched = true;
+            // Behind a transaction pooler: one statement only, so text cannot end the transaction and go on.
+            if (this.#pooler.mode === 'transaction') (stmt as { queryMode?: string }).queryMode = 'extended';
+          }
           try {
-            return await client.query<R>({ text, values: params });
+            return await client.query<R>(stmt);
           } catch (err) {
             failed = true;
             throw wrapDriverError(err, 'query');
