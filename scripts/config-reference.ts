@@ -48,6 +48,12 @@ export const SECTIONS: Section[] = [
     intro: 'Server-wide defaults and bounds. A tenant policy in the directory may override the per-tenant ones.',
   },
   {
+    title: '`tenantScope({ unauthenticatedAudit })`',
+    file: 'packages/core/src/refusal-audit.ts',
+    type: 'UnauthenticatedAuditOptions',
+    intro: 'Bounds the audit stream of refusals no tenant can be attributed to.',
+  },
+  {
     title: 'Tenant directory file: one tenant',
     file: 'packages/core/src/directory.ts',
     type: 'TenantPolicy',
@@ -87,6 +93,12 @@ export const SECTIONS: Section[] = [
     intro: 'Run as the schema owner.',
   },
   {
+    title: '`installSideChannelGuards(superuser, options)`',
+    file: 'packages/postgres/src/side-channels.ts',
+    type: 'SideChannelGuardOptions',
+    intro: 'Run once per database as a superuser.',
+  },
+  {
     title: '`tenantTableSql(options)`',
     file: 'packages/postgres/src/sql.ts',
     type: 'TenantTableOptions',
@@ -104,6 +116,12 @@ export const SECTIONS: Section[] = [
     type: 'ChainedJsonlAuditSinkOptions',
     intro:
       '`@tenantscope/audit`. Hash-chained JSONL, one stream per tenant: use it (or the Postgres sink) when the trail must be verifiable.',
+  },
+  {
+    title: '`ChainedJsonlAuditSink`/`PostgresAuditSink({ privacy })`',
+    file: 'packages/audit/src/event.ts',
+    type: 'PrivacyOptions',
+    intro: 'Identity minimisation applied before events are chained.',
   },
   {
     title: '`new PostgresAuditSink(options)`',
