@@ -1,0 +1,20 @@
+# shellcheck shell=bash
+# Sourced by .ci/run, once (not per runtime: it runs the consumer app on Node 22 and 24 itself).
+# test/packaging/consumer.sh packs every package, runs publint and attw on each tarball, installs
+# the tarballs with plain npm outside the workspace, compiles a consumer app under NodeNext and
+# Bundler, and runs it on Node 22 and 24. Its last line is "N passed, N failed".
+echo "=== pass: packaging"
+set +e
+bash test/packaging/consumer.sh 2>&1 | tee .tmp/pass-packaging.log
+packaging_rc=${PIPESTATUS[0]}
+set -e
+packaging_line="$(grep -E '^[0-9]+ passed, [0-9]+ failed' .tmp/pass-packaging.log | tail -1 || true)"
+if [ -z "$packaging_line" ]; then
+  echo "pass packaging: no summary line (exit ${packaging_rc})"
+  total_failed=$((total_failed + 1))
+else
+  total_passed=$((total_passed + $(echo "$packaging_line" | sed -E 's/^([0-9]+) passed.*/\1/')))
+  packaging_failed="$(echo "$packaging_line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')"
+  total_failed=$((total_failed + packaging_failed))
+  if [ "$packaging_rc" -ne 0 ] && [ "$packaging_failed" -eq 0 ]; then total_failed=$((total_failed + 1)); fi
+fi
