@@ -200,6 +200,24 @@ describe('every request in a mixed corpus leaves exactly one audit event', () =>
   });
 });
 
+describe('stateless mode', () => {
+  it('refusals of authenticated requests are audited there too (405, schema, no tool)', async () => {
+    const h = await startHarness({ scope: { mode: 'stateless' } });
+    try {
+      const acme = await h.token('acme');
+      const before = (await h.stream('acme')).length;
+      expect((await raw(h.url, { method: 'GET', token: acme })).status).toBe(405);
+      expect((await raw(h.url, { method: 'DELETE', token: acme })).status).toBe(405);
+      const bad = await raw(h.url, { token: acme, body: call(1, 'echo', { text: 42 }) });
+      expect(bad.json).toMatchObject({ id: 1, result: { isError: true, _meta: { code: 'INVALID_ARGUMENT' } } });
+      const events = (await h.stream('acme')).slice(before);
+      expect(events.map((e) => e.reason)).toEqual(['METHOD_NOT_ALLOWED', 'METHOD_NOT_ALLOWED', 'INVALID_ARGUMENT']);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('a batch with a refused call', () => {
   it('answers every request in it and audits every call once (none is dropped)', async () => {
     const h = await startHarness();

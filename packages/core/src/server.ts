@@ -464,7 +464,8 @@ export class TenantScope<P extends Providers = Record<never, never>> {
   ): Promise<void> {
     if (req.method !== 'POST') {
       res.setHeader('Allow', 'POST');
-      const e = new TenantScopeError('BAD_REQUEST', 'this server is stateless: POST only, no sessions');
+      const e = new TenantScopeError('METHOD_NOT_ALLOWED', 'this server is stateless: POST only, no sessions');
+      await this.#auditRefusal(tenant, ip, started, e.code);
       return sendJson(res, 405, jsonRpcError(null, e));
     }
     let tools: Set<string>;
