@@ -3,7 +3,10 @@
 # Debian's packages, as a single-host cluster on loopback (one monitor, one memstore OSD,
 # auth none, pool size 1, beast on 127.0.0.1:7480), creates an S3 user and exports
 #   S3_ENDPOINT, S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY
-# which test/setup/services/s3.ts reads. Idempotent: if the gateway already answers and the user
+# which test/setup/services/s3.ts reads, and for the tenant-scoped credential tests
+#   S3_STS_ROLE_ARN (a role the S3 user may assume; RGW STS is on), S3_STS_MIN_SECONDS (the
+#   shortest session RGW grants here), S3_TENANT_USERS (tenant=uid:access:secret,… for the mode
+#   without STS). Idempotent: if the gateway already answers and the user
 # exists, it only exports the variables. Every wait is bounded; a failure prints the daemon log
 # tail and returns non-zero (the caller runs with `set -e`, so CI stops loudly).
 #
@@ -42,6 +45,13 @@ tenantscope_ceph_rgw() {
     _ceph_fail "timed out after ${secs}s waiting for ${what}"
   }
   _ceph_rgw_answers() { curl -fsS -o /dev/null --max-time 3 "$endpoint/"; }
+  # STS (AssumeRole with session policies, for tenant-scoped credentials): RGW needs it switched on
+  # and a key of exactly 16 characters to seal session tokens. Sessions may be as short as 10 s here
+  # (AWS's minimum is 900 s) so the expiry tests can watch real credentials expire.
+  _ceph_sts_conf() {
+    printf '%s\n' 'rgw s3 auth use sts = true' 'rgw sts key = tenantscopests16' \
+      'rgw sts min session duration = 10'
+  }
   _ceph_q() { timeout 20 ceph -c "$conf" --connect-timeout 10 "$@"; }
 
   if [ "${TENANTSCOPE_SKIP_CEPH:-}" = "1" ]; then
@@ -63,6 +73,23 @@ tenantscope_ceph_rgw() {
   # 2. Already running (second sourcing, or a developer's machine)? Then only make sure of the user.
   if [ -f "$conf" ] && _ceph_rgw_answers; then
     _ceph_log "gateway already answers on $endpoint"
+    # Started by an older version of this script, without STS: add the settings, restart radosgw only.
+    if ! grep -q '^rgw s3 auth use sts = true' "$conf"; then
+      _ceph_log "enabling STS on the running gateway (restarting radosgw only)"
+      local sts_lines
+      sts_lines="$(_ceph_sts_conf)"
+      awk -v add="$sts_lines" '{ print } /^\[client\.rgw\.a\]$/ { print add }' "$conf" >"$conf.new" \
+        && mv "$conf.new" "$conf" || _ceph_fail "adding STS settings to $conf" || return 1
+      local rgw_pid
+      rgw_pid="$(cat "$dir/run/client.rgw.a.pid" 2>/dev/null || true)"
+      if [ -n "$rgw_pid" ]; then
+        kill "$rgw_pid" 2>/dev/null || true
+        _ceph_rgw_gone() { ! kill -0 "$rgw_pid" 2>/dev/null; }
+        _ceph_wait_for 30 "the old radosgw to exit" _ceph_rgw_gone || return 1
+      fi
+      radosgw -c "$conf" -n client.rgw.a || _ceph_fail "restarting radosgw" || return 1
+      _ceph_wait_for 90 "radosgw to answer on $endpoint" _ceph_rgw_answers || return 1
+    fi
   else
     # Stop leftovers of an earlier run that no longer answers, by the pid files we wrote.
     local pidf
@@ -99,7 +126,7 @@ osd crush chooseleaf type = 0
 run dir = $dir/run
 pid file = $dir/run/\$name.pid
 admin socket = $dir/run/\$name.asok
-_ceph_log file = $dir/log/\$name.log
+log file = $dir/log/\$name.log
 keyring = $dir/keyring
 [mon]
 mon data = $dir/mon/\$cluster-\$id
@@ -110,7 +137,8 @@ memstore device bytes = 1073741824
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$port
 rgw dns name = 127.0.0.1
-rgw enable usage _ceph_log = false
+rgw enable usage log = false
+$(_ceph_sts_conf)
 EOF
 
     _ceph_log "creating monitor (fsid $fsid)"
@@ -162,6 +190,33 @@ EOF
   if [ "$bad" != "403" ]; then _ceph_fail "a request signed with a wrong secret got HTTP $bad, not 403" || return 1; fi
   _ceph_log "SigV4 checked: right key 200, wrong secret 403"
 
+  # 4. Tenant-scoped credentials (packages/s3 vending tests). A role the CI user may assume, whose
+  #    own policy allows S3; each tenant session narrows it with an inline session policy. And two
+  #    per-tenant users for the mode without STS (a generated bucket policy grants them their prefix).
+  local role=tenantscope-tenant trust rolepol
+  trust='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam:::user/tenantscope"]},"Action":["sts:AssumeRole"]}]}'
+  rolepol='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*"],"Resource":["arn:aws:s3:::*"]}]}'
+  timeout 30 radosgw-admin -c "$conf" caps add --uid=tenantscope --caps="roles=*" >/dev/null \
+    || _ceph_fail "radosgw-admin caps add roles=*" || return 1
+  if ! timeout 30 radosgw-admin -c "$conf" role get --role-name="$role" >/dev/null 2>&1; then
+    timeout 30 radosgw-admin -c "$conf" role create --role-name="$role" --path=/ \
+      --assume-role-policy-doc="$trust" >/dev/null || _ceph_fail "radosgw-admin role create" || return 1
+  fi
+  timeout 30 radosgw-admin -c "$conf" role-policy put --role-name="$role" --policy-name=s3 \
+    --policy-doc="$rolepol" >/dev/null || _ceph_fail "radosgw-admin role-policy put" || return 1
+  local t users=""
+  for t in acme globex; do
+    if ! timeout 30 radosgw-admin -c "$conf" user info --uid="ts-$t" >/dev/null 2>&1; then
+      timeout 30 radosgw-admin -c "$conf" user create --uid="ts-$t" --display-name="tenant $t" \
+        --access-key="ts-$t-key" --secret="ts-$t-secret-0123456789abcdef" >/dev/null \
+        || _ceph_fail "radosgw-admin user create ts-$t" || return 1
+    fi
+    users="${users:+$users,}$t=ts-$t:ts-$t-key:ts-$t-secret-0123456789abcdef"
+  done
+
+  export S3_STS_ROLE_ARN="arn:aws:iam:::role/$role"
+  export S3_STS_MIN_SECONDS=10
+  export S3_TENANT_USERS="$users"
   export S3_ENDPOINT="$endpoint"
   export S3_REGION="${S3_REGION:-us-east-1}"
   export S3_ACCESS_KEY_ID="$access"
