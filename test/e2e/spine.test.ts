@@ -1,6 +1,6 @@
 /**
  * The path of one tool call, end to end over real HTTP with the official MCP SDK client:
- * the seed's isolation list, session hijack, context leak and the fail-closed rules.
+ * the isolation list, session hijack, context leak and the fail-closed rules.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { base64url } from 'jose';
@@ -80,7 +80,7 @@ describe('authentication at the connection layer', () => {
   });
 });
 
-describe("the seed's isolation list", () => {
+describe('the isolation list', () => {
   it('tools/list returns only the tenant’s effective tools (policy ∩ token)', async () => {
     const a = await h.connect(await h.token('acme'));
     const g = await h.connect(await h.token('globex'));

@@ -15,7 +15,7 @@ export type AuditEventType =
 
 export type AuditStatus = 'ok' | 'denied' | 'error';
 
-/** One audit record. Field names follow the seed's schema. Argument values never appear, only their hash. */
+/** One audit record. Field names are a stable schema. Argument values never appear, only their hash. */
 export interface AuditEvent {
   /** ISO-8601 UTC time the decision was made. */
   timestamp: string;

@@ -29,7 +29,12 @@ export interface ToolDefinition<S extends z.ZodRawShape = z.ZodRawShape, R = Rec
   handler: (args: z.infer<z.ZodObject<S>>, ctx: ToolContext<R>) => ToolResult | Promise<ToolResult>;
 }
 
-/** An error whose code and message a tool wants the client to see. Other errors are reported as INTERNAL. */
+/**
+ * An error a tool throws to give the client its own code and message. A handler needs no
+ * try/catch around adapters: every `TenantScopeError` (`ToolError` and the adapters' typed errors
+ * alike) reaches the client as `CODE: message` with `_meta.code`; any other error is reported as
+ * `INTERNAL` with no message.
+ */
 export class ToolError extends TenantScopeError {
   constructor(message: string, options: { code?: string; cause?: unknown } = {}) {
     super(options.code ?? 'TOOL_ERROR', message, { cause: options.cause });

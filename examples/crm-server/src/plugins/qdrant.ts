@@ -11,7 +11,7 @@
  * nothing installed.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { defineTool, isTenantScopeError, ToolError } from '@tenantscope/core';
+import { defineTool } from '@tenantscope/core';
 import { QdrantClient, scopedQdrant, type TenantQdrant } from '@tenantscope/qdrant';
 import { createTestIssuer, QdrantProtocolDouble } from '@tenantscope/testkit';
 import { z } from 'zod';
@@ -47,13 +47,6 @@ export const SEED_DOCS: Record<string, { title: string; body: string }[]> = {
 
 const tool = defineTool<{ vectors: TenantQdrant }>();
 
-function asToolError(err: unknown): never {
-  if (isTenantScopeError(err) && err.code.startsWith('QDRANT_') && err.status < 500) {
-    throw new ToolError(err.message, { code: err.code, cause: err });
-  }
-  throw err;
-}
-
 export const docTools = [
   tool({
     name: 'search_docs',
@@ -64,23 +57,19 @@ export const docTools = [
     },
     annotations: { readOnlyHint: true },
     handler: async ({ query, limit }, ctx) => {
-      try {
-        const r = await ctx.vectors.query({
-          query: embed(query),
-          limit: limit ?? 5,
-          with_payload: ['title', 'body'],
-        });
-        return {
-          results: r.points.map((p) => ({
-            id: p.id,
-            title: p.payload?.title,
-            body: p.payload?.body,
-            score: Math.round(p.score * 1000) / 1000,
-          })),
-        };
-      } catch (err) {
-        asToolError(err);
-      }
+      const r = await ctx.vectors.query({
+        query: embed(query),
+        limit: limit ?? 5,
+        with_payload: ['title', 'body'],
+      });
+      return {
+        results: r.points.map((p) => ({
+          id: p.id,
+          title: p.payload?.title,
+          body: p.payload?.body,
+          score: Math.round(p.score * 1000) / 1000,
+        })),
+      };
     },
   }),
   tool({
@@ -88,13 +77,9 @@ export const docTools = [
     description: "Adds a document to the calling tenant's searchable documents.",
     input: { title: z.string().min(1).max(200), body: z.string().min(1).max(10_000) },
     handler: async ({ title, body }, ctx) => {
-      try {
-        const id = randomUUID();
-        await ctx.vectors.upsert({ points: [{ id, vector: embed(`${title} ${body}`), payload: { title, body } }] });
-        return { id, title };
-      } catch (err) {
-        asToolError(err);
-      }
+      const id = randomUUID();
+      await ctx.vectors.upsert({ points: [{ id, vector: embed(`${title} ${body}`), payload: { title, body } }] });
+      return { id, title };
     },
   }),
 ];

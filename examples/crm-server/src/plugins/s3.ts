@@ -7,7 +7,7 @@
  * Ceph RADOS Gateway that `.ci/services.d/10-ceph-rgw.sh` starts; else s3rver, the no-setup
  * in-process fallback (it does not check signatures), so the demo runs with nothing installed.
  */
-import { defineTool, isTenantScopeError, ToolError } from '@tenantscope/core';
+import { defineTool, ToolError } from '@tenantscope/core';
 import { scopedS3, type TenantS3 } from '@tenantscope/s3';
 import {
   createTestBucket,
@@ -39,14 +39,6 @@ export const SEED_FILES: Record<string, Record<string, string>> = {
 const MAX_READ_BYTES = 256 * 1024;
 const tool = defineTool<{ files: TenantS3 }>();
 
-/** Turns the adapter's typed errors into tool errors the client sees (code + message only). */
-function asToolError(err: unknown): never {
-  if (isTenantScopeError(err) && err.code.startsWith('S3_') && err.status < 500) {
-    throw new ToolError(err.message, { code: err.code, cause: err });
-  }
-  throw err;
-}
-
 export const fileTools = [
   tool({
     name: 'list_files',
@@ -58,15 +50,11 @@ export const fileTools = [
     },
     annotations: { readOnlyHint: true },
     handler: async ({ prefix, cursor, limit }, ctx) => {
-      try {
-        const page = await ctx.files.list({ prefix, continuationToken: cursor, limit: limit ?? 50 });
-        return {
-          files: page.objects.map((o) => ({ key: o.key, size: o.size })),
-          next_cursor: page.nextContinuationToken ?? null,
-        };
-      } catch (err) {
-        asToolError(err);
-      }
+      const page = await ctx.files.list({ prefix, continuationToken: cursor, limit: limit ?? 50 });
+      return {
+        files: page.objects.map((o) => ({ key: o.key, size: o.size })),
+        next_cursor: page.nextContinuationToken ?? null,
+      };
     },
   }),
   tool({
@@ -75,13 +63,9 @@ export const fileTools = [
     input: { key: z.string().max(2048) },
     annotations: { readOnlyHint: true },
     handler: async ({ key }, ctx) => {
-      try {
-        const head = await ctx.files.head(key);
-        if (head.size > MAX_READ_BYTES) throw new ToolError('file too large to read here', { code: 'FILE_TOO_LARGE' });
-        return { key, content: await ctx.files.getText(key) };
-      } catch (err) {
-        asToolError(err);
-      }
+      const head = await ctx.files.head(key);
+      if (head.size > MAX_READ_BYTES) throw new ToolError('file too large to read here', { code: 'FILE_TOO_LARGE' });
+      return { key, content: await ctx.files.getText(key) };
     },
   }),
   tool({
@@ -89,12 +73,8 @@ export const fileTools = [
     description: "Writes a text file in the calling tenant's space.",
     input: { key: z.string().max(2048), content: z.string().max(MAX_READ_BYTES) },
     handler: async ({ key, content }, ctx) => {
-      try {
-        await ctx.files.put(key, content);
-        return { key, bytes: Buffer.byteLength(content) };
-      } catch (err) {
-        asToolError(err);
-      }
+      await ctx.files.put(key, content);
+      return { key, bytes: Buffer.byteLength(content) };
     },
   }),
 ];

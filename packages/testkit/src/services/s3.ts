@@ -29,7 +29,7 @@ export interface S3Connection {
 export interface ResolvedS3 extends ResolvedService, S3Connection {}
 
 /**
- * An S3 server for tests, resolved as DESIGN.md says:
+ * An S3 server for tests, resolved in this order:
  * 1. `S3_ENDPOINT` (with `S3_ACCESS_KEY_ID` / `S3_SECRET_ACCESS_KEY`, falling back to the AWS_*
  *    variables, and `S3_REGION`, default us-east-1): CI sets these to the Ceph RADOS Gateway.
  * 2. else testcontainers MinIO, when a container runtime answers;
