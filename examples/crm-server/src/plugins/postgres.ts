@@ -9,7 +9,7 @@
  * creates its own database and least-privileged roles, and drops them on stop.
  */
 import { randomBytes } from 'node:crypto';
-import { defineTool, isTenantScopeError, ToolError } from '@tenantscope/core';
+import { defineTool, ToolError } from '@tenantscope/core';
 import {
   installSideChannelGuards,
   installTenantScope,
@@ -45,14 +45,6 @@ export const SEED_CUSTOMERS: Record<string, { name: string; email: string; plan:
 const MAX_ROWS = 100;
 const tool = defineTool<{ db: TenantDb }>();
 
-/** The adapter's typed errors become tool errors with the code and a message free of row data. */
-function asToolError(err: unknown): never {
-  if (isTenantScopeError(err) && (err.status < 500 || err.code === 'PG_QUERY_FAILED')) {
-    throw new ToolError(err.message, { code: err.code, cause: err });
-  }
-  throw err;
-}
-
 export const postgresTools = [
   tool({
     name: 'query_customers',
@@ -63,17 +55,13 @@ export const postgresTools = [
     },
     annotations: { readOnlyHint: true },
     handler: async ({ name_contains, limit }, ctx) => {
-      try {
-        const r = await ctx.db.query<{ id: string; name: string; email: string; plan: string }>(
-          `SELECT id, name, email, plan FROM customers
-           WHERE ($1::text IS NULL OR name ILIKE '%' || replace(replace(replace($1, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%')
-           ORDER BY id LIMIT $2`,
-          [name_contains ?? null, limit ?? 50],
-        );
-        return { customers: r.rows };
-      } catch (err) {
-        asToolError(err);
-      }
+      const r = await ctx.db.query<{ id: string; name: string; email: string; plan: string }>(
+        `SELECT id, name, email, plan FROM customers
+         WHERE ($1::text IS NULL OR name ILIKE '%' || replace(replace(replace($1, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%')
+         ORDER BY id LIMIT $2`,
+        [name_contains ?? null, limit ?? 50],
+      );
+      return { customers: r.rows };
     },
   }),
   tool({
@@ -84,21 +72,16 @@ export const postgresTools = [
       customer_id: z.string().uuid().optional().describe('A customer id from query_customers.'),
     },
     handler: async ({ body, customer_id }, ctx) => {
-      try {
-        if (customer_id !== undefined) {
-          // A customer id from another tenant is simply not found (RLS), never revealed.
-          const c = await ctx.db.query('SELECT 1 FROM customers WHERE id = $1', [customer_id]);
-          if (c.rowCount === 0) throw new ToolError('no such customer', { code: 'CUSTOMER_NOT_FOUND' });
-        }
-        const r = await ctx.db.query<{ id: string; created_at: Date }>(
-          'INSERT INTO notes (customer_id, body) VALUES ($1, $2) RETURNING id, created_at',
-          [customer_id ?? null, body],
-        );
-        return { note_id: r.rows[0]?.id, created_at: r.rows[0]?.created_at };
-      } catch (err) {
-        if (err instanceof ToolError) throw err;
-        asToolError(err);
+      if (customer_id !== undefined) {
+        // A customer id from another tenant is simply not found (RLS), never revealed.
+        const c = await ctx.db.query('SELECT 1 FROM customers WHERE id = $1', [customer_id]);
+        if (c.rowCount === 0) throw new ToolError('no such customer', { code: 'CUSTOMER_NOT_FOUND' });
       }
+      const r = await ctx.db.query<{ id: string; created_at: Date }>(
+        'INSERT INTO notes (customer_id, body) VALUES ($1, $2) RETURNING id, created_at',
+        [customer_id ?? null, body],
+      );
+      return { note_id: r.rows[0]?.id, created_at: r.rows[0]?.created_at };
     },
   }),
   tool({
@@ -109,12 +92,8 @@ export const postgresTools = [
     input: { sql: z.string().min(1).max(4000) },
     annotations: { readOnlyHint: true },
     handler: async ({ sql }, ctx) => {
-      try {
-        const r = await ctx.db.queryUntrusted(sql, [], { readOnly: true, timeoutMs: 2000 });
-        return { rows: r.rows.slice(0, MAX_ROWS), row_count: r.rowCount, truncated: r.rows.length > MAX_ROWS };
-      } catch (err) {
-        asToolError(err);
-      }
+      const r = await ctx.db.queryUntrusted(sql, [], { readOnly: true, timeoutMs: 2000 });
+      return { rows: r.rows.slice(0, MAX_ROWS), row_count: r.rowCount, truncated: r.rows.length > MAX_ROWS };
     },
   }),
 ];
