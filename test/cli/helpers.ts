@@ -1,22 +1,18 @@
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { exportJWK, generateKeyPair, type JSONWebKeySet } from 'jose';
+import { writeKeyPair } from '@tenantscope/cli';
+import type { JSONWebKeySet } from 'jose';
 
 export const root = join(import.meta.dirname, '..', '..');
 
-/** An ES256 key pair: the private JWK written for the CLI, the public JWKS for the server. */
+/** An ES256 key pair, written by the CLI's own keygen: the private JWK for the check, the JWKS for the server. */
 export async function makeKeys(
   dir: string,
   kid = 'check-key',
 ): Promise<{ jwks: JSONWebKeySet; privateKey: string; jwksFile: string }> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
-  const jwks: JSONWebKeySet = { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }] };
-  const privatePath = join(dir, 'private.jwk.json');
-  const jwksFile = join(dir, 'jwks.json');
-  await writeFile(privatePath, JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg: 'ES256' }));
-  await writeFile(jwksFile, JSON.stringify(jwks));
-  return { jwks, privateKey: privatePath, jwksFile };
+  const files = await writeKeyPair(dir, 'ES256', kid);
+  return { jwks: JSON.parse(await readFile(files.jwks, 'utf8')), privateKey: files.privateKey, jwksFile: files.jwks };
 }
 
 export interface CliRun {

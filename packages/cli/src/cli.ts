@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { formatJson, formatJUnit, formatTable } from './check/output.ts';
 import { type CheckReport, runCheck, VERSION } from './check/run.ts';
+import { writeKeyPair } from './check/tokens.ts';
 import { type CheckConfig, parseConfig, readConfigValue, type TenantscopeConfig } from './config.ts';
 import { cliError, EXIT, exitCodeOf } from './errors.ts';
 import { runEvidence } from './evidence/run.ts';
@@ -187,6 +188,19 @@ export function program(
           : `${report.headline.text}\nwritten: ${report.files.join(', ')}\n`,
       );
       setExit(report.headline.failed > 0 ? EXIT.FAILED : EXIT.OK);
+    });
+  root
+    .command('keygen')
+    .description('write a signing key pair for trying check against a server you run: private.jwk.json and jwks.json')
+    .argument('<dir>', 'where to write the two files')
+    .addOption(new Option('--alg <alg>', 'algorithm').choices(['ES256', 'RS256', 'EdDSA']).default('ES256'))
+    .option('--kid <kid>', 'key id', 'tenantscope-check')
+    .action(async (dir: string, flags: { alg: 'ES256' | 'RS256' | 'EdDSA'; kid: string }) => {
+      const files = await writeKeyPair(dir, flags.alg, flags.kid);
+      io.stdout(
+        `private key (for check.auth.signingKey): ${files.privateKey}\npublic JWKS (for the server): ${files.jwks}\n`,
+      );
+      setExit(EXIT.OK);
     });
   return root;
 }

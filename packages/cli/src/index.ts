@@ -1,5 +1,6 @@
 export { formatJson, formatJUnit, formatTable } from './check/output.ts';
 export { type CheckReport, type CheckResult, type Group, type RunOptions, runCheck, type Status } from './check/run.ts';
+export { writeKeyPair } from './check/tokens.ts';
 export { type Io, main, program } from './cli.ts';
 export {
   type CheckConfig,

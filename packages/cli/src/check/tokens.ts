@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { createHmac, createPrivateKey, createPublicKey, type KeyObject, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { generateKeyPair, SignJWT } from 'jose';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { CheckConfig } from '../config.ts';
 import { cliError } from '../errors.ts';
 
@@ -171,4 +172,19 @@ export function runTokenCommand(command: string, tenant: string, timeoutMs = 10_
       },
     );
   });
+}
+
+/** Writes a fresh key pair: `private.jwk.json` (mode 0600, for the check) and `jwks.json` (for the server). */
+export async function writeKeyPair(
+  dir: string,
+  alg: string,
+  kid: string,
+): Promise<{ privateKey: string; jwks: string }> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  await mkdir(dir, { recursive: true });
+  const priv = join(dir, 'private.jwk.json');
+  const pub = join(dir, 'jwks.json');
+  await writeFile(priv, `${JSON.stringify({ ...(await exportJWK(privateKey)), kid, alg })}\n`, { mode: 0o600 });
+  await writeFile(pub, `${JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid, alg, use: 'sig' }] })}\n`);
+  return { privateKey: priv, jwks: pub };
 }

@@ -32,7 +32,7 @@ export function renderMarkdown(r: EvidenceReport): string {
     const ev = c.parts
       .map(
         (p) =>
-          `${md(p.what)}: ${p.items.length ? p.items.map((i) => `[${i}](#${i.toLowerCase()})`).join(', ') : `*${md(p.notAvailable ?? '')}*`}`,
+          `${md(p.what)}: ${p.items.map((i) => `[${i}](raw/${i}.txt)`).join(', ')}${p.notAvailable ? ` *${md(p.notAvailable)}*` : ''}`,
       )
       .join('<br>');
     out.push(`| ${c.framework} | ${c.id} ${md(c.name)} | ${LABEL[c.status]} | ${ev} |`);
@@ -87,10 +87,8 @@ export function renderHtml(r: EvidenceReport): string {
       const parts = c.parts
         .map(
           (p) =>
-            `<div>${esc(p.what)}: ${
-              p.items.length
-                ? p.items.map((i) => `<a class="ev" href="#ev-${esc(i)}">${esc(i)}</a>`).join(', ')
-                : `<span class="na-text">${esc(p.notAvailable ?? '')}</span>`
+            `<div>${esc(p.what)}: ${p.items.map((i) => `<a class="ev" href="#ev-${esc(i)}">${esc(i)}</a>`).join(', ')}${
+              p.notAvailable ? ` <span class="na-text">${esc(p.notAvailable)}</span>` : ''
             }</div>`,
         )
         .join('');

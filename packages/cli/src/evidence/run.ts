@@ -146,7 +146,7 @@ export async function runEvidence(
     : null;
 
   // 3. Audit: chain verification and alerts raised in the period.
-  const chain = await auditChain(cfg, items, generatedAt);
+  const chain = await auditChain(cfg, items, generatedAt, base);
   const alerts = await auditAlerts(cfg, items, generatedAt);
 
   // 4. Flood: one tenant floods, another's latency is measured (EU AI Act Art. 15).
@@ -250,9 +250,9 @@ export async function runEvidence(
         part('audit completeness: N calls, exact counts, right streams', ids('audit'), why('audit.streams')),
         part('hash-chain verification', [chain], auditWhy),
         ev.retentionDays
-          ? part(
-              'retention setting',
-              [
+          ? {
+              what: 'retention setting',
+              items: [
                 items.add({
                   id: 'retention',
                   title: 'retention setting, as declared in the config (not read from the target)',
@@ -263,8 +263,8 @@ export async function runEvidence(
                   raw: { retentionDays: ev.retentionDays, source: 'evidence.retentionDays in the config' },
                 }),
               ],
-              '',
-            )
+              notAvailable: 'declared in the config, not read from the target',
+            }
           : na('retention setting', 'not declared (evidence.retentionDays) and not readable from the target'),
       ],
     },
@@ -346,7 +346,7 @@ async function postgresAuditStore(): Promise<AuditStoreClass> {
 
 const EMPTY_ANCHORS: AnchorStore = { record: async () => undefined, list: async () => [] };
 
-async function auditChain(cfg: CheckConfig, items: Items, at: Date): Promise<string | null> {
+async function auditChain(cfg: CheckConfig, items: Items, at: Date, base: string): Promise<string | null> {
   const loc = cfg.audit;
   if (!loc) return null;
   const common = { title: 'audit hash-chain verification', timestamp: at.toISOString() };
@@ -359,7 +359,7 @@ async function auditChain(cfg: CheckConfig, items: Items, at: Date): Promise<str
           id: 'audit-chain',
           status: 'info',
           summary: 'no hash-chained streams (<tenant>/<day>.jsonl) in the directory: nothing to verify',
-          command: `verifyJsonl({ dir: ${JSON.stringify(loc.jsonlDir)} })`,
+          command: `${base} (verifyJsonl({ dir: ${JSON.stringify(loc.jsonlDir)} }) from @tenantscope/audit)`,
           raw: report,
         });
       }
@@ -368,7 +368,7 @@ async function auditChain(cfg: CheckConfig, items: Items, at: Date): Promise<str
         id: 'audit-chain',
         status: report.ok ? 'pass' : 'fail',
         summary: `${report.streams.length} streams, ${report.ok ? 'every chain intact' : 'a chain is broken'} (no anchors given: a cut tail is not detectable)`,
-        command: `tenantscope audit verify --jsonl ${loc.jsonlDir} (verifyJsonl from @tenantscope/audit)`,
+        command: `${base} (verifyJsonl({ dir: ${JSON.stringify(loc.jsonlDir)} }) from @tenantscope/audit)`,
         raw: report,
       });
     }
@@ -381,7 +381,7 @@ async function auditChain(cfg: CheckConfig, items: Items, at: Date): Promise<str
         id: 'audit-chain',
         status: report.ok ? 'pass' : 'fail',
         summary: `${report.streams.length} streams, ${report.ok ? 'every chain intact, anchors included' : 'a chain is broken'}`,
-        command: `PostgresAuditStore.verify() on ${describeLocation(loc)}`,
+        command: `${base} (PostgresAuditStore.verify() on ${describeLocation(loc)})`,
         raw: report,
       });
     } finally {
@@ -393,7 +393,7 @@ async function auditChain(cfg: CheckConfig, items: Items, at: Date): Promise<str
       id: 'audit-chain',
       status: 'fail',
       summary: `verification could not run: ${(err as Error).message}`,
-      command: `verify ${describeLocation(loc)}`,
+      command: `${base} (verify ${describeLocation(loc)})`,
       raw: { error: (err as Error).message },
     });
   }
