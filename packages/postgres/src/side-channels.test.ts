@@ -236,6 +236,60 @@ describe('planner estimates (EXPLAIN)', () => {
   });
 });
 
+describe('advisory locks', () => {
+  it("queryUntrusted refuses advisory-lock calls in every spelling (another tenant's lock tells it is writing)", async () => {
+    const acme = await acmeOf(guarded);
+    for (const sql of [
+      "SELECT pg_try_advisory_xact_lock(hashtextextended('dek|globex', 0))",
+      'SELECT pg_catalog."pg_try_advisory_lock"(1)',
+      'SELECT PG_ADVISORY_XACT_LOCK_SHARED(1)',
+      'SELECT U&"pg_try_\\0061dvisory_xact_lock"(1)',
+    ]) {
+      expect(await outcome(acme.queryUntrusted(sql)), sql).toEqual({ code: 'PG_STATEMENT_REFUSED' });
+    }
+    // and the functions that run SQL from a string (which would hide the name) are revoked
+    for (const sql of [
+      "SELECT query_to_xml('SELECT pg_try_' || 'advisory_xact_lock(1)', true, false, '')",
+      "SELECT * FROM ts_stat('SELECT pg_try_' || 'advisory_xact_lock(1)')",
+    ]) {
+      expect(await outcome(acme.queryUntrusted(sql)), sql).toMatchObject({
+        code: 'PG_QUERY_FAILED',
+        sqlstate: '42501',
+      });
+    }
+  });
+
+  it('without the refusal the channel is real: acme sees the lock globex holds', async () => {
+    const s = scopedPool(
+      { connectionString: open.db.appUrl, max: 2 },
+      { bindingKey: open.bindingKey, pooler: open.pooler },
+    );
+    pools.push(s);
+    const globex = s.forTenant(await open.tenant('globex'));
+    const acme = await acmeOf(open);
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let locked = () => {};
+    const isLocked = new Promise<void>((r) => {
+      locked = r;
+    });
+    const tx = globex.transaction(async (t) => {
+      await t.query("SELECT pg_advisory_xact_lock(hashtextextended('dek|globex', 0))");
+      locked();
+      await held;
+    });
+    await isLocked;
+    const r = await acme.query<{ free: boolean }>(
+      "SELECT pg_try_advisory_xact_lock(hashtextextended('dek|globex', 0)) AS free",
+    );
+    release();
+    await tx;
+    expect(r.rows[0]?.free).toBe(false);
+  });
+});
+
 describe('ids carry no cross-tenant signal', () => {
   it('tenantTableSql refuses a table fed by a shared sequence (bigserial, identity)', async () => {
     for (const ddl of [

@@ -37,6 +37,11 @@ export const CROSS_TENANT_FUNCTIONS = [
   'pg_blocking_pids',
   'pg_safe_snapshot_blocking_pids',
   'pg_prepared_xact',
+  // They run SQL given as a string, which would hide a function name from queryUntrusted's check.
+  'query_to_xml',
+  'query_to_xmlschema',
+  'query_to_xml_and_xmlschema',
+  'ts_stat',
 ] as const;
 
 /** Views in `pg_catalog` besides `pg_stat*` / `pg_statio*` that show other sessions' activity. */
@@ -65,7 +70,7 @@ const list = (xs: readonly string[]) => xs.map((x) => `'${x}'`).join(', ');
  *   `pg_stat_activity`'s query texts, `pg_stats`), `pg_stat_statements*` wherever installed, and
  *   `pg_locks`, `pg_prepared_xacts`, `pg_sequences`;
  * - `REVOKE EXECUTE … FROM PUBLIC` on every `pg_stat_*` function (they take a table oid) and on
- *   {@link CROSS_TENANT_FUNCTIONS} plus `age(xid)`;
+ *   {@link CROSS_TENANT_FUNCTIONS} plus `age(xid)` and `ts_rewrite(tsquery, text)`;
  * - `pg_class`: SELECT on every column except {@link PG_CLASS_COUNT_COLUMNS};
  * - re-grants all of it to `grantTo` (monitoring).
  *
@@ -97,7 +102,7 @@ BEGIN
     WHERE p.prokind = 'f'
       AND ((p.pronamespace = 'pg_catalog'::regnamespace
             AND (p.proname LIKE 'pg\\_stat\\_%' OR p.proname IN (${list(CROSS_TENANT_FUNCTIONS)})
-                 OR p.oid = 'pg_catalog.age(xid)'::regprocedure))
+                 OR p.oid IN ('pg_catalog.age(xid)'::regprocedure, 'pg_catalog.ts_rewrite(tsquery,text)'::regprocedure)))
            OR p.proname LIKE 'pg\\_stat\\_statements%')
   LOOP
     EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', r.fn);
@@ -185,7 +190,7 @@ export async function sideChannelProblems(client: Client, tableOids: number[]): 
       WHERE p.prokind = 'f'
         AND ((p.pronamespace = 'pg_catalog'::regnamespace
               AND ((p.proname LIKE 'pg\\_stat\\_%' AND NOT (${NEVER_REGRANT})) OR p.proname IN (${list(CROSS_TENANT_FUNCTIONS)})
-                   OR p.oid = 'pg_catalog.age(xid)'::regprocedure))
+                   OR p.oid IN ('pg_catalog.age(xid)'::regprocedure, 'pg_catalog.ts_rewrite(tsquery,text)'::regprocedure)))
              OR p.proname LIKE 'pg\\_stat\\_statements%')
         AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
      UNION ALL

@@ -39,8 +39,19 @@ export function leadingKeyword(text: string): string {
   return (/^[A-Za-z_]+/.exec(text.slice(i))?.[0] ?? '').toLowerCase();
 }
 
+/**
+ * Advisory locks are shared by every tenant of the database: trying one that the secrets provider
+ * or the audit sink takes for another tenant tells whether that tenant is writing (and waiting on
+ * it delays them). A call must spell the function's name (the guards revoke the functions that run
+ * SQL from a string), so the name, or a Unicode-escaped identifier that could hide it, is refused.
+ */
+const FORBIDDEN = /pg_(try_)?advisory_|\bU&['"]/i;
+
 /** Throws PG_STATEMENT_REFUSED unless `text` starts like a query or DML statement. */
 export function assertUntrustedStatement(text: string): void {
+  if (FORBIDDEN.test(text)) {
+    throw pgError('PG_STATEMENT_REFUSED', 'queryUntrusted does not take advisory locks or Unicode-escaped names');
+  }
   const kw = leadingKeyword(text);
   if (!ALLOWED.has(kw)) {
     throw pgError(
