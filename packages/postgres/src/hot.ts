@@ -29,7 +29,7 @@ interface Lane {
  * (fail closed, but wrong). Such text takes the per-transaction path instead.
  */
 const SESSION_TOUCHING =
-  /\b(set|reset|discard|set_config|role|session|begin|commit|rollback|end|abort|savepoint|prepare|deallocate|declare|listen|load|do|call|copy)\b|;/i;
+  /\b(set|reset|discard|set_config|role|session|begin|commit|rollback|end|abort|savepoint|prepare|deallocate|declare|listen|load|do|call|copy)\b|\bpg_(try_)?advisory_lock(_shared)?\b|;/i;
 
 /**
  * Each hot tenant gets one pipelined connection, bound once with `tenantscope.bind_session`

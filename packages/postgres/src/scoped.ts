@@ -570,12 +570,13 @@ export class ScopedPool {
 
 /**
  * Text that may leave state in the session beyond its transaction (a WITH HOLD cursor, a prepared
- * statement, LISTEN, a session setting, a temp table, or transaction control that ends ours).
+ * statement, LISTEN, a session setting, a session advisory lock, a temp table, or transaction
+ * control that ends ours).
  * After such a statement the connection is destroyed rather than pooled. Defence in depth: the
  * binding itself does not depend on it, and agent SQL belongs in `queryUntrusted`.
  */
 const LEAVES_SESSION_STATE =
-  /(^|;)\s*(declare|prepare|deallocate|listen|set|reset|discard|create|do|call|load|copy|begin|start|commit|end|rollback|abort|savepoint|release|lock)\b|set_config|\bwith\s+hold\b|\binto\s+(temp|temporary|unlogged)\b|;\s*\S|\/\*|--/i;
+  /(^|;)\s*(declare|prepare|deallocate|listen|set|reset|discard|create|do|call|load|copy|begin|start|commit|end|rollback|abort|savepoint|release|lock)\b|set_config|\bpg_(try_)?advisory_lock(_shared)?\s*\(|\bwith\s+hold\b|\binto\s+(temp|temporary|unlogged)\b|;\s*\S|\/\*|--/i;
 
 function checkText(text: unknown, params: unknown): void {
   if (typeof text !== 'string' || text.trim() === '') {
