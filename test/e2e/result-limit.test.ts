@@ -52,6 +52,9 @@ describe('jsonByteLength', () => {
   });
 });
 
+/** Resolved by the `slow` tool when its handler starts, so a test can disconnect mid-call. */
+let slowStarted: () => void = () => {};
+
 async function withBigTools(limits: { maxResultBytes?: number } = {}) {
   const h = await startHarness({
     tenants: { acme: { tools: ['whoami', 'big', 'small_cap', 'bigint', 'slow'] } },
@@ -80,6 +83,7 @@ async function withBigTools(limits: { maxResultBytes?: number } = {}) {
       name: 'slow',
       description: 'answers after a while',
       handler: async () => {
+        slowStarted();
         await new Promise((r) => setTimeout(r, 400));
         return { done: true };
       },
@@ -160,6 +164,9 @@ describe('result byte cap through the server', () => {
       const token = await h.token('acme');
       const sid = (await rawPost(h.url, token, INIT)).sessionId as string;
       const abort = new AbortController();
+      const started = new Promise<void>((r) => {
+        slowStarted = r;
+      });
       const pending = fetch(h.url, {
         method: 'POST',
         signal: abort.signal,
@@ -171,7 +178,7 @@ describe('result byte cap through the server', () => {
         },
         body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'slow', arguments: {} } }),
       }).then((res) => res.text());
-      await new Promise((r) => setTimeout(r, 150));
+      await started;
       abort.abort();
       await pending.catch(() => undefined);
       let undelivered: AuditEvent[] = [];
