@@ -218,12 +218,27 @@ describe('doctor', () => {
     try {
       expect(codes(await problemsAs(fx.db.appUrl))).toEqual([
         'SHARED_SEQUENCE:public.tickets.id',
+        'UNIQUE_ACROSS_TENANTS:public.tickets.tickets_pkey', // a guessable bigint across tenants
         'SEQUENCE_USABLE:public.tickets_id_seq',
       ]);
       // allowSideChannels does not cover these: the owner can always fix them
-      expect(codes(await problemsAs(fx.db.appUrl, { allowSideChannels: true }))).toHaveLength(2);
+      expect(codes(await problemsAs(fx.db.appUrl, { allowSideChannels: true }))).toHaveLength(3);
     } finally {
       await asOwner('DROP TABLE tickets');
+    }
+  });
+
+  it('refuses a unique index without the tenant column (a conflicting insert says another tenant has the value)', async () => {
+    await asOwner(
+      `CREATE TABLE members (id uuid PRIMARY KEY, tenant_id text NOT NULL, email text NOT NULL, slug text NOT NULL,
+         UNIQUE (email), UNIQUE (tenant_id, slug));
+       ${tenantTableSql({ table: 'members', idColumn: 'id', grantTo: fx.db.appRole })}`,
+    );
+    try {
+      // the uuid primary key is exempt (not guessable), (tenant_id, slug) is per tenant
+      expect(codes(await problemsAs(fx.db.appUrl))).toEqual(['UNIQUE_ACROSS_TENANTS:public.members.members_email_key']);
+    } finally {
+      await asOwner('DROP TABLE members');
     }
   });
 

@@ -160,7 +160,8 @@ export interface SideChannelProblem {
    * (pg_class row/page counts, relation sizes), ACTIVITY_READABLE (transaction-id, WAL, commit, lock
    * and sequence-position functions and views), SHARED_SEQUENCE (a tenant table column fed by a
    * sequence or identity), SEQUENCE_USABLE (a sequence the role may read or advance),
-   * SYSTEM_COLUMNS_READABLE (a tenant table whose xmin/ctid the role can select).
+   * SYSTEM_COLUMNS_READABLE (a tenant table whose xmin/ctid the role can select),
+   * UNIQUE_ACROSS_TENANTS (a unique index on a tenant table without the tenant column).
    */
   code: string;
   object?: string;
@@ -173,7 +174,11 @@ export interface SideChannelProblem {
  * Checks, as the connected (application) role, every way this package knows for tenant SQL to
  * count other tenants' rows or writes. `tableOids` are the tenant tables.
  */
-export async function sideChannelProblems(client: Client, tableOids: number[]): Promise<SideChannelProblem[]> {
+export async function sideChannelProblems(
+  client: Client,
+  tableOids: number[],
+  tenantColumn = 'tenant_id',
+): Promise<SideChannelProblem[]> {
   const out: SideChannelProblem[] = [];
   const readable = await client.query<{ kind: string; name: string }>(
     `SELECT CASE WHEN c.relname IN (${list(CROSS_TENANT_VIEWS)}) THEN 'activity' ELSE 'stats' END AS kind, c.oid::regclass::text AS name
@@ -230,6 +235,30 @@ export async function sideChannelProblems(client: Client, tableOids: number[]): 
         code: 'SHARED_SEQUENCE',
         object: r.name,
         message: `${r.name} takes values from a sequence shared by every tenant; use uuid DEFAULT tenantscope.uuidv7()`,
+        needsSuperuser: false,
+      });
+    }
+    // A unique index without the tenant column answers "does another tenant have this value?"
+    // (a write conflicts: 23505). One uuid column is exempt: its values cannot be guessed.
+    const uniq = await client.query<{ name: string }>(
+      `SELECT pg_catalog.format('%I.%I.%I', n.nspname, c.relname, ic.relname) AS name
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = ANY ($1::oid[]) AND i.indisunique
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                           WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) AND a.attname = $2)
+          AND NOT (i.indnatts = 1 AND i.indexprs IS NULL AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0] AND a.atttypid = 'pg_catalog.uuid'::regtype))
+        ORDER BY 1`,
+      [tableOids, tenantColumn],
+    );
+    for (const r of uniq.rows) {
+      out.push({
+        code: 'UNIQUE_ACROSS_TENANTS',
+        object: r.name,
+        message: `unique index ${r.name} does not include the tenant column: a conflicting write tells a tenant that another one has the value`,
         needsSuperuser: false,
       });
     }
