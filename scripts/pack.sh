@@ -47,12 +47,21 @@ for dir in "${packages[@]}"; do
   (cd "$dir" && pnpm pack --pack-destination "$outdir" >/dev/null) || { echo "pack: pnpm pack of $dir failed" >&2; exit 1; }
 done
 
+# Guards: no test files by name, no TypeScript sources, and no shipped module that imports vitest
+# or (outside testkit itself) @tenantscope/testkit, whatever it is called.
 status=0
 for tgz in "$outdir"/tenantscope-*.tgz; do
-  bad="$(tar -tzf "$tgz" | grep -E '\.test\.|/testing/|test-support|test-helpers|\.ts$' | grep -vE '\.d\.ts$' || true)"
-  if [ -n "$bad" ]; then
+  bad="$(tar -tzf "$tgz" | grep -E '\.test\.|/testing/|-support\.|test-helpers|\.ts$' | grep -vE '\.d\.ts$' || true)"
+  unpacked="$(mktemp -d)"
+  tar -xzf "$tgz" -C "$unpacked"
+  testkit_re="@tenantscope/testkit"
+  case "$tgz" in *tenantscope-testkit-*) testkit_re='^$' ;; esac
+  importers="$(grep -rlE "from ['\"](vitest|${testkit_re})['\"]" "$unpacked/package/dist" --include='*.js' --include='*.d.ts' 2>/dev/null |
+    sed "s#^$unpacked/##" || true)"
+  rm -rf "$unpacked"
+  if [ -n "$bad$importers" ]; then
     echo "pack: $(basename "$tgz") contains test code or sources:" >&2
-    echo "$bad" | sed 's/^/  /' >&2
+    printf '%s\n%s\n' "$bad" "$importers" | sed '/^$/d; s/^/  /' >&2
     status=1
   fi
   echo "$tgz"

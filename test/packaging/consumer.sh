@@ -74,6 +74,10 @@ fi
 
 copies="$(find "$app/node_modules" -path '*/@tenantscope/core/package.json' | wc -l)"
 if [ "$copies" -eq 1 ]; then ok "one copy of @tenantscope/core in the app"; else bad "$copies copies of @tenantscope/core"; fi
+# The AWS SDK clients are aligned on one release, so the app holds one copy of each @smithy/* package.
+smithy_dups="$(cd "$app" && find node_modules -path '*/@smithy/*/package.json' -not -path '*/dist-*' |
+  sed -E 's#.*/(@smithy/[^/]+)/package.json#\1#' | sort | uniq -d)"
+if [ -z "$smithy_dups" ]; then ok "no duplicated @smithy/* package"; else bad "duplicated @smithy/* packages: $smithy_dups"; fi
 
 # NodeNext checks every .d.ts (skipLibCheck false: our declarations must compile as shipped) and
 # emits out/main.js; Bundler checks resolution and the app's types (skipLibCheck true). In parallel.
