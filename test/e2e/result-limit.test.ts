@@ -2,7 +2,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { type AuditEvent, DEFAULT_MAX_RESULT_BYTES, jsonByteLength, ResultBudget } from '@tenantscope/core';
+import {
+  type AuditEvent,
+  DEFAULT_MAX_RESULT_BYTES,
+  jsonByteLength,
+  MemoryAuditSink,
+  ResultBudget,
+  StaticTenantDirectory,
+  tenantScope,
+} from '@tenantscope/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { INIT, rawPost, startHarness, text } from './harness.ts';
@@ -49,6 +57,24 @@ describe('jsonByteLength', () => {
     expect(() => b.take(9)).toThrow(expect.objectContaining({ code: 'RESULT_TOO_LARGE' }));
     expect(new ResultBudget().limit).toBe(DEFAULT_MAX_RESULT_BYTES);
     expect(() => new ResultBudget(0)).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
+  });
+
+  it('a bad cap is refused at configuration time, globally and per tool', async () => {
+    const h = await startHarness();
+    try {
+      const verifier = await h.issuer.verifier();
+      const base = { verifier, directory: new StaticTenantDirectory({}), audit: new MemoryAuditSink() };
+      expect(() => tenantScope({ ...base, limits: { maxResultBytes: -1 } })).toThrow(
+        expect.objectContaining({ code: 'INVALID_CONFIG' }),
+      );
+      for (const maxResultBytes of [0, 1.5, Number.NaN, '1000' as never]) {
+        expect(() => h.scope.tool({ name: 'bad_cap', description: 'x', maxResultBytes, handler: () => 1 })).toThrow(
+          expect.objectContaining({ code: 'INVALID_CONFIG' }),
+        );
+      }
+    } finally {
+      await h.close();
+    }
   });
 });
 

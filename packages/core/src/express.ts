@@ -4,7 +4,9 @@ import type { TenantScope } from './server.ts';
 
 /**
  * Express middleware serving the MCP endpoint and its protected resource metadata. Mount it
- * before any body parser, or after `express.json()` (a parsed body is used as is).
+ * before any body parser, or after `express.json()` (a parsed body is used as is). Before is
+ * better: then the token is verified before the body is read, and an oversize body is refused
+ * (413) and audited in the caller's stream; a parser in front refuses it before anyone is known.
  *
  * ```ts
  * app.use(expressHandler(scope));
