@@ -19,6 +19,7 @@ import {
   type Tenant,
   TenantScopeError,
 } from '@tenantscope/core';
+import { type VendedCredentialsOption, vendedClients } from './credentials.ts';
 import { TenantData } from './dsar.ts';
 import { s3Error, wrapSdkError } from './errors.ts';
 import { byteLength, checkKey, checkListPrefix } from './keys.ts';
@@ -58,6 +59,13 @@ export interface ScopedS3Options {
   presignDefaultSeconds?: number;
   /** The longest presigned URL expiry a caller may ask for, in seconds. Default 3600. */
   presignMaxSeconds?: number;
+  /**
+   * Tenant-scoped credentials: every call of a tenant is signed with credentials whose policy
+   * allows only its placement (`stsCredentials` or `tenantUserCredentials`), so the store refuses
+   * what the scoped client would. Takes precedence over a placement's `client`. Default: every call
+   * uses the client passed to `scopedS3` (the wall is this client alone).
+   */
+  credentials?: VendedCredentialsOption;
   /** Multipart part size in bytes (at least 5 MiB, the S3 minimum). Default 8 MiB. */
   partSize?: number;
   /** Parts uploaded in parallel by a multipart upload. Default 4. */
@@ -216,11 +224,12 @@ export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
   }
 
   const placementOf = (tenant: TenantRef): Placement => checkPlacement(resolver({ id: tenant.id }));
+  const vended = options.credentials ? vendedClients(options.credentials, client) : undefined;
   const scope = (tenantId: string, signal?: AbortSignal): Scope => {
     const p = placementOf({ id: tenantId });
     return {
       tenantId,
-      client: p.client ?? client,
+      client: vended ? vended(tenantId, p) : (p.client ?? client),
       bucket: p.bucket,
       prefix: p.prefix,
       prefixBytes: byteLength(p.prefix),

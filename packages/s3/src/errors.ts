@@ -10,6 +10,8 @@ import { errorFactory, isTenantScopeError, type TenantScopeError } from '@tenant
  * - `S3_REQUEST_FAILED` (502): the server refused or failed; the driver error is the `cause`.
  * - `S3_SCOPE_VIOLATION` (500): the server returned a key outside the tenant prefix (never expected).
  * - `S3_DSAR_MISMATCH` (500): a DSAR recount did not match what was exported or deleted.
+ * - `S3_CREDENTIALS_FAILED` (502): tenant-scoped credentials could not be obtained (STS refused or
+ *   failed, or the tenant has no user); nothing is sent with other credentials.
  */
 export const S3_ERROR_STATUS = {
   S3_KEY_INVALID: 400,
@@ -20,6 +22,7 @@ export const S3_ERROR_STATUS = {
   S3_REQUEST_FAILED: 502,
   S3_SCOPE_VIOLATION: 500,
   S3_DSAR_MISMATCH: 500,
+  S3_CREDENTIALS_FAILED: 502,
 } as const;
 
 export type S3ErrorCode = keyof typeof S3_ERROR_STATUS;

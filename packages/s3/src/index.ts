@@ -15,6 +15,15 @@ export {
   TenantS3,
   type UploadOptions,
 } from './client.ts';
+export {
+  type CredentialVendor,
+  type StsCredentialOptions,
+  stsCredentials,
+  type TenantCredentials,
+  tenantUserCredentials,
+  type VendedCredentialsOption,
+} from './credentials.ts';
+export { checkBucketPolicy, comparePolicies, type PolicyFinding, type PolicyFindingCode } from './doctor.ts';
 export { type DeleteAllResult, type ExportedObject, type ExportResult, type TenantCount, TenantData } from './dsar.ts';
 export { S3_ERROR_STATUS, type S3ErrorCode } from './errors.ts';
 export { checkKey, type KeyProblem, keyProblem, MAX_KEY_BYTES } from './keys.ts';
@@ -25,4 +34,15 @@ export {
   type PlacementResolver,
   sharedBucket,
   type TenantRef,
+  tieredPlacement,
 } from './placement.ts';
+export {
+  type BucketGrant,
+  type PolicyDocument,
+  type PolicyPlacement,
+  type PolicyStatement,
+  TENANT_OBJECT_ACTIONS,
+  type TenantPolicyOptions,
+  tenantBucketPolicy,
+  tenantPolicy,
+} from './policy.ts';

@@ -1,8 +1,10 @@
 /**
- * Placement: where one tenant's objects live. Today every tenant shares one bucket under its own
- * prefix (logical isolation). A later issue adds dedicated buckets (physical isolation); the
- * scoped client already reads bucket, prefix and client from the placement, so tool code does not
- * change when a tenant moves.
+ * Placement: where one tenant's objects live. The shared tier keeps every tenant in one bucket
+ * under its own prefix (logical isolation); the dedicated tier gives a tenant a bucket of its own
+ * (physical isolation), keeping the same prefix inside it as a second wall. The scoped client
+ * reads bucket, prefix and client from the placement on every `forTenant`, so tool code does not
+ * change when a tenant moves; with vended credentials the tenant's credentials are scoped to the
+ * placement's bucket and prefix.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { TenantScopeError } from '@tenantscope/core';
@@ -34,10 +36,32 @@ export type PlacementResolver = (tenant: TenantRef) => Placement;
 /** The default prefix: `tenants/<id>/`. */
 export const defaultPrefix = (tenant: TenantRef): string => `tenants/${tenant.id}/`;
 
-/** Shared bucket with a per-tenant prefix: the only tier built so far. */
+/** Shared bucket with a per-tenant prefix. */
 export function sharedBucket(bucket: string, prefix: (tenant: TenantRef) => string = defaultPrefix): PlacementResolver {
   checkBucket(bucket);
   return (tenant) => ({ tier: 'shared', bucket, prefix: prefix(tenant) });
+}
+
+/**
+ * Dedicated buckets for some tenants, `shared` for the rest. `bucketOf` returns the tenant's own
+ * bucket, or undefined to keep it on the shared tier (it must not name the shared bucket, and two
+ * tenants must never get the same one). The prefix inside a dedicated bucket defaults to the shared
+ * tier's `tenants/<id>/`, so keys are the same on both tiers and a wrong bucket still misses.
+ */
+export function tieredPlacement(
+  shared: PlacementResolver,
+  bucketOf: (tenant: TenantRef) => string | undefined,
+  prefix: (tenant: TenantRef) => string = defaultPrefix,
+): PlacementResolver {
+  return (tenant) => {
+    const own = bucketOf(tenant);
+    if (own === undefined) return shared(tenant);
+    const base = shared(tenant);
+    if (own === base.bucket) {
+      throw new TenantScopeError('INVALID_CONFIG', 'a dedicated bucket must not be the shared bucket');
+    }
+    return { tier: 'dedicated', bucket: own, prefix: prefix(tenant) };
+  };
 }
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;

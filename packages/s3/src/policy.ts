@@ -1,0 +1,99 @@
+/**
+ * Policy generator: the IAM policy documents that let the store itself refuse what the scoped
+ * client would. A tenant's policy allows object actions only under its placement (bucket + prefix)
+ * and `s3:ListBucket` only with an `s3:prefix` inside it. The same statements serve as an STS
+ * session policy (mode `sts`) and, with a principal, as a bucket policy for per-tenant users.
+ */
+import { TenantScopeError } from '@tenantscope/core';
+import type { Placement } from './placement.ts';
+
+export interface PolicyStatement {
+  Sid?: string;
+  Effect: 'Allow' | 'Deny';
+  Principal?: { AWS: string | string[] } | '*';
+  Action: string | string[];
+  Resource: string | string[];
+  Condition?: Record<string, Record<string, string | string[]>>;
+}
+
+export interface PolicyDocument {
+  Version: '2012-10-17';
+  Statement: PolicyStatement[];
+}
+
+/** Object actions a tenant may take on its own keys (multipart parts included). */
+export const TENANT_OBJECT_ACTIONS = [
+  's3:AbortMultipartUpload',
+  's3:DeleteObject',
+  's3:GetObject',
+  's3:ListMultipartUploadParts',
+  's3:PutObject',
+] as const;
+
+export interface TenantPolicyOptions {
+  /** ARN partition: `aws` (default), `aws-cn`, `aws-us-gov`. Ceph RGW accepts `aws`. */
+  partition?: string;
+}
+
+/** Only the parts of a placement a policy depends on. */
+export type PolicyPlacement = Pick<Placement, 'bucket' | 'prefix'>;
+
+function sidPart(tenantId: string): string {
+  // Sids are [A-Za-z0-9]; tenant ids may hold `-` and `_`.
+  return tenantId.replace(/[^A-Za-z0-9]/g, (c) => `x${c.charCodeAt(0).toString(16)}`);
+}
+
+function statements(tenantId: string, p: PolicyPlacement, partition: string, principal?: string): PolicyStatement[] {
+  const who = principal === undefined ? {} : { Principal: { AWS: [principal] } };
+  const sid = sidPart(tenantId);
+  return [
+    {
+      Sid: `Tenant${sid}Objects`,
+      Effect: 'Allow',
+      ...who,
+      Action: [...TENANT_OBJECT_ACTIONS],
+      Resource: [`arn:${partition}:s3:::${p.bucket}/${p.prefix}*`],
+    },
+    {
+      Sid: `Tenant${sid}List`,
+      Effect: 'Allow',
+      ...who,
+      Action: ['s3:ListBucket'],
+      Resource: [`arn:${partition}:s3:::${p.bucket}`],
+      Condition: { StringLike: { 's3:prefix': [`${p.prefix}*`] } },
+    },
+  ];
+}
+
+/**
+ * The policy for one tenant's credentials (an STS session policy, or a per-tenant user's IAM
+ * policy): its objects, and listing inside its prefix only.
+ */
+export function tenantPolicy(tenantId: string, placement: PolicyPlacement, options: TenantPolicyOptions = {}) {
+  return {
+    Version: '2012-10-17',
+    Statement: statements(tenantId, placement, options.partition ?? 'aws'),
+  } satisfies PolicyDocument;
+}
+
+export interface BucketGrant {
+  tenantId: string;
+  /** The tenant's principal ARN: on AWS `arn:aws:iam::<account>:user/<name>`, on Ceph `arn:aws:iam:::user/<uid>`. */
+  principal: string;
+  placement: PolicyPlacement;
+}
+
+/**
+ * The bucket policy for per-tenant users (mode `users`, where STS is not available): each tenant's
+ * principal gets its own prefix. Every grant must name the same bucket.
+ */
+export function tenantBucketPolicy(grants: readonly BucketGrant[], options: TenantPolicyOptions = {}): PolicyDocument {
+  const buckets = new Set(grants.map((g) => g.placement.bucket));
+  if (buckets.size > 1) {
+    throw new TenantScopeError('INVALID_CONFIG', 'tenantBucketPolicy: every grant must name the same bucket');
+  }
+  return {
+    Version: '2012-10-17',
+    Statement: grants.flatMap((g) => statements(g.tenantId, g.placement, options.partition ?? 'aws', g.principal)),
+  };
+}
