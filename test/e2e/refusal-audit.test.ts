@@ -48,6 +48,7 @@ describe('every request in a mixed corpus leaves exactly one audit event', () =>
       const sid = (await rawPost(h.url, acme, INIT)).sessionId as string;
       const globexSid = (await rawPost(h.url, globex, INIT)).sessionId as string;
       const deleted = (await rawPost(h.url, acme, INIT)).sessionId as string;
+      const audList = await h.token('acme', { claims: { aud: [h.url, 'https://other.example/mcp'] } });
       await raw(h.url, { method: 'DELETE', token: acme, session: deleted });
 
       // [what, request, expected HTTP status, expected stream, expected reason]
@@ -172,6 +173,14 @@ describe('every request in a mixed corpus leaves exactly one audit event', () =>
             401,
             null,
             'AUTH_MALFORMED',
+          ],
+          [
+            // Signed, so attributable: refused (RFC 8707, one audience) and audited in acme's stream.
+            'a token whose aud also names another resource',
+            () => raw(h.url, { token: audList, session: sid, body: call(18, 'whoami') }),
+            401,
+            'acme',
+            'AUTH_AUDIENCE',
           ],
         ];
 
