@@ -22,6 +22,8 @@ let dir: string;
 let child: ChildProcess | undefined;
 let url: string;
 let config: string;
+let hasAdmin = false;
+const ADMIN_TOKEN = 'admin-token-for-the-halt-drill-0123456789';
 
 function startExample(env: Record<string, string>): Promise<ChildProcess> {
   const c = spawn(process.execPath, ['examples/crm-server/src/main.ts'], {
@@ -64,7 +66,11 @@ beforeAll(async () => {
     TENANTSCOPE_AUDIENCE: url,
     TENANTSCOPE_JWKS_FILE: keys.jwksFile,
     TENANTSCOPE_AUDIT_DIR: join(dir, 'audit'),
+    TENANTSCOPE_ADMIN_TOKEN: ADMIN_TOKEN,
   });
+  // The halt drill runs only where the target has an admin endpoint (404 here means none).
+  const origin = new URL(url).origin;
+  hasAdmin = (await fetch(`${origin}/admin/halt`, { method: 'POST' })).status !== 404;
   // The config the example ships (README: "Checking a server"), pointed at this run's port, key and audit dir.
   const shipped = JSON.parse(await readFile(join(root, 'examples/crm-server/tenantscope.config.json'), 'utf8'));
   for (const [t, p] of Object.entries(TENANTS.tenants)) expect(shipped.check.tenants[t].tools).toEqual(p.tools);
@@ -75,6 +81,10 @@ beforeAll(async () => {
       url,
       auth: { ...shipped.check.auth, signingKey: keys.privateKey, issuer: ISSUER },
       audit: { jsonlDir: join(dir, 'audit') },
+    },
+    evidence: {
+      ...shipped.evidence,
+      ...(hasAdmin ? { admin: { url: `${origin}/admin`, tokenEnv: 'TS_ADMIN_TOKEN', tenant: 'initech' } } : {}),
     },
   });
 }, 120_000);
@@ -123,7 +133,7 @@ describe('tenantscope evidence against the example server', () => {
   let report: EvidenceReport;
   beforeAll(async () => {
     out = join(dir, 'evidence');
-    const run = await runCli(['evidence', '--config', config, '--out', out]);
+    const run = await runCli(['evidence', '--config', config, '--out', out], { TS_ADMIN_TOKEN: ADMIN_TOKEN });
     expect(run.stderr).toBe('');
     report = JSON.parse(await readFile(join(out, 'evidence.json'), 'utf8')) as EvidenceReport;
     expect(run.code).toBe(report.headline.failed > 0 ? 1 : 0);
@@ -144,7 +154,17 @@ describe('tenantscope evidence against the example server', () => {
       'AI Act Art. 15',
     ]);
     expect(byId['Art. 15 / 17']?.status).toBe('not available');
-    expect(byId['AI Act Art. 14']?.status).toBe('not available');
+    if (hasAdmin) {
+      // halt, refused, resume, served: every step on record
+      expect(byId['AI Act Art. 14']?.status).toBe('met');
+      const drill = report.items.find((i) => i.id === 'halt-drill');
+      expect(drill?.summary).toMatch(
+        /halt: HTTP 200.*call while halted: refused.*resume: HTTP 200.*call after resume: served/,
+      );
+    } else {
+      console.warn('the example server has no admin endpoint: the halt drill row must say "not available"');
+      expect(byId['AI Act Art. 14']?.status).toBe('not available');
+    }
     expect(byId['CC6.1']?.status).toBe('met');
     expect(byId['CC6.3']?.status).toBe('met');
     for (const i of report.items) {

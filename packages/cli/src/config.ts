@@ -120,8 +120,10 @@ export const evidenceSectionSchema = z.strictObject({
   /** Audit retention, in days, as configured for the target (reported as configured, not verified). */
   retentionDays: z.number().int().positive().optional(),
   /**
-   * The target's admin API for the halt drill (EU AI Act Art. 14): `POST <url>/tenants/<t>/halt` and
-   * `/resume` with `Authorization: Bearer <token from tokenEnv>`. Without it the drill is "not available".
+   * The target's admin API for the halt drill (EU AI Act Art. 14): `POST <url>/halt` and `<url>/resume`
+   * with the JSON body `{"tenant": …}` and `Authorization: Bearer <the value of tokenEnv>` (the example
+   * server's `/admin` endpoint). The drill halts `tenant`, checks a call is refused, resumes it and
+   * checks a call is served. Without `admin` the drill is "not available".
    */
   admin: z.strictObject({ url: z.url(), tokenEnv: z.string().min(1), tenant: tenantId }).optional(),
 });

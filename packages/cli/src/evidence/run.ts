@@ -525,7 +525,7 @@ async function haltDrill(
 ): Promise<string> {
   const token = process.env[admin.tokenEnv];
   const started = new Date().toISOString();
-  const command = `POST ${admin.url}/tenants/${admin.tenant}/halt, call, POST …/resume, call`;
+  const command = `POST ${admin.url}/halt {"tenant":"${admin.tenant}"}, call ${probe(cfg, admin.tenant).name}, POST ${admin.url}/resume, call again`;
   if (!token) {
     return items.add({
       id: 'halt-drill',
@@ -542,9 +542,13 @@ async function haltDrill(
   const steps: Record<string, unknown>[] = [];
   const post = async (what: 'halt' | 'resume') => {
     const t0 = performance.now();
-    const res = await fetch(`${admin.url.replace(/\/$/, '')}/tenants/${admin.tenant}/${what}`, {
+    const res = await fetch(`${admin.url.replace(/\/$/, '')}/${what}`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${token}` },
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        tenant: admin.tenant,
+        ...(what === 'halt' ? { reason: 'tenantscope evidence halt drill' } : {}),
+      }),
       signal: AbortSignal.timeout(cfg.timeoutMs),
     });
     steps.push({ step: what, status: res.status, ms: Math.round(performance.now() - t0) });
@@ -568,7 +572,7 @@ async function haltDrill(
   };
   const halted = await post('halt');
   const refusedWhileHalted = halted ? !(await attempt('call while halted')) : false;
-  const resumed = await post('resume');
+  const resumed = await post('resume'); // always, so a failed drill does not leave the tenant halted
   const servedAfter = resumed ? await attempt('call after resume') : false;
   const ok = halted && refusedWhileHalted && resumed && servedAfter;
   return items.add({
