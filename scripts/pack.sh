@@ -6,6 +6,10 @@
 # contains test code (*.test.*, testing/, test-support, test-helpers) or TypeScript sources.
 source "$(dirname "$0")/toolchain.sh"
 cd "$ROOT"
+# Builds write packages/*/dist in place: two packs at once would remove each other's dist/.
+mkdir -p .tmp
+exec 9>".tmp/pack.lock"
+flock -w 600 9 || { echo "pack: another scripts/pack.sh held .tmp/pack.lock for 600 s" >&2; exit 1; }
 outdir="${1:-.tmp/pack}"
 mkdir -p "$outdir"
 outdir="$(cd "$outdir" && pwd)"
