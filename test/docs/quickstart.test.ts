@@ -214,7 +214,7 @@ afterAll(async () => {
     if (server.exitCode === null) server.kill('SIGKILL');
   }
   try {
-    if (dir) for (const b of blocks.filter(isCleanup)) runBlock(b);
+    if (dir && env.PG_ADMIN_URL) for (const b of blocks.filter(isCleanup)) runBlock(b);
   } finally {
     if (dir) rmSync(dir, { recursive: true, force: true });
     console.log(`[quickstart] total ${((Date.now() - started) / 1000).toFixed(1)} s`);
