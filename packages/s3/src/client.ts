@@ -463,20 +463,44 @@ export class TenantS3 {
     const result: DeleteManyResult = { deleted: [], errors: [] };
     for (let i = 0; i < unique.length; i += 1000) {
       const batch = unique.slice(i, i + 1000);
-      const out = await this.#send<{
-        Deleted?: { Key?: string }[];
-        Errors?: { Key?: string; Code?: string }[];
-      }>(
-        'DeleteObjects',
-        new DeleteObjectsCommand({
-          Bucket: this.#s.bucket,
-          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
-        }),
-      );
+      let out: { Deleted?: { Key?: string }[]; Errors?: { Key?: string; Code?: string }[] };
+      try {
+        out = await this.#send(
+          'DeleteObjects',
+          new DeleteObjectsCommand({
+            Bucket: this.#s.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
+          }),
+        );
+      } catch (err) {
+        // Ceph RGW 16 checks DeleteObjects against the bucket ARN, so credentials scoped to a prefix
+        // (vended) are refused the whole batch: delete the keys one by one instead, each checked
+        // by the server against its own key.
+        if ((err as TenantScopeError).details?.s3Code !== 'AccessDenied') throw err;
+        out = await this.#deleteOneByOne(batch);
+      }
       for (const d of out.Deleted ?? []) result.deleted.push(this.#relative(d.Key));
       for (const e of out.Errors ?? []) result.errors.push({ key: this.#relative(e.Key), code: e.Code ?? 'Error' });
     }
     return result;
+  }
+
+  async #deleteOneByOne(keys: string[]) {
+    const out = { Deleted: [] as { Key: string }[], Errors: [] as { Key: string; Code: string }[] };
+    let next = 0;
+    const worker = async () => {
+      while (next < keys.length) {
+        const Key = keys[next++] as string;
+        try {
+          await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#s.bucket, Key }));
+          out.Deleted.push({ Key });
+        } catch (err) {
+          out.Errors.push({ Key, Code: String((err as TenantScopeError).details?.s3Code ?? 'Error') });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(8, keys.length) }, worker));
+    return out;
   }
 
   /** Copies an object; both keys are inside this tenant. */

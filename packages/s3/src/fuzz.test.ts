@@ -17,7 +17,9 @@ beforeAll(async () => {
 afterAll(async () => f?.cleanup());
 
 describe('key fuzz', () => {
-  it(`${TARGET} hostile keys: each refused with a typed error or stored inside the tenant; 0 escapes`, async () => {
+  it(`${TARGET} hostile keys: each refused with a typed error or stored inside the tenant; 0 escapes`, {
+    timeout: 240_000,
+  }, async () => {
     await runKeyFuzz(f, f.s3.forTenant(f.acme));
   });
 });

@@ -85,7 +85,7 @@ export async function s3Fixture(
       for (const u of uploads?.Uploads ?? []) {
         await raw.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }));
       }
-      const keys = await allKeys();
+      const keys = await listBucket(bucket);
       for (let i = 0; i < keys.length; i += 1000) {
         await raw.send(
           new DeleteObjectsCommand({

@@ -120,6 +120,19 @@ describe.skipIf(env.skip)('STS AssumeRole with a session policy per tenant', () 
     await expectServerRefuses(testVendors(conn).sts());
   });
 
+  it('Ceph RGW 16 limitation, recorded: an absent key outside the policy answers 404, an existing one 403', async () => {
+    // So raw vended credentials can learn whether another tenant's key EXISTS (never its content).
+    // AWS answers 403 for both without s3:ListBucket on that prefix. The scoped client cannot
+    // address such a key at all. The answer is printed so a server that closes the oracle shows.
+    const acme = rawWith(await testVendors(conn).sts().credentialsFor('acme', placement('acme')));
+    const get = (Key: string) => s3Outcome(() => acme.send(new GetObjectCommand({ Bucket: f.bucket, Key })));
+    expect(await get('tenants/globex/secret/plan.txt')).toBe('AccessDenied 403');
+    const absent = await get('tenants/globex/secret/absent.txt');
+    console.log(`[s3 vended] ${conn.server}: GET of an absent key outside the policy answers ${absent}`);
+    expect(['NoSuchKey 404', 'AccessDenied 403']).toContain(absent);
+    acme.destroy();
+  });
+
   it('one AssumeRole per tenant placement, however many concurrent callers (single flight), then cached', async () => {
     const sts = countingSts(stsClient(conn));
     const vendor = stsCredentials({ sts, roleArn: env.roleArn });
