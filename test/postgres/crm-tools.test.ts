@@ -20,6 +20,8 @@ const clients: Record<string, Client> = {};
 beforeAll(async () => {
   // The example's sharedPostgres() reads DATABASE_URL: use the suite's server, not a second one.
   process.env.DATABASE_URL = inject('databaseUrl');
+  // Exact row counts below: a private database, not the one replicas given DATABASE_URL share.
+  process.env.TENANTSCOPE_CRM_PRIVATE_DB = '1';
   const config = await configFromEnv({ ...process.env, PORT: '0' });
   server = await startCrmServer(config, { log: () => {} });
   const issuer = server.devIssuer;

@@ -1,5 +1,5 @@
 import { mkdtemp, readdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -13,14 +13,16 @@ import {
   JsonlAuditSink,
   type KeySource,
   loadTenantDirectory,
-  MemoryRevocationStore,
   type ResourceProvider,
+  type RevocationStore,
   type TenantScope,
   type TokenVerifier,
   teeAuditSink,
   tenantScope,
 } from '@tenantscope/core';
+import { PostgresCallLimiter, PostgresRevocationStore, pg, replicaStateSql } from '@tenantscope/postgres';
 import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
+import { adminHandler, SubjectRevocations, withSubjectRevocation } from './ops.ts';
 import type { CrmPlugin, StartedPlugin } from './plugin.ts';
 import { sharedPostgres } from './services.ts';
 
@@ -38,6 +40,28 @@ export interface CrmServerConfig {
   jwksFile?: string;
   tenantsFile: string;
   auditDir: string;
+  /** `TENANTSCOPE_MCP_MODE`: `session` (default) or `stateless` (any replica serves any request). */
+  mode: 'session' | 'stateless';
+  /** `TENANTSCOPE_SESSION_IDLE_TIMEOUT_MS`, `TENANTSCOPE_MAX_SESSIONS_PER_TENANT`, `TENANTSCOPE_MAX_SESSIONS`. */
+  sessionIdleTimeoutMs?: number;
+  maxSessionsPerTenant?: number;
+  maxSessions?: number;
+  /** `TENANTSCOPE_ADMIN_TOKEN`: the admin endpoint's credential; unset, there is no admin endpoint. */
+  adminToken?: string;
+  /** `TENANTSCOPE_DRAIN_TIMEOUT_MS`: how long in-flight requests get on shutdown. Default 10,000. */
+  drainTimeoutMs: number;
+  /** `TENANTSCOPE_STATE_CACHE_MS`: longest a replica trusts a cached "not revoked/halted" (LISTEN/NOTIFY is faster). Default 1000. */
+  stateCacheMs: number;
+  /** `TENANTSCOPE_STATE_SCHEMA`: schema of the shared replica state. Default `tenantscope_state`. */
+  stateSchema?: string;
+}
+
+function intFromEnv(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}`);
+  return n;
 }
 
 /** Reads the example server's environment contract (see README). */
@@ -53,7 +77,21 @@ export async function configFromEnv(env: NodeJS.ProcessEnv = process.env): Promi
     jwksFile: env.TENANTSCOPE_JWKS_FILE || undefined,
     tenantsFile: env.TENANTSCOPE_TENANTS_FILE || DEFAULT_TENANTS_FILE,
     auditDir: env.TENANTSCOPE_AUDIT_DIR || (await mkdtemp(join(tmpdir(), 'tenantscope-audit-'))),
+    mode: modeFromEnv(env.TENANTSCOPE_MCP_MODE),
+    sessionIdleTimeoutMs: intFromEnv(env, 'TENANTSCOPE_SESSION_IDLE_TIMEOUT_MS', 1000),
+    maxSessionsPerTenant: intFromEnv(env, 'TENANTSCOPE_MAX_SESSIONS_PER_TENANT', 1),
+    maxSessions: intFromEnv(env, 'TENANTSCOPE_MAX_SESSIONS', 1),
+    adminToken: env.TENANTSCOPE_ADMIN_TOKEN || undefined,
+    drainTimeoutMs: intFromEnv(env, 'TENANTSCOPE_DRAIN_TIMEOUT_MS', 0) ?? 10_000,
+    stateCacheMs: intFromEnv(env, 'TENANTSCOPE_STATE_CACHE_MS', 0) ?? 1000,
+    stateSchema: env.TENANTSCOPE_STATE_SCHEMA || undefined,
   };
+}
+
+function modeFromEnv(v: string | undefined): 'session' | 'stateless' {
+  if (v === undefined || v === '' || v === 'session') return 'session';
+  if (v === 'stateless') return v;
+  throw new Error("TENANTSCOPE_MCP_MODE must be 'session' or 'stateless'");
 }
 
 export interface RunningCrmServer {
@@ -66,15 +104,25 @@ export interface RunningCrmServer {
   devIssuer?: TestIssuer;
   /** The audit sink; with the default Postgres log it also verifies and reads streams. */
   audit: ExampleAuditSink;
-  revocations: MemoryRevocationStore;
+  /** Token revocations and tenant halts, shared by every replica on the same PostgreSQL. */
+  revocations: RevocationStore;
+  /** Revoked subjects, shared the same way. */
+  subjects: SubjectRevocations;
   plugins: StartedPlugin[];
+  /** Drains (503 + Retry-After to new requests, in-flight ones finish), then stops everything and flushes audit. */
   close(): Promise<void>;
 }
 
-/** Loads every plugin in `src/plugins/`, in `order`. */
-export async function loadPlugins(): Promise<CrmPlugin[]> {
+/**
+ * Loads the plugins in `src/plugins/`, in `order`: every one, or only the files named in
+ * `TENANTSCOPE_PLUGINS` (comma-separated, e.g. `core-tools,postgres`); the others are not even imported.
+ */
+export async function loadPlugins(env: NodeJS.ProcessEnv = process.env): Promise<CrmPlugin[]> {
   const dir = join(here, 'plugins');
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).sort();
+  const only = env.TENANTSCOPE_PLUGINS ? new Set(env.TENANTSCOPE_PLUGINS.split(',').map((s) => s.trim())) : undefined;
+  const files = (await readdir(dir))
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && (!only || only.has(f.slice(0, -3))))
+    .sort();
   const plugins: CrmPlugin[] = [];
   for (const f of files) {
     const mod = (await import(pathToFileURL(join(dir, f)).href)) as { plugin?: CrmPlugin };
@@ -83,12 +131,31 @@ export async function loadPlugins(): Promise<CrmPlugin[]> {
   return plugins.sort((a, b) => (a.order ?? 100) - (b.order ?? 100));
 }
 
-/** Starts the example server. With no key configured it runs in dev mode with its own issuer. */
+/**
+ * Starts the example server. With no key configured it runs in dev mode with its own issuer.
+ * The port answers from the first moment: `/healthz` 200, `/readyz` and MCP 503 with
+ * `Retry-After` until everything is started, so no request ever waits on a half-started replica.
+ */
 export async function startCrmServer(
   config: CrmServerConfig,
   options: { env?: NodeJS.ProcessEnv; audit?: AuditSink; log?: (r: Record<string, unknown>) => void } = {},
 ): Promise<RunningCrmServer> {
-  const http = createServer();
+  let route: ((req: IncomingMessage, res: ServerResponse) => Promise<void>) | undefined;
+  let draining = false;
+  const http = createServer((req, res) => {
+    // Draining: no connection is kept for a next request that this replica would refuse.
+    if (draining) res.setHeader('Connection', 'close');
+    const path = (req.url ?? '').split('?')[0];
+    if (path === '/healthz') return sendStatus(res, 200, 'ok');
+    if (path === '/readyz') return route && !draining ? sendStatus(res, 200, 'ready') : unavailable(res);
+    if (!route) return unavailable(res);
+    route(req, res).catch((err) => {
+      log({ level: 'error', time: new Date().toISOString(), msg: 'request failed', error: String(err) });
+      if (!res.headersSent) sendStatus(res, 500, 'internal error');
+      else res.end();
+    });
+  });
+  const log = options.log ?? ((r: Record<string, unknown>) => process.stderr.write(`${JSON.stringify(r)}\n`));
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(config.port, config.host, () => resolve());
@@ -97,70 +164,143 @@ export async function startCrmServer(
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const audience = config.audience.replace(/:0\//, `:${port}/`);
   const cfg = { ...config, port, audience };
-
-  let devIssuer: TestIssuer | undefined;
-  let keys: KeySource;
-  if (cfg.jwksUrl) keys = { jwksUrl: cfg.jwksUrl };
-  else if (cfg.jwksFile) keys = { jwksFile: cfg.jwksFile };
-  else {
-    devIssuer = await createTestIssuer({ issuer: cfg.issuer, audience });
-    keys = { jwks: devIssuer.jwks };
-  }
-  const revocations = new MemoryRevocationStore();
-  const verifier: TokenVerifier = await createVerifier({ issuer: cfg.issuer, audience, keys, revocations });
-  const directory = await loadTenantDirectory(cfg.tenantsFile);
-  const audit: ExampleAuditSink = options.audit ?? (await exampleAuditSink(cfg, options.env ?? process.env));
-
-  const started: StartedPlugin[] = [];
   const env = options.env ?? process.env;
+  const cleanup: (() => Promise<unknown>)[] = [async () => http.listening && http.close()];
+  const unwind = async () => {
+    for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+  };
+
   try {
-    for (const p of await loadPlugins()) started.push(await p.start(env));
+    let devIssuer: TestIssuer | undefined;
+    let keys: KeySource;
+    if (cfg.jwksUrl) keys = { jwksUrl: cfg.jwksUrl };
+    else if (cfg.jwksFile) keys = { jwksFile: cfg.jwksFile };
+    else {
+      devIssuer = await createTestIssuer({ issuer: cfg.issuer, audience });
+      keys = { jwks: devIssuer.jwks };
+    }
+    // Revocations, halts, revoked subjects and call rates live in PostgreSQL, shared by every
+    // replica given the same DATABASE_URL; LISTEN/NOTIFY carries changes to the others at once.
+    const pgServer = await sharedPostgres();
+    cleanup.push(() => pgServer.release());
+    const statePool = new pg.Pool({ connectionString: pgServer.url, max: 4 });
+    statePool.on('error', () => {}); // idle connections dropped at server shutdown
+    cleanup.push(() => statePool.end());
+    const schema = cfg.stateSchema;
+    const revocations = new PostgresRevocationStore(statePool, {
+      schema,
+      cacheMs: cfg.stateCacheMs,
+      listenConnectionString: pgServer.url,
+    });
+    cleanup.push(() => revocations.close());
+    const subjects = new SubjectRevocations(statePool, { schema, cacheMs: Math.min(cfg.stateCacheMs, 100) });
+    await migrateState(statePool, subjects, schema);
+    if (!(await revocations.listening(5000))) {
+      log({
+        level: 'warn',
+        time: new Date().toISOString(),
+        msg: `LISTEN not active: polling every ${cfg.stateCacheMs} ms`,
+      });
+    }
+    const verifier: TokenVerifier = withSubjectRevocation(
+      await createVerifier({ issuer: cfg.issuer, audience, keys, revocations }),
+      subjects,
+    );
+    const directory = await loadTenantDirectory(cfg.tenantsFile);
+    const audit: ExampleAuditSink = options.audit ?? (await exampleAuditSink(cfg, env));
+    cleanup.push(async () => audit.close?.());
+
+    const started: StartedPlugin[] = [];
+    cleanup.push(() => Promise.allSettled(started.map((s) => s.stop())));
+    for (const p of await loadPlugins(env)) started.push(await p.start(env));
+    const providers: Record<string, ResourceProvider<unknown>> = {};
+    for (const s of started) Object.assign(providers, s.providers ?? {});
+    const scope = tenantScope({
+      verifier,
+      directory,
+      audit,
+      providers,
+      serverInfo: { name: 'tenantscope-crm-example', version: '0.1.0' },
+      resourceName: 'tenantscope CRM example',
+      log: options.log,
+      mode: cfg.mode,
+      limiter: new PostgresCallLimiter(statePool, { schema }),
+      limits: {
+        sessionIdleTimeoutMs: cfg.sessionIdleTimeoutMs,
+        maxSessionsPerTenant: cfg.maxSessionsPerTenant,
+        maxSessions: cfg.maxSessions,
+      },
+    });
+    for (const s of started) for (const t of s.tools) scope.tool(t);
+    cleanup.push(() => scope.close());
+    const admin = adminHandler({ token: cfg.adminToken, revocations, subjects, log });
+
+    route = async (req, res) => {
+      const path = (req.url ?? '').split('?')[0];
+      if (devIssuer && path === '/.well-known/jwks.json') {
+        res.setHeader('Content-Type', 'application/json');
+        res.end(JSON.stringify(devIssuer.jwks));
+        return;
+      }
+      if (await admin(req, res)) return;
+      await scope.handle(req, res);
+    };
+
+    return {
+      scope,
+      http,
+      url: audience,
+      config: cfg,
+      devIssuer,
+      audit,
+      revocations,
+      subjects,
+      plugins: started,
+      async close() {
+        draining = true; // /readyz turns 503 so balancers stop sending
+        const drained = await scope.drain(cfg.drainTimeoutMs);
+        if (!drained) log({ level: 'warn', time: new Date().toISOString(), msg: 'drain timed out' });
+        http.close(); // new connections are refused from here; requests in progress were answered
+        http.closeAllConnections();
+        await unwind(); // in reverse: MCP sessions, plugins, audit (flushed), state, PostgreSQL, listener
+      },
+    };
   } catch (err) {
-    await Promise.allSettled(started.map((s) => s.stop()));
-    await audit.close?.().catch(() => undefined);
-    http.close();
+    http.closeAllConnections();
+    await unwind();
     throw err;
   }
-  const providers: Record<string, ResourceProvider<unknown>> = {};
-  for (const s of started) Object.assign(providers, s.providers ?? {});
-  const scope = tenantScope({
-    verifier,
-    directory,
-    audit,
-    providers,
-    serverInfo: { name: 'tenantscope-crm-example', version: '0.1.0' },
-    resourceName: 'tenantscope CRM example',
-    log: options.log,
-  });
-  for (const s of started) for (const t of s.tools) scope.tool(t);
+}
 
-  http.on('request', (req, res) => {
-    const path = (req.url ?? '').split('?')[0];
-    if (devIssuer && path === '/.well-known/jwks.json') {
-      res.setHeader('Content-Type', 'application/json');
-      res.end(JSON.stringify(devIssuer.jwks));
-      return;
-    }
-    void scope.handle(req, res);
-  });
+/** Creates the replica-state tables once (an advisory lock serialises replicas starting together). */
+async function migrateState(
+  pool: InstanceType<typeof pg.Pool>,
+  subjects: SubjectRevocations,
+  schema: string | undefined,
+): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query(`SELECT pg_advisory_xact_lock(hashtext('tenantscope.replica-state'))`);
+    await c.query(replicaStateSql({ schema }));
+    await c.query(subjects.sql());
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    c.release();
+  }
+}
 
-  return {
-    scope,
-    http,
-    url: audience,
-    config: cfg,
-    devIssuer,
-    audit,
-    revocations,
-    plugins: started,
-    async close() {
-      await scope.close();
-      http.closeAllConnections();
-      await new Promise<void>((r) => http.close(() => r()));
-      await Promise.allSettled(started.map((s) => s.stop()));
-      await audit.close?.();
-    },
-  };
+function sendStatus(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+  res.end(JSON.stringify({ status: text }));
+}
+
+function unavailable(res: ServerResponse): void {
+  res.setHeader('Retry-After', '1');
+  sendStatus(res, 503, 'starting or stopping');
 }
 
 /** An audit sink as the example server exposes it. */

@@ -8,7 +8,6 @@
  * PostgreSQL: `sharedPostgres()` (DATABASE_URL, else testcontainers, else embedded). The plugin
  * creates its own database and least-privileged roles, and drops them on stop.
  */
-import { randomBytes } from 'node:crypto';
 import { defineTool, ToolError } from '@tenantscope/core';
 import {
   installSideChannelGuards,
@@ -21,7 +20,7 @@ import {
 } from '@tenantscope/postgres';
 import { z } from 'zod';
 import type { CrmPlugin, DemoContext } from '../plugin.ts';
-import { sharedPostgres } from '../services.ts';
+import { crmDatabaseNames, provisionCrmDatabase, sharedPostgres } from '../services.ts';
 
 /** Distinct customers per example tenant. */
 export const SEED_CUSTOMERS: Record<string, { name: string; email: string; plan: string }[]> = {
@@ -182,13 +181,11 @@ async function demo({ say, check, call }: DemoContext, where: string): Promise<v
 export const plugin: CrmPlugin = {
   name: 'postgres',
   order: 20,
-  async start() {
+  async start(env) {
     const server = await sharedPostgres();
-    const suffix = randomBytes(4).toString('hex');
-    const dbName = `crm_${suffix}`;
-    const ownerRole = `crm_owner_${suffix}`;
-    const appRole = `crm_app_${suffix}`;
-    const password = randomBytes(16).toString('hex');
+    // DATABASE_URL: one database shared by every replica; dev mode: a private random one.
+    const names = crmDatabaseNames(server.url, env);
+    const { dbName, ownerRole, appRole, password } = names;
     const su = new pg.Client({ connectionString: server.url });
     await su.connect();
     const urlFor = (role: string | null) => {
@@ -205,6 +202,7 @@ export const plugin: CrmPlugin = {
     const drop = async () => {
       await scoped?.end().catch(() => undefined);
       await owner?.end().catch(() => undefined);
+      if (names.shared) return; // a shared database outlives every replica
       const c = new pg.Client({ connectionString: server.url });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
@@ -213,11 +211,7 @@ export const plugin: CrmPlugin = {
       await c.end();
     };
     try {
-      await su.query(`CREATE ROLE ${ownerRole} LOGIN PASSWORD '${password}'`);
-      await su.query(`CREATE ROLE ${appRole} LOGIN PASSWORD '${password}'`);
-      await su.query(`CREATE DATABASE ${dbName} OWNER ${ownerRole}`);
-      // The app role may connect, nothing more: no TEMP (temp tables outlive transactions on pooled connections).
-      await su.query(`REVOKE ALL ON DATABASE ${dbName} FROM PUBLIC; GRANT CONNECT ON DATABASE ${dbName} TO ${appRole}`);
+      await provisionCrmDatabase(su, names);
       const inDb = new pg.Client({ connectionString: urlFor(null) });
       await inDb.connect();
       await inDb.query(`ALTER SCHEMA public OWNER TO ${ownerRole}; REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
@@ -241,7 +235,9 @@ export const plugin: CrmPlugin = {
       // As the superuser: statistics, sizes and activity counters out of PUBLIC's reach in this database.
       await installSideChannelGuards(inDb);
       // Seed as the superuser (RLS is forced even for the owner, so the owner could not insert unbound).
-      for (const [tenant, rows] of Object.entries(SEED_CUSTOMERS)) {
+      // A shared database is seeded once, by the first replica.
+      const seeded = ((await inDb.query('SELECT 1 FROM customers LIMIT 1')).rowCount ?? 0) > 0;
+      for (const [tenant, rows] of seeded ? [] : Object.entries(SEED_CUSTOMERS)) {
         for (const c of rows) {
           await inDb.query('INSERT INTO customers (tenant_id, name, email, plan) VALUES ($1, $2, $3, $4)', [
             tenant,
@@ -252,6 +248,7 @@ export const plugin: CrmPlugin = {
         }
       }
       await inDb.end();
+      await su.query(`SELECT pg_advisory_unlock_all()`); // set-up done: the next replica may go
       scoped = scopedPool(
         { connectionString: urlFor(appRole), max: 5 },
         { bindingKey, multiplex: 2, hot: { maxTenants: 4 } },
