@@ -88,7 +88,8 @@ export interface InspectorRequest {
 /** Parses `npx @modelcontextprotocol/inspector --cli URL [--transport http] --header … --method …`. */
 export function parseInspector(words: string[]): InspectorRequest {
   const cli = words.indexOf('--cli');
-  if (words[0] !== 'npx' || words[1] !== '@modelcontextprotocol/inspector' || cli < 0) {
+  const pkg = words.findIndex((w, i) => i > 0 && !w.startsWith('-')); // after npx's own flags (-y)
+  if (words[0] !== 'npx' || words[pkg] !== '@modelcontextprotocol/inspector' || cli < pkg) {
     throw new Error(`not an Inspector CLI command: ${words.join(' ')}`);
   }
   const req: InspectorRequest = { url: '', headers: {}, method: '', toolArgs: {} };
