@@ -24,12 +24,35 @@ for dir in packages/*/; do
   packages+=("$dir")
 done
 
+# Test-only modules are never built: the package's tsconfig.build.json excludes them by name, and
+# any other source file that imports vitest (or, outside testkit, @tenantscope/testkit) is excluded
+# too, through a generated config in .tmp/. A shipped module that imports one of them still pulls
+# it in, and the guard at the end refuses the tarball.
 build() {
-  local dir="$1"
+  local dir="$1" cfg
   rm -rf "$dir/dist"
+  cfg="$(mktemp "$ROOT/.tmp/tsconfig.pack.XXXXXX.json")" || return 1
+  node - "$ROOT/$dir" "$cfg" <<'NODE' || { echo "pack: could not write the build config of $dir" >&2; return 1; }
+const fs = require('node:fs');
+const path = require('node:path');
+const [dir, out] = process.argv.slice(2);
+const base = JSON.parse(fs.readFileSync(path.join(dir, 'tsconfig.build.json'), 'utf8'));
+const testkit = path.basename(dir) === 'testkit' ? '' : '|@tenantscope/testkit';
+const testOnly = new RegExp(`from ['"](vitest${testkit})['"]`);
+const files = fs.readdirSync(path.join(dir, 'src'), { recursive: true }).map((f) => path.join(dir, 'src', f));
+const detected = files.filter((f) => f.endsWith('.ts') && testOnly.test(fs.readFileSync(f, 'utf8')));
+const abs = (p) => path.resolve(dir, p);
+fs.writeFileSync(out, JSON.stringify({
+  extends: path.join(dir, 'tsconfig.build.json'),
+  compilerOptions: { outDir: path.join(dir, 'dist'), rootDir: path.join(dir, 'src') },
+  include: (base.include ?? ['src/**/*.ts']).map(abs),
+  exclude: [...(base.exclude ?? []).map(abs), ...detected],
+}));
+NODE
   # --noCheck: emit only (same output, half the time). The sources are type-checked by the test
   # command's `tsc -p tsconfig.json`, and the emitted .d.ts files by the consumer test.
-  (cd "$dir" && tsc -p tsconfig.build.json --noCheck) || { echo "pack: build of $dir failed" >&2; return 1; }
+  tsc -p "$cfg" --noCheck || { echo "pack: build of $dir failed" >&2; rm -f "$cfg"; return 1; }
+  rm -f "$cfg"
 }
 # Two builds at a time (CI machines have two cores); each is independent (workspace imports
 # resolve to the other packages' sources).
