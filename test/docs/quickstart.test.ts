@@ -353,6 +353,17 @@ describe('docs/quickstart.md, run verbatim', () => {
     const none = await post();
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/resource_metadata=/);
+    // A tenant the directory does not know is refused, though its token is valid (signed by the
+    // page's own token script).
+    const r = spawnSync('node', ['--env-file=.env', 'token.ts', 'initech', 'mallory'], {
+      cwd: dir,
+      env,
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const unknown = await post(`Bearer ${r.stdout.trim()}`);
+    expect([401, 403]).toContain(unknown.status);
+    expect(await unknown.text()).not.toContain('acme');
     // A token signed by some other key, claiming acme, is refused.
     const [h, p] = tokenOf('acme').split('.');
     expect((await post(`Bearer ${h}.${p}.${'A'.repeat(86)}`)).status).toBe(401);
