@@ -144,6 +144,38 @@ describe('tenantscope check against a server with holes', () => {
   });
 });
 
+describe('tenantscope check against the same holes, served stateless', () => {
+  it('detects stateless mode; the session hole shows as another tenant seeing foreign tools; audit attributed by subject', async () => {
+    const sdir = await mkdtemp(join(tmpdir(), 'tscheck-stateless-'));
+    const stateless = await startHoleyServer({ jwks: keys.jwks, issuer: ISSUER, auditDir: sdir, stateless: true });
+    try {
+      const cfg = await writeJson(join(sdir, 'config.json'), {
+        check: {
+          url: stateless.url,
+          auth: { signingKey: keys.privateKey, issuer: ISSUER },
+          tenants: { acme: { tools: HOLEY_TENANTS.acme }, globex: { tools: HOLEY_TENANTS.globex } },
+          audit: { jsonlDir: sdir },
+          auditWaitMs: 1000,
+        },
+      });
+      const run = await runCli(['check', '--config', cfg, '--only', 'sessions,audit,tools.visible', '--json']);
+      expect(run.code).toBe(1);
+      const report = JSON.parse(run.stdout) as CheckReport;
+      expect(report.mode).toBe('stateless');
+      const byId = Object.fromEntries(report.results.map((r) => [r.id, r]));
+      expect(byId['sessions.cross-tenant']?.status).toBe('fail');
+      expect(byId['sessions.cross-tenant']?.detail).toContain('stateless: globex');
+      expect(byId['sessions.cross-tenant']?.detail).toContain('acme_report');
+      expect(byId['sessions.cross-subject']?.status).toBe('skip');
+      expect(byId['audit.streams']?.status).toBe('fail');
+      expect(JSON.stringify(byId['audit.streams']?.evidence)).toContain('"attributedBy":"subject"');
+    } finally {
+      await stateless.close();
+      await rm(sdir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('tenantscope check: bad input sends nothing', () => {
   it('a bad config names the field, exits 2, and the target sees no request', async () => {
     let requests = 0;

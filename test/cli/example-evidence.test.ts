@@ -267,3 +267,41 @@ describe('tenantscope evidence against the example server', () => {
     }
   }, 120_000);
 });
+
+describe('tenantscope check against the example server in stateless mode', () => {
+  let stateless: ChildProcess | undefined;
+  afterAll(() => {
+    stateless?.kill('SIGTERM');
+  });
+  it('every check passes; sessions are checked the stateless way', async (ctx) => {
+    const port = await freePort();
+    const surl = `http://localhost:${port}/mcp`;
+    const sdir = join(dir, 'stateless');
+    const keysCfg = JSON.parse(await readFile(config, 'utf8'));
+    stateless = await startExample({
+      PORT: String(port),
+      TENANTSCOPE_MCP_MODE: 'stateless',
+      TENANTSCOPE_ISSUER: ISSUER,
+      TENANTSCOPE_AUDIENCE: surl,
+      TENANTSCOPE_JWKS_FILE: join(dir, 'jwks.json'),
+      TENANTSCOPE_AUDIT_DIR: join(sdir, 'audit'),
+    });
+    const cfg = await writeJson(join(dir, 'stateless.config.json'), {
+      check: { ...keysCfg.check, url: surl, audit: { jsonlDir: join(sdir, 'audit') } },
+    });
+    const run = await runCli(['check', '--config', cfg, '--json']);
+    const report = JSON.parse(run.stdout) as CheckReport;
+    if (report.mode !== 'stateless') {
+      console.warn(
+        'SKIPPED: this build of the example server ignores TENANTSCOPE_MCP_MODE=stateless (it answered with sessions)',
+      );
+      ctx.skip();
+    }
+    const notPassed = report.results
+      .filter((r) => r.status !== 'pass' && r.id !== 'sessions.cross-subject')
+      .map((r) => `${r.id}: ${r.status} ${r.detail}`);
+    expect(notPassed).toEqual([]);
+    expect(report.results.find((r) => r.id === 'sessions.cross-subject')?.status).toBe('skip');
+    expect(run.code).toBe(0);
+  }, 240_000);
+});

@@ -33,6 +33,8 @@ export async function startHoleyServer(o: {
   jwks: JSONWebKeySet;
   issuer: string;
   auditDir: string;
+  /** Serve without sessions (a server per request), as the MCP stateless mode does. */
+  stateless?: boolean;
 }): Promise<HoleyServer> {
   const http: Server = createServer();
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
@@ -130,6 +132,14 @@ export async function startHoleyServer(o: {
       res.statusCode = 401;
       res.setHeader('WWW-Authenticate', `Bearer resource_metadata="${metadata}"`);
       res.end(JSON.stringify({ error: 'unauthorized' }));
+      return;
+    }
+    if (o.stateless) {
+      // Stateless: a server and transport per request, for the verified caller.
+      const t = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      await mcpFor(who, () => undefined).connect(t);
+      res.on('close', () => void t.close());
+      await t.handleRequest(req, res);
       return;
     }
     const sid = req.headers['mcp-session-id'];
