@@ -7,6 +7,7 @@ import { CURRENT_TENANT_SQL, installTenantScope, scopedPool } from '@tenantscope
 import { createTestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TEST_POOLER } from '../../packages/postgres/src/testing/fixture.ts';
 import { type AuditTestDb, createAuditTestDb, sampleEvent } from './pg.ts';
 
 let db: AuditTestDb;
@@ -27,7 +28,7 @@ beforeAll(async () => {
   writes.push(sink.write(sampleEvent(null, 99, { event_type: 'auth_failure' })));
   await Promise.all(writes);
   await sink.close();
-  scoped = scopedPool({ connectionString: db.urlFor('app'), max: 2 }, { bindingKey });
+  scoped = scopedPool({ connectionString: db.urlFor('app'), max: 2 }, { bindingKey, pooler: TEST_POOLER });
 });
 afterAll(async () => {
   await scoped?.end();

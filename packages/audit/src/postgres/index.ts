@@ -5,6 +5,7 @@ export {
   DEFAULT_AUDIT_SCHEMA,
   migrateAuditSchema,
 } from './schema.ts';
+export type { AuditPoolerMode } from './session.ts';
 export { type PostgresAuditLog, type PostgresAuditLogOptions, setupPostgresAudit } from './setup.ts';
 export { PostgresAuditSink, type PostgresAuditSinkOptions } from './sink.ts';
 export {

@@ -44,6 +44,14 @@ export function ident(name: string, what = 'identifier'): string {
   return `"${name}"`;
 }
 
+/**
+ * @internal The statements that start every transaction of a pool whose sessions are not the role
+ * (behind a pooler): the role and durable commits, both undone by the transaction's end.
+ */
+export function roleSql(quotedRole: string): string {
+  return `SET LOCAL ROLE ${quotedRole}; SET LOCAL synchronous_commit = on`;
+}
+
 /** The DDL for the audit tables (idempotent). Run as the role that will own them. */
 export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
   const s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
@@ -231,12 +239,18 @@ export function auditSchemaSql(options: AuditSchemaOptions = {}): string {
 
 /**
  * Creates or updates the audit tables, triggers, grants and policies in one transaction,
- * serialised against concurrent migrations. Run with a pool connected as the owning role.
+ * serialised against concurrent migrations. Run with a pool connected as the owning role, or pass
+ * `run.role` (a pool behind a pooler that logs in as another role, see `setupPostgresAudit`).
  */
-export async function migrateAuditSchema(pool: Pool, options: AuditSchemaOptions = {}): Promise<void> {
+export async function migrateAuditSchema(
+  pool: Pool,
+  options: AuditSchemaOptions = {},
+  run: { role?: string } = {},
+): Promise<void> {
+  const role = run.role === undefined ? undefined : ident(run.role, 'role');
   const client: PoolClient = await pool.connect();
   try {
-    await client.query('BEGIN');
+    await client.query(role === undefined ? 'BEGIN' : `BEGIN; ${roleSql(role)}`);
     await client.query('SELECT pg_advisory_xact_lock($1, 0)', [STREAM_LOCK_CLASS - 1]);
     await client.query(auditSchemaSql(options));
     await client.query('COMMIT');

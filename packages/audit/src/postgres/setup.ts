@@ -2,6 +2,7 @@ import { type AuditEvent, TenantScopeError } from '@tenantscope/core';
 import pg from 'pg';
 import type { VerifyReport } from '../chain.ts';
 import { DEFAULT_AUDIT_SCHEMA, ident, migrateAuditSchema, STREAM_LOCK_CLASS } from './schema.ts';
+import { type AuditPoolerMode, auditPooler } from './session.ts';
 import { PostgresAuditSink, type PostgresAuditSinkOptions } from './sink.ts';
 import { PostgresAuditStore, type PurgeResult, purgePostgresAudit } from './store.ts';
 
@@ -17,7 +18,16 @@ export interface PostgresAuditLogOptions {
   /** Tenants' scoped role to give the RLS read policy (see `AuditSchemaOptions.tenantReader`). */
   tenantReader?: { role: string; tenantIdSql?: string };
   /** Sink options (mode, batching, privacy). */
-  sink?: Omit<PostgresAuditSinkOptions, 'pool' | 'schema' | 'ownsPool'>;
+  sink?: Omit<PostgresAuditSinkOptions, 'pool' | 'schema' | 'ownsPool' | 'role'>;
+  /**
+   * What sits between this process and PostgreSQL: `'none'` (default, a direct connection) or a
+   * pooler in `'session'` or `'transaction'` mode (PgBouncer, Supavisor, RDS Proxy, pgcat). Behind
+   * a pooler the pools log in as the `adminUrl` user and every transaction runs
+   * `SET LOCAL ROLE <role>; SET LOCAL synchronous_commit = on` first (a write batch costs three
+   * round trips instead of one); directly, each session starts as its role. Declaring `'none'`
+   * behind a pooler fails at set-up (INVALID_CONFIG), never silently as admin.
+   */
+  pooler?: AuditPoolerMode;
   /** Writer pool size. Default 4. */
   poolSize?: number;
 }
@@ -50,21 +60,32 @@ export async function setupPostgresAudit(options: PostgresAuditLogOptions): Prom
   const roles = { owner: `${prefix}_owner`, writer: `${prefix}_writer`, auditor: `${prefix}_auditor` };
   for (const r of Object.values(roles)) ident(r, 'role');
   const schema = options.schema ?? DEFAULT_AUDIT_SCHEMA;
+  const pooler = auditPooler(options.pooler);
 
   const root = new pg.Client({ connectionString: options.adminUrl });
   await root.connect();
   try {
     // Several processes may set up at once (e.g. test files starting the example server):
-    // serialise on a session advisory lock, released when this connection ends.
-    await root.query('SELECT pg_advisory_lock($1, 0)', [STREAM_LOCK_CLASS - 2]);
+    // serialise on a session advisory lock, released when this connection ends. Behind a pooler a
+    // session lock would stay on a shared server connection: there CREATE DATABASE (which cannot
+    // run in a transaction) tolerates a concurrent twin, and the rest runs under a transaction lock.
+    if (pooler === 'none') await root.query('SELECT pg_advisory_lock($1, 0)', [STREAM_LOCK_CLASS - 2]);
     const exists = await root.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-    if (exists.rowCount === 0) await ignoring(['42P04'], () => root.query(`CREATE DATABASE ${ident(database)}`));
+    if (exists.rowCount === 0) {
+      await ignoring(['42P04', '23505'], () => root.query(`CREATE DATABASE ${ident(database)}`));
+    }
+    if (pooler !== 'none') {
+      await root.query('BEGIN');
+      await root.query('SELECT pg_advisory_xact_lock($1, 0)', [STREAM_LOCK_CLASS - 2]);
+    }
     for (const r of Object.values(roles)) {
       const has = await root.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [r]);
       if (has.rowCount === 0) await ignoring(['42710', '23505'], () => root.query(`CREATE ROLE ${ident(r)} NOLOGIN`));
     }
     await root.query(`GRANT CREATE, CONNECT ON DATABASE ${ident(database)} TO ${ident(roles.owner)}`);
+    if (pooler !== 'none') await root.query('COMMIT');
   } catch (err) {
+    if (pooler !== 'none') await root.query('ROLLBACK').catch(() => undefined);
     throw err instanceof TenantScopeError
       ? err
       : new TenantScopeError('INVALID_CONFIG', 'audit database setup failed', { cause: err });
@@ -73,14 +94,15 @@ export async function setupPostgresAudit(options: PostgresAuditLogOptions): Prom
   }
   const url = new URL(options.adminUrl);
   url.pathname = `/${database}`;
-  // Each pool's sessions start as the role (startup option `role`), so no query ever runs as admin.
+  // Directly, each pool's sessions start as the role (startup option `role`); behind a pooler every
+  // transaction starts with SET LOCAL ROLE (the `role` option below). No query runs as admin.
   const asRole = (role: string, max: number) => {
     // synchronous_commit=on: a commit the sink reports as durable has reached the WAL on disk,
     // whatever the server default is.
     const pool = new pg.Pool({
       connectionString: url.toString(),
       max,
-      options: `-c role=${role} -c synchronous_commit=on`,
+      ...(pooler === 'none' ? { options: `-c role=${role} -c synchronous_commit=on` } : {}),
     });
     // An idle connection dropped by the server (restart, shutdown after close) is not an audit
     // failure: the next checkout reconnects, and a write that fails still rejects.
@@ -90,31 +112,54 @@ export async function setupPostgresAudit(options: PostgresAuditLogOptions): Prom
   const owner = asRole(roles.owner, 2);
   const writer = asRole(roles.writer, options.poolSize ?? 4);
   const auditor = asRole(roles.auditor, 2);
+  const role = (r: string) => (pooler === 'none' ? undefined : r);
   try {
-    await migrateAuditSchema(owner, {
-      schema,
-      writer: roles.writer,
-      auditor: roles.auditor,
-      tenantReader: options.tenantReader,
-    });
+    await migrateAuditSchema(
+      owner,
+      { schema, writer: roles.writer, auditor: roles.auditor, tenantReader: options.tenantReader },
+      { role: role(roles.owner) },
+    );
+    if (pooler === 'none') await checkSessionsRunAsRoles(writer, roles.writer);
   } catch (err) {
     await Promise.allSettled([owner.end(), writer.end(), auditor.end()]);
-    throw err;
+    // e.g. PgBouncer refusing the startup options: "unsupported startup parameter: options".
+    throw err instanceof TenantScopeError
+      ? err
+      : new TenantScopeError('INVALID_CONFIG', `audit pools could not start as their roles (pooler: '${pooler}')`, {
+          cause: err,
+        });
   }
-  const sink = new PostgresAuditSink({ ...options.sink, pool: writer, schema });
-  const store = new PostgresAuditStore({ pool: auditor, schema });
+  const sink = new PostgresAuditSink({ ...options.sink, pool: writer, schema, role: role(roles.writer) });
+  const store = new PostgresAuditStore({ pool: auditor, schema, role: role(roles.auditor) });
   return {
     sink,
     store,
     verify: (tenant) => store.verify(tenant),
     events: (tenant, limit) => store.events(tenant, limit),
     anchor: () => store.anchor(),
-    purge: (tenant, days) => purgePostgresAudit({ pool: owner, schema, tenant, olderThanDays: days }),
+    purge: (tenant, days) =>
+      purgePostgresAudit({ pool: owner, schema, tenant, olderThanDays: days, role: role(roles.owner) }),
     async close() {
       await sink.close();
       await Promise.allSettled([owner.end(), writer.end(), auditor.end()]);
     },
   };
+}
+
+/**
+ * Directly, a session starts as its role with durable commits. A pooler that drops the startup
+ * `options` (PgBouncer's `ignore_startup_parameters = options`) would leave it the admin: refused.
+ */
+async function checkSessionsRunAsRoles(pool: pg.Pool, role: string): Promise<void> {
+  const r = await pool.query<{ u: string; sc: string }>(
+    "SELECT current_user AS u, current_setting('synchronous_commit') AS sc",
+  );
+  if (r.rows[0]?.u !== role || r.rows[0]?.sc !== 'on') {
+    throw new TenantScopeError(
+      'INVALID_CONFIG',
+      "audit pool sessions did not start as their role (a pooler dropped the startup options?): set pooler: 'transaction' or 'session'",
+    );
+  }
 }
 
 async function ignoring(codes: string[], fn: () => Promise<unknown>): Promise<void> {

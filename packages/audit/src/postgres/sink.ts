@@ -2,6 +2,7 @@ import { type AuditEvent, type AuditSink, TenantScopeError } from '@tenantscope/
 import type { Pool } from 'pg';
 import { type PrivacyOptions, prepareEvent } from '../event.ts';
 import { DEFAULT_AUDIT_SCHEMA, ident } from './schema.ts';
+import { asRole, checkedRole } from './session.ts';
 
 export interface PostgresAuditSinkOptions {
   /**
@@ -11,6 +12,13 @@ export interface PostgresAuditSinkOptions {
   pool: Pool;
   /** Schema of the audit tables. Default `tenantscope_audit`. */
   schema?: string;
+  /**
+   * The writer role, when the pool logs in as another role (behind a pooler, which refuses the
+   * startup option `role`): each batch then runs in its own transaction that starts with
+   * `SET LOCAL ROLE <role>; SET LOCAL synchronous_commit = on` (three round trips instead of one).
+   * Default: none, the pool's sessions are the writer already.
+   */
+  role?: string;
   /**
    * `durable` (default): `write` resolves only after the event's batch has committed, so a tool
    * call returns only once its event is in the table, and a failed write fails the call.
@@ -64,6 +72,7 @@ export class PostgresAuditSink implements AuditSink {
   readonly #privacy: PrivacyOptions;
   readonly #onAsyncError: PostgresAuditSinkOptions['onAsyncError'];
   readonly #ownsPool: boolean;
+  readonly #role: string | undefined;
   readonly #lanes: { queue: Pending[]; busy: boolean }[];
   #queued = 0;
   #idle: (() => void)[] = [];
@@ -73,6 +82,7 @@ export class PostgresAuditSink implements AuditSink {
     if (!options?.pool) throw new TenantScopeError('INVALID_CONFIG', 'PostgresAuditSink needs a pool');
     const s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
     this.#pool = options.pool;
+    this.#role = checkedRole(options.role);
     // One call per batch: append() chains the batch under each stream's lock (see auditSchemaSql).
     this.#sql = `SELECT ${s}.append($1::text[], $2::timestamptz[], $3::text[])`;
     this.#mode = options.mode ?? 'durable';
@@ -150,11 +160,8 @@ export class PostgresAuditSink implements AuditSink {
       // Stable sort by stream: append() takes the stream locks in this order.
       const rows =
         batch.length > 1 ? [...batch].sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : 0)) : batch;
-      await this.#pool.query(this.#sql, [
-        rows.map((b) => b.stream),
-        rows.map((b) => b.ts),
-        rows.map((b) => b.canonical),
-      ]);
+      const params = [rows.map((b) => b.stream), rows.map((b) => b.ts), rows.map((b) => b.canonical)];
+      await asRole(this.#pool, this.#role, (q) => q.query(this.#sql, params));
       for (const b of batch) b.resolve();
     } catch (cause) {
       const err = new TenantScopeError('AUDIT_WRITE_FAILED', 'audit events could not be written', { cause });

@@ -1,9 +1,10 @@
 import { performance } from 'node:perf_hooks';
 import { type AuditEvent, canonicalJson, streamName, TenantScopeError } from '@tenantscope/core';
-import type { Pool, QueryConfig } from 'pg';
+import type { Pool, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { type Anchor, type ChainRow, type StreamReport, type VerifyReport, verifyStream } from '../chain.ts';
 import { DEFAULT_RETENTION_DAYS, MIN_RETENTION_DAYS, purgeEvent } from '../event.ts';
-import { DEFAULT_AUDIT_SCHEMA, ident, STREAM_LOCK_CLASS } from './schema.ts';
+import { DEFAULT_AUDIT_SCHEMA, ident, roleSql, STREAM_LOCK_CLASS } from './schema.ts';
+import { asRole, checkedRole } from './session.ts';
 
 export interface PostgresAuditStoreOptions {
   /** A pool connected as the auditor role (SELECT on events, SELECT/INSERT on anchors). */
@@ -12,6 +13,11 @@ export interface PostgresAuditStoreOptions {
   schema?: string;
   /** Rows fetched per page while verifying. Default 20,000. */
   pageSize?: number;
+  /**
+   * The auditor role, when the pool logs in as another role (behind a pooler): each query then runs
+   * in its own transaction that starts with `SET LOCAL ROLE <role>`. Default: none.
+   */
+  role?: string;
 }
 
 const raw = { getTypeParser: () => (v: string) => v } as unknown as QueryConfig['types'];
@@ -25,10 +31,12 @@ export class PostgresAuditStore {
   readonly #s: string;
   readonly #page: number;
   readonly #skipScan: string;
+  readonly #role: string | undefined;
 
   constructor(options: PostgresAuditStoreOptions) {
     if (!options?.pool) throw new TenantScopeError('INVALID_CONFIG', 'PostgresAuditStore needs a pool');
     this.#pool = options.pool;
+    this.#role = checkedRole(options.role);
     this.#s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
     this.#page = options.pageSize ?? 20_000;
     // Distinct streams by a skip scan of the primary key: one index probe per stream, not a full scan.
@@ -39,9 +47,15 @@ export class PostgresAuditStore {
           FROM s WHERE s.stream IS NOT NULL)`;
   }
 
+  #query<R extends QueryResultRow>(config: string | QueryConfig, values?: unknown[]): Promise<QueryResult<R>> {
+    return asRole(this.#pool, this.#role, (q) =>
+      typeof config === 'string' ? q.query<R>(config, values) : q.query<R>(config),
+    );
+  }
+
   /** Every stream that has events or anchors. */
   async streams(): Promise<string[]> {
-    const r = await this.#pool.query<{ stream: string }>(
+    const r = await this.#query<{ stream: string }>(
       `WITH RECURSIVE ${this.#skipScan} SELECT stream FROM (SELECT stream FROM s WHERE stream IS NOT NULL
          UNION SELECT DISTINCT stream FROM ${this.#s}.anchors) x ORDER BY stream`,
     );
@@ -68,7 +82,7 @@ export class PostgresAuditStore {
       anchors,
       pages: this.#pages(stream),
       findByHash: async (hash) => {
-        const r = await this.#pool.query<{ seq: string }>(
+        const r = await this.#query<{ seq: string }>(
           `SELECT seq FROM ${this.#s}.events WHERE stream = $1 AND hash = decode($2, 'hex') ORDER BY seq LIMIT 1`,
           [stream, hash],
         );
@@ -79,7 +93,7 @@ export class PostgresAuditStore {
 
   /** Anchors recorded for a stream, oldest first. */
   async anchors(stream: string): Promise<Anchor[]> {
-    const r = await this.#pool.query<{ seq: string; hash: string; kind: 'head' | 'purge'; recorded_at: string }>({
+    const r = await this.#query<{ seq: string; hash: string; kind: 'head' | 'purge'; recorded_at: string }>({
       text: `SELECT seq, encode(hash, 'hex') AS hash, kind, recorded_at FROM ${this.#s}.anchors
                WHERE stream = $1 ORDER BY id`,
       values: [stream],
@@ -100,7 +114,7 @@ export class PostgresAuditStore {
    * Returns the anchors written.
    */
   async anchor(streams?: string[]): Promise<Anchor[]> {
-    const r = await this.#pool.query<{ stream: string; seq: string; hash: string }>({
+    const r = await this.#query<{ stream: string; seq: string; hash: string }>({
       text: `WITH RECURSIVE ${this.#skipScan}
              INSERT INTO ${this.#s}.anchors (stream, seq, hash, kind)
              SELECT s.stream, h.seq, h.hash, 'head' FROM s
@@ -129,7 +143,7 @@ export class PostgresAuditStore {
   /** The last `limit` events of one tenant's stream (default 1000), oldest first, with their seq. */
   async events(tenant: string | null, limit = 1000): Promise<(AuditEvent & { seq: number })[]> {
     const stream = streamName({ tenant_id: tenant });
-    const r = await this.#pool.query<{ seq: string; event: string }>({
+    const r = await this.#query<{ seq: string; event: string }>({
       text: `SELECT seq, event FROM (SELECT seq, event FROM ${this.#s}.events WHERE stream = $1
                ORDER BY seq DESC LIMIT $2) x ORDER BY seq`,
       values: [stream, limit],
@@ -140,7 +154,7 @@ export class PostgresAuditStore {
 
   /** Number of stored events in one tenant's stream. */
   async count(tenant: string | null): Promise<number> {
-    const r = await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.events WHERE stream = $1`, [
+    const r = await this.#query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.events WHERE stream = $1`, [
       streamName({ tenant_id: tenant }),
     ]);
     return Number(r.rows[0]?.n ?? 0);
@@ -149,13 +163,15 @@ export class PostgresAuditStore {
   /** Keyset pages, with the next page requested while the current one is being hashed. */
   async *#pages(stream: string): AsyncGenerator<ChainRow[]> {
     const fetch = async (after: number): Promise<ChainRow[]> => {
-      const r = await this.#pool.query<string[]>({
-        text: `SELECT seq, encode(prev_hash, 'hex'), encode(hash, 'hex'), event FROM ${this.#s}.events
-               WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-        values: [stream, after, this.#page],
-        rowMode: 'array',
-        types: raw,
-      });
+      const r = await asRole(this.#pool, this.#role, (q) =>
+        q.query<string[]>({
+          text: `SELECT seq, encode(prev_hash, 'hex'), encode(hash, 'hex'), event FROM ${this.#s}.events
+                 WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+          values: [stream, after, this.#page],
+          rowMode: 'array',
+          types: raw,
+        }),
+      );
       const rows: ChainRow[] = new Array(r.rows.length);
       for (let i = 0; i < r.rows.length; i++) {
         const x = r.rows[i] as string[];
@@ -188,6 +204,8 @@ export interface PurgeOptions {
   tenant: string | null;
   /** Keep events younger than this many days. Default 400; values under 365 are refused. */
   olderThanDays?: number;
+  /** The owning role, when the pool logs in as another role (behind a pooler). Default: none. */
+  role?: string;
   /** "Now", for tests. Default the current time. */
   now?: Date;
   /** Who ran the purge, recorded as the purge event's subject. Default `tenantscope-retention`. */
@@ -219,9 +237,10 @@ export async function purgePostgresAudit(options: PurgeOptions): Promise<PurgeRe
   const stream = streamName({ tenant_id: options.tenant });
   const now = options.now ?? new Date();
   const cutoff = new Date(now.getTime() - days * 86_400_000);
+  const role = checkedRole(options.role);
   const client = await options.pool.connect();
   try {
-    await client.query('BEGIN');
+    await client.query(role === undefined ? 'BEGIN' : `BEGIN; ${roleSql(role)}`);
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [STREAM_LOCK_CLASS, stream]);
     // The purge removes a prefix: everything before the first event at or after the cutoff.
     const r = await client.query<{ through: string | null }>(
