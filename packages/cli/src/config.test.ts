@@ -62,3 +62,19 @@ describe('JUnit', () => {
     expect(xml).toContain('failures="1"');
   });
 });
+
+describe('--only', () => {
+  it('an id no check has is a usage error, before anything is sent', async () => {
+    const { runCheck } = await import('./check/run.ts');
+    const cfg = parseConfig({
+      check: {
+        tenants: { acme: { tools: ['whoami'], token: 'a.b.c' }, globex: { tools: ['whoami'], token: 'a.b.c' } },
+      },
+    }).check;
+    if (!cfg) throw new Error('no check section');
+    // port 9 (discard) on loopback: nothing may be contacted before the error
+    await expect(runCheck('http://127.0.0.1:9/mcp', cfg, { only: ['tokens.nope'] })).rejects.toMatchObject({
+      code: 'CLI_USAGE',
+    });
+  });
+});

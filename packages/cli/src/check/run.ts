@@ -667,6 +667,12 @@ export const VERSION = '0.1.0';
 /** Runs the checks against `url` and returns the report (it never throws for a failed check). */
 export async function runCheck(url: string, cfg: CheckConfig, options: RunOptions = {}): Promise<CheckReport> {
   const startedAt = new Date();
+  let checks = allChecks(cfg);
+  if (options.only?.length) {
+    const only = options.only;
+    checks = checks.filter((c) => only.some((o) => c.id === o || c.id.startsWith(`${o}.`)));
+    if (checks.length === 0) throw cliError('CLI_USAGE', `--only ${only.join(',')}: no check has that id or prefix`);
+  }
   const http = new Http(url, cfg.timeoutMs);
   const minter = cfg.auth ? await createMinter(cfg.auth, url) : undefined;
   const ctx: Ctx = {
@@ -678,11 +684,6 @@ export async function runCheck(url: string, cfg: CheckConfig, options: RunOption
     observed: {},
     mode: 'unknown',
   };
-  let checks = allChecks(cfg);
-  if (options.only?.length) {
-    const only = options.only;
-    checks = checks.filter((c) => only.some((o) => c.id === o || c.id.startsWith(`${o}.`)));
-  }
   const strict = options.strict ?? false;
   const results: CheckResult[] = [];
   for (const check of checks) {
