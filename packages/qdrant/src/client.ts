@@ -28,8 +28,8 @@ export interface ScopedQdrantOptions {
   tenantField?: string;
   /**
    * Where a tenant's points live. Default: every tenant in `collection`, separated by the tenant
-   * filter. The seam for a dedicated shard key or collection per tenant (not implemented yet:
-   * such placements are refused with QDRANT_PLACEMENT_UNSUPPORTED).
+   * filter. `dedicatedCollections(...)` gives some tenants a collection of their own (the filter
+   * stays on there too). A shard-key placement is not built yet (QDRANT_PLACEMENT_UNSUPPORTED).
    */
   placement?: QdrantPlacementResolver;
   /**
@@ -153,8 +153,14 @@ export class ScopedQdrant {
   forTenant(tenant: Tenant): TenantQdrant {
     assertTenant(tenant, 'ScopedQdrant.forTenant');
     const placement = this.#placement(tenant.id);
-    if (placement?.kind !== 'shared') {
-      throw qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'only the shared placement is implemented');
+    if (placement?.kind !== 'shared' && placement?.kind !== 'collection') {
+      throw qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'only the shared and collection placements are implemented');
+    }
+    if (typeof placement.collection !== 'string' || !COLLECTION.test(placement.collection)) {
+      throw new TenantScopeError('INVALID_CONFIG', 'placement.collection must be a collection name');
+    }
+    if (placement.kind === 'collection' && placement.collection === this.collection) {
+      throw new TenantScopeError('INVALID_CONFIG', 'a dedicated collection must not be the shared collection');
     }
     return new TenantQdrant(constructKey, this, tenant.id, placement, {
       lookup: this.#lookup,
@@ -171,11 +177,12 @@ export class ScopedQdrant {
   }
 
   /**
-   * Creates the tenant index (keyword, `is_tenant: true`) on the shared collection if it is
-   * missing. Idempotent; refuses an existing index of another kind on the tenant field.
+   * Creates the tenant index (keyword, `is_tenant: true`) on the shared collection (or on a
+   * dedicated one, named) if it is missing. Idempotent; refuses an existing index of another kind
+   * on the tenant field.
    */
-  async ensureTenantIndex(): Promise<{ created: boolean }> {
-    const info = await this.#raw('get collection', () => this.unscopedClient.getCollection(this.collection));
+  async ensureTenantIndex(collection: string = this.collection): Promise<{ created: boolean }> {
+    const info = await this.#raw('get collection', () => this.unscopedClient.getCollection(collection));
     const existing = (info.payload_schema as Record<string, { data_type?: string; params?: unknown }> | undefined)?.[
       this.tenantField
     ];
@@ -188,7 +195,7 @@ export class ScopedQdrant {
       );
     }
     await this.#raw('create tenant index', () =>
-      this.unscopedClient.createPayloadIndex(this.collection, {
+      this.unscopedClient.createPayloadIndex(collection, {
         field_name: this.tenantField,
         field_schema: { type: 'keyword', is_tenant: true },
         wait: true,
@@ -256,6 +263,9 @@ export class ScopedQdrant {
 export function scopedQdrant(client: QdrantClient, options: ScopedQdrantOptions): ScopedQdrant {
   return new ScopedQdrant(client, options);
 }
+
+/** Collection names a placement may give: no path characters. */
+const COLLECTION = /^[A-Za-z0-9_-]{1,255}$/;
 
 /** Only `ScopedQdrant.forTenant` (after `assertTenant`) may build a TenantQdrant. */
 const constructKey = Symbol('tenantscope.qdrant.tenant-client');

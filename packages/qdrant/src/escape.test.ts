@@ -29,9 +29,11 @@ const G = (v: string) => ({ key: FIELD, match: { value: v } });
 
 beforeAll(async () => {
   h = await createHarness();
-  console.log(`[qdrant escape corpus] against ${h.source}`);
+  console.log(
+    `[qdrant escape corpus] against ${h.source}, acme's placement: ${JSON.stringify(h.scoped.forTenant(h.acme).placement)}`,
+  );
   acme = h.scoped.forTenant(h.acme);
-  await h.scoped.ensureTenantIndex(); // facet needs the index
+  await h.scoped.ensureTenantIndex(h.collection); // facet needs the index (on acme's collection, whatever the tier)
   h.proxy.clear();
   globexBefore = await snapshot(h);
 });

@@ -20,5 +20,10 @@ export {
   type WriteOpts,
 } from './client.ts';
 export { QDRANT_ERROR_CODES, type QdrantErrorCode } from './errors.ts';
-export { type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
+export {
+  dedicatedCollections,
+  type QdrantPlacement,
+  type QdrantPlacementResolver,
+  sharedPlacement,
+} from './placement.ts';
 export { type Filter, type PointId, scopeFilter, tenantCondition } from './scope.ts';

@@ -7,6 +7,7 @@ import type { CallInfo } from '@tenantscope/core';
 import { QdrantProtocolDouble } from '@tenantscope/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { scopedQdrant } from './client.ts';
+import { dedicatedCollections } from './placement.ts';
 import {
   ACME_IDS,
   codeOf,
@@ -361,6 +362,43 @@ describe('placement seam and server checks', () => {
       placement: (id) => ({ kind: 'shard-key', collection: h.collection, shardKey: id }),
     });
     expect(() => s.forTenant(h.acme)).toThrow(expect.objectContaining({ code: 'QDRANT_PLACEMENT_UNSUPPORTED' }));
+  });
+
+  it('dedicated tier: a tenant in its own collection writes and reads there only, the filter still on', async () => {
+    const own = `${h.collection}_acme_own`;
+    await h.raw.createCollection(own, { vectors: { size: 4, distance: 'Cosine' } });
+    try {
+      const s = scopedQdrant(h.raw, {
+        collection: h.collection,
+        tenantField: FIELD,
+        placement: dedicatedCollections(h.collection, (id) => (id === 'acme' ? own : undefined)),
+      });
+      const before = await snapshot(h);
+      const acmeBefore = (await h.raw.count(h.collection, { exact: true })).count;
+      const a = s.forTenant(h.acme);
+      expect(a.placement).toEqual({ kind: 'collection', collection: own });
+      expect(s.forTenant(h.globex).placement).toEqual({ kind: 'shared', collection: h.collection });
+      await a.upsert({ points: [{ id: 900, vector: vec(1), payload: { note: 'own' } }] });
+      // A stray globex point in acme's collection stays invisible to acme.
+      await h.raw.upsert(own, { wait: true, points: [{ id: 901, vector: vec(2), payload: { [FIELD]: 'globex' } }] });
+      const pts = (await a.scroll({ limit: 10 })).points.map((p) => p.id);
+      expect(pts).toEqual([900]);
+      expect((await h.raw.retrieve(own, { ids: [900], with_payload: true }))[0]?.payload?.[FIELD]).toBe('acme');
+      expect((await h.raw.count(h.collection, { exact: true })).count).toBe(acmeBefore);
+      expect(await snapshot(h)).toBe(before);
+    } finally {
+      await h.raw.deleteCollection(own);
+    }
+  });
+
+  it('a dedicated placement naming the shared collection, or a bad name, fails closed', () => {
+    for (const collection of [h.collection, '../other', '', 'a/b']) {
+      const s = scopedQdrant(h.raw, {
+        collection: h.collection,
+        placement: () => ({ kind: 'collection', collection }),
+      });
+      expect(() => s.forTenant(h.acme), collection).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
+    }
   });
 
   const onVersion = async (version: string, run: (c: QdrantClient) => Promise<void>) => {

@@ -7,7 +7,7 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, inject, it } from 'vitest';
 import { scopedSuite } from './scoped-suite.ts';
-import { clientConfig, s3Fixture, testVendors, vendingEnv } from './test-support.ts';
+import { clientConfig, s3Fixture, s3Outcome, testVendors, vendingEnv } from './test-support.ts';
 
 const conn = inject('s3');
 const env = vendingEnv(conn);
@@ -15,16 +15,6 @@ if (env.skip) console.log(`[s3 dedicated] running WITHOUT vended credentials (th
 const vendor = env.skip ? undefined : testVendors(conn).sts();
 
 const fixture = scopedSuite('dedicated', () => s3Fixture('dedicated', {}, { dedicated: ['acme', 'globex'], vendor }));
-
-async function outcome(fn: () => Promise<unknown>): Promise<string> {
-  try {
-    await fn();
-    return 'OK';
-  } catch (err) {
-    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-    return `${e.name} ${e.$metadata?.httpStatusCode}`;
-  }
-}
 
 describe('dedicated tier', () => {
   it("each dedicated tenant's objects are in its own bucket, under the same prefix; the shared bucket has none", async () => {
@@ -52,7 +42,7 @@ describe('dedicated tier', () => {
       const creds = await (vendor as NonNullable<typeof vendor>).credentialsFor('acme', f.s3.placementOf(f.acme));
       const acme = new S3Client({ ...clientConfig(conn), credentials: creds });
       expect(
-        await outcome(() => acme.send(new ListObjectsV2Command({ Bucket: acmeBucket, Prefix: 'tenants/acme/' }))),
+        await s3Outcome(() => acme.send(new ListObjectsV2Command({ Bucket: acmeBucket, Prefix: 'tenants/acme/' }))),
       ).toBe('OK');
       for (const [Bucket, Key] of [
         [globexBucket, 'tenants/globex/secret/plan.txt'],
@@ -61,16 +51,16 @@ describe('dedicated tier', () => {
       ] as const) {
         // The object exists (Ceph RGW 16 answers 404, not 403, for an absent key: see vended.test.ts).
         await f.raw.send(new PutObjectCommand({ Bucket, Key, Body: 'not acme' }));
-        expect(await outcome(() => acme.send(new GetObjectCommand({ Bucket, Key }))), `${Bucket}/${Key}`).toBe(
+        expect(await s3Outcome(() => acme.send(new GetObjectCommand({ Bucket, Key }))), `${Bucket}/${Key}`).toBe(
           'AccessDenied 403',
         );
         expect(
-          await outcome(() => acme.send(new PutObjectCommand({ Bucket, Key, Body: 'x' }))),
+          await s3Outcome(() => acme.send(new PutObjectCommand({ Bucket, Key, Body: 'x' }))),
           `${Bucket}/${Key}`,
         ).toBe('AccessDenied 403');
       }
       for (const Bucket of [globexBucket, f.bucket]) {
-        expect(await outcome(() => acme.send(new ListObjectsV2Command({ Bucket, Prefix: 'tenants/acme/' })))).toBe(
+        expect(await s3Outcome(() => acme.send(new ListObjectsV2Command({ Bucket, Prefix: 'tenants/acme/' })))).toBe(
           'AccessDenied 403',
         );
       }

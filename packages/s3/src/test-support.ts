@@ -103,6 +103,17 @@ export async function s3Fixture(
   return { conn, raw, bucket, dedicated, s3, acme, globex, allKeys, cleanup };
 }
 
+/** The S3 error name (AccessDenied, NoSuchKey, …) a raw call ends in, or OK. */
+export async function s3Outcome(fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+    return 'OK';
+  } catch (err) {
+    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+    return `${e.name} ${e.$metadata?.httpStatusCode}`;
+  }
+}
+
 /** Runs `fn` and returns the error code it threw (or 'NO_ERROR'). */
 export async function codeOf(fn: () => unknown): Promise<string> {
   try {

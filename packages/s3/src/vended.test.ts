@@ -20,7 +20,16 @@ import { checkBucketPolicy } from './doctor.ts';
 import { runKeyFuzz } from './fuzz-support.ts';
 import { checkPlacement } from './placement.ts';
 import { tenantBucketPolicy } from './policy.ts';
-import { clientConfig, codeOf, type S3Fixture, s3Fixture, stsClient, testVendors, vendingEnv } from './test-support.ts';
+import {
+  clientConfig,
+  codeOf,
+  type S3Fixture,
+  s3Fixture,
+  s3Outcome,
+  stsClient,
+  testVendors,
+  vendingEnv,
+} from './test-support.ts';
 
 const conn = inject('s3');
 const env = vendingEnv(conn);
@@ -41,17 +50,6 @@ const placement = (tenant: string) =>
 
 function rawWith(c: TenantCredentials): S3Client {
   return new S3Client({ ...clientConfig(conn), credentials: c });
-}
-
-/** The S3 error name (AccessDenied, NoSuchKey, …) a raw call ends in, or OK. */
-async function s3Outcome(fn: () => Promise<unknown>): Promise<string> {
-  try {
-    await fn();
-    return 'OK';
-  } catch (err) {
-    const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-    return `${e.name} ${e.$metadata?.httpStatusCode}`;
-  }
 }
 
 /** The store-side checks, for acme's credentials from `vendor`, with the raw client. */

@@ -15,6 +15,7 @@ import {
 } from '@tenantscope/testkit';
 import { inject } from 'vitest';
 import { type ScopedQdrant, type ScopedQdrantOptions, scopedQdrant } from '../client.ts';
+import { dedicatedCollections } from '../placement.ts';
 
 export const DIM = 4;
 export const FIELD = 'tenant_id';
@@ -59,6 +60,16 @@ export function seedPayload(tenant: string, id: number): Record<string, unknown>
   };
 }
 
+let tier: 'shared' | 'collection' = 'shared';
+/**
+ * Runs this test file's harnesses on the dedicated tier: acme gets a collection of its own (the
+ * harness collection, seeded as usual, so globex's points in it are strays the tenant filter must
+ * still hide), every other tenant stays in an empty shared collection. Call before createHarness.
+ */
+export function useDedicatedCollectionTier(): void {
+  tier = 'collection';
+}
+
 export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, seed = true): Promise<Harness> {
   const url = inject('qdrantUrl');
   const apiKey = inject('qdrantApiKey') || undefined;
@@ -80,7 +91,16 @@ export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, 
   const issuer = await createTestIssuer();
   const acme = await issuer.tenant('acme');
   const globex = await issuer.tenant('globex');
-  const scoped = scopedQdrant(proxied, { collection, tenantField: FIELD, ...options });
+  const shared = tier === 'collection' ? `${collection}_shared` : collection;
+  if (tier === 'collection') await raw.createCollection(shared, { vectors: { size: DIM, distance: 'Cosine' } });
+  const scoped = scopedQdrant(proxied, {
+    collection: shared,
+    tenantField: FIELD,
+    ...(tier === 'collection'
+      ? { placement: dedicatedCollections(shared, (id) => (id === 'acme' ? collection : undefined)) }
+      : {}),
+    ...options,
+  });
   proxy.clear();
   return {
     raw,
@@ -93,6 +113,7 @@ export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, 
     source,
     async close() {
       await raw.deleteCollection(collection).catch(() => undefined);
+      if (shared !== collection) await raw.deleteCollection(shared).catch(() => undefined);
       await proxy.close();
     },
   };
