@@ -12,6 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createTestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { TEST_POOLER } from '../../packages/postgres/src/testing/fixture.ts';
 
 declare module 'vitest' {
   interface ProvidedContext {
@@ -62,7 +63,7 @@ afterAll(async () => {
   await c.end();
 });
 
-it('the README usage example runs as written (inserts, updates, doctor passes)', async () => {
+it('the README usage example runs as written (inserts, updates, doctor passes; refused behind an undeclared transaction pooler)', async () => {
   expect(block).toContain('CREATE TABLE IF NOT EXISTS customers');
   const bound = block
     .replace(/^declare const (\w+): [^;]+;.*$/gm, (_m, name) => `const ${name} = (globalThis as any).__readme.${name};`)
@@ -77,6 +78,15 @@ it('the README usage example runs as written (inserts, updates, doctor passes)',
     tenant: await issuer.tenant('acme'),
     agentSql: 'SELECT id, name FROM customers',
   };
+  if (TEST_POOLER === 'transaction') {
+    // The example declares no pooler: pointed at PgBouncer in transaction mode it must refuse to
+    // start (its doctor() detects the pooler), not run with bindings that could outlive a transaction.
+    await expect(import(pathToFileURL(file).href)).rejects.toMatchObject({
+      code: 'PG_DOCTOR_FAILED',
+      message: expect.stringContaining('POOLER_MISMATCH'),
+    });
+    return;
+  }
   const mod = (await import(pathToFileURL(file).href)) as {
     admin: pg.Pool;
     db: { end(): Promise<void> };

@@ -24,7 +24,7 @@ import { PostgresCallLimiter, PostgresRevocationStore, pg, replicaStateSql } fro
 import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
 import { adminHandler, SubjectRevocations, withSubjectRevocation } from './ops.ts';
 import type { CrmPlugin, StartedPlugin } from './plugin.ts';
-import { sharedPostgres } from './services.ts';
+import { directPostgresUrl, poolerFromEnv, sharedPostgres } from './services.ts';
 
 export * from './plugin.ts';
 
@@ -190,7 +190,8 @@ export async function startCrmServer(
     const revocations = new PostgresRevocationStore(statePool, {
       schema,
       cacheMs: cfg.stateCacheMs,
-      listenConnectionString: pgServer.url,
+      // LISTEN needs a session of its own: PostgreSQL itself, not a transaction pooler.
+      listenConnectionString: directPostgresUrl(pgServer.url, env),
     });
     cleanup.push(() => revocations.close());
     const subjects = new SubjectRevocations(statePool, { schema, cacheMs: Math.min(cfg.stateCacheMs, 100) });
@@ -324,7 +325,7 @@ async function exampleAuditSink(cfg: CrmServerConfig, env: NodeJS.ProcessEnv): P
   if (env.TENANTSCOPE_AUDIT_SINK === 'jsonl') return new JsonlAuditSink({ dir: cfg.auditDir });
   const pg = await sharedPostgres();
   try {
-    const log = await setupPostgresAudit({ adminUrl: pg.url });
+    const log = await setupPostgresAudit({ adminUrl: pg.url, pooler: poolerFromEnv(env) });
     const stopAnchoring = log.store.startAnchoring(60_000);
     const files = new ChainedJsonlAuditSink({ dir: cfg.auditDir });
     const sink = withOpenTelemetry(withAnomalyDetection(teeAuditSink(log.sink, files)));

@@ -29,6 +29,32 @@ export async function sharedPostgres(): Promise<{ url: string; describe: string;
   };
 }
 
+/**
+ * `TENANTSCOPE_PG_POOLER`: what sits between the example and PostgreSQL at `DATABASE_URL`:
+ * `none` (default), `session` or `transaction` (e.g. PgBouncer `pool_mode = transaction`).
+ */
+export function poolerFromEnv(env: NodeJS.ProcessEnv = process.env): 'none' | 'session' | 'transaction' {
+  const v = env.TENANTSCOPE_PG_POOLER || 'none';
+  if (v !== 'none' && v !== 'session' && v !== 'transaction') {
+    throw new Error("TENANTSCOPE_PG_POOLER must be 'none', 'session' or 'transaction'");
+  }
+  return v;
+}
+
+/**
+ * `url` with the host and port of `DATABASE_DIRECT_URL` (PostgreSQL itself, not the pooler), for
+ * what needs a session of its own: LISTEN and the superuser's set-up under a session advisory lock.
+ * Unchanged when that is not set.
+ */
+export function directPostgresUrl(url: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (!env.DATABASE_DIRECT_URL) return url;
+  const u = new URL(url);
+  const d = new URL(env.DATABASE_DIRECT_URL);
+  u.hostname = d.hostname;
+  u.port = d.port;
+  return u.toString();
+}
+
 /** Names of the CRM database and its roles. */
 export interface CrmDatabaseNames {
   dbName: string;

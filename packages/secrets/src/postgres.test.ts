@@ -58,7 +58,9 @@ beforeAll(async () => {
   owner = new pg.Pool({ connectionString: urlFor(OWNER, DB), max: 2 });
   const { bindingKey } = await installTenantScope(owner, { appRole: APP });
   await installPostgresSecrets(owner, { grantTo: APP });
-  db = scopedPool({ connectionString: urlFor(APP, DB), max: 6 }, { bindingKey });
+  // DATABASE_POOLER=transaction: the PgBouncer pass (.ci/passes.d/25-pgbouncer.sh).
+  const pooler = process.env.DATABASE_POOLER === 'transaction' ? 'transaction' : 'none';
+  db = scopedPool({ connectionString: urlFor(APP, DB), max: 6 }, { bindingKey, pooler });
   provider = postgresSecrets({ db, masterKeys: [MK1] });
   issuer = await createTestIssuer();
 });

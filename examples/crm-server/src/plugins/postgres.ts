@@ -20,7 +20,13 @@ import {
 } from '@tenantscope/postgres';
 import { z } from 'zod';
 import type { CrmPlugin, DemoContext } from '../plugin.ts';
-import { crmDatabaseNames, provisionCrmDatabase, sharedPostgres } from '../services.ts';
+import {
+  crmDatabaseNames,
+  directPostgresUrl,
+  poolerFromEnv,
+  provisionCrmDatabase,
+  sharedPostgres,
+} from '../services.ts';
 
 /** Distinct customers per example tenant. */
 export const SEED_CUSTOMERS: Record<string, { name: string; email: string; plan: string }[]> = {
@@ -186,7 +192,9 @@ export const plugin: CrmPlugin = {
     // DATABASE_URL: one database shared by every replica; dev mode: a private random one.
     const names = crmDatabaseNames(server.url, env);
     const { dbName, ownerRole, appRole, password } = names;
-    const su = new pg.Client({ connectionString: server.url });
+    const pooler = poolerFromEnv(env);
+    // Directly (DATABASE_DIRECT_URL behind a pooler): set-up holds a session advisory lock.
+    const su = new pg.Client({ connectionString: directPostgresUrl(server.url, env) });
     await su.connect();
     const urlFor = (role: string | null) => {
       const u = new URL(server.url);
@@ -251,7 +259,7 @@ export const plugin: CrmPlugin = {
       await su.query(`SELECT pg_advisory_unlock_all()`); // set-up done: the next replica may go
       scoped = scopedPool(
         { connectionString: urlFor(appRole), max: 5 },
-        { bindingKey, multiplex: 2, hot: { maxTenants: 4 } },
+        { bindingKey, multiplex: 2, hot: { maxTenants: 4 }, pooler },
       );
       await scoped.doctor();
     } catch (err) {
