@@ -451,6 +451,9 @@ async function timedCall(
   }
 }
 
+/** Quiet and flood phases alternate this many times. */
+const FLOOD_ROUNDS = 2;
+
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
@@ -465,23 +468,31 @@ async function floodDrill(url: string, cfg: CheckConfig, ev: EvidenceConfig, ite
   const fCall = probe(cfg, flooder);
   const started = new Date().toISOString();
   try {
-    for (let i = 0; i < 5; i++) await timedCall(v, vCall); // warm-up
+    // Warm-up on both sides, then interleaved rounds (quiet, flood, quiet, flood) so a change in the
+    // machine's load during the run falls on both figures alike.
+    for (let i = 0; i < 5; i++) {
+      await timedCall(v, vCall);
+      await timedCall(f, fCall);
+    }
     const before: number[] = [];
-    for (let i = 0; i < ev.flood.samples; i++) before.push((await timedCall(v, vCall)).ms);
-    let stop = false;
+    const during: number[] = [];
     let sent = 0;
     let refused = 0;
-    const workers = Array.from({ length: ev.flood.concurrency }, async () => {
-      while (!stop) {
-        const r = await timedCall(f, fCall);
-        sent++;
-        if (!r.ok) refused++;
-      }
-    });
-    const during: number[] = [];
-    for (let i = 0; i < ev.flood.samples; i++) during.push((await timedCall(v, vCall)).ms);
-    stop = true;
-    await Promise.all(workers);
+    const perRound = Math.max(1, Math.ceil(ev.flood.samples / FLOOD_ROUNDS));
+    for (let round = 0; round < FLOOD_ROUNDS; round++) {
+      for (let i = 0; i < perRound; i++) before.push((await timedCall(v, vCall)).ms);
+      let stop = false;
+      const workers = Array.from({ length: ev.flood.concurrency }, async () => {
+        while (!stop) {
+          const r = await timedCall(f, fCall);
+          sent++;
+          if (!r.ok) refused++;
+        }
+      });
+      for (let i = 0; i < perRound; i++) during.push((await timedCall(v, vCall)).ms);
+      stop = true;
+      await Promise.all(workers);
+    }
     const p50b = pct(before, 50);
     const p50d = pct(during, 50);
     const ratio = p50d / Math.max(p50b, 0.001);
@@ -499,6 +510,8 @@ async function floodDrill(url: string, cfg: CheckConfig, ev: EvidenceConfig, ite
         victim,
         concurrency: ev.flood.concurrency,
         samples: ev.flood.samples,
+        rounds: FLOOD_ROUNDS,
+        note: 'the flooding and the measured client share one process (this CLI); both talk to the target over loopback',
         beforeMs: before.map(round),
         duringMs: during.map(round),
         p50BeforeMs: round(p50b),
