@@ -11,7 +11,7 @@
  *   policy from `tenantBucketPolicy` confines each user to its prefix (`checkBucketPolicy` watches it).
  */
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
-import { AssumeRoleCommand, type STSClient } from '@aws-sdk/client-sts';
+import { AssumeRoleCommand, STSClient, type STSClientConfig } from '@aws-sdk/client-sts';
 import { TenantScopeError } from '@tenantscope/core';
 import { LRUCache } from 'lru-cache';
 import { s3Error } from './errors.ts';
@@ -35,8 +35,11 @@ export interface CredentialVendor {
 }
 
 export interface StsCredentialOptions extends TenantPolicyOptions {
-  /** An STS client signed as a principal the role trusts (not the tenant's). */
-  sts: Pick<STSClient, 'send'>;
+  /**
+   * An STS client signed as a principal the role trusts (not the tenant's), or the configuration
+   * to build one with (endpoint, region, credentials).
+   */
+  sts: Pick<STSClient, 'send'> | STSClientConfig;
   /** The role to assume; its own policy must allow at least what `tenantPolicy` allows. */
   roleArn: string;
   /** Session length in seconds. Default 900 (AWS's minimum; RGW's is `rgw sts min session duration`). */
@@ -64,9 +67,13 @@ export function stsCredentials(options: StsCredentialOptions): CredentialVendor 
   const duration = options.durationSeconds ?? 900;
   const margin = options.refreshMarginSeconds ?? 60;
   const max = options.maxTenants ?? 1000;
-  if (!options.sts || typeof options.sts.send !== 'function') {
-    throw new TenantScopeError('INVALID_CONFIG', 'stsCredentials needs an STS client');
+  if (!options.sts || typeof options.sts !== 'object') {
+    throw new TenantScopeError('INVALID_CONFIG', 'stsCredentials needs an STS client or its configuration');
   }
+  const sts: Pick<STSClient, 'send'> =
+    typeof (options.sts as { send?: unknown }).send === 'function'
+      ? (options.sts as Pick<STSClient, 'send'>)
+      : new STSClient(options.sts as STSClientConfig);
   if (typeof options.roleArn !== 'string' || !options.roleArn.startsWith('arn:')) {
     throw new TenantScopeError('INVALID_CONFIG', 'stsCredentials needs roleArn');
   }
@@ -82,7 +89,7 @@ export function stsCredentials(options: StsCredentialOptions): CredentialVendor 
   const wallNow = () => clock.now() + (options.clock ? 0 : performance.timeOrigin);
 
   const assume = async (ctx: Context): Promise<TenantCredentials> => {
-    const out = await options.sts.send(
+    const out = await sts.send(
       new AssumeRoleCommand({
         RoleArn: options.roleArn,
         RoleSessionName: `ts-${ctx.tenantId}`.slice(0, 64),
