@@ -1,4 +1,4 @@
-import { errorFactory, TenantScopeError } from '@tenantscope/core';
+import { errorFactory } from '@tenantscope/core';
 
 /**
  * The codes `@tenantscope/secrets` throws, with their HTTP status. Callers switch on `code`.
