@@ -31,6 +31,19 @@ describe('jsonByteLength', () => {
     for (const v of values) {
       expect(jsonByteLength(v, 1e9)).toBe(Buffer.byteLength(JSON.stringify(v), 'utf8'));
     }
+    // Random strings over the whole UTF-16 range (escapes, DEL, lone surrogates), as values and keys.
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 500; i++) {
+      const str = Array.from({ length: rnd(40) }, () =>
+        String.fromCharCode(rnd(4) === 0 ? rnd(0x10000) : rnd(4) === 0 ? rnd(0x20) : 0x20 + rnd(0x60)),
+      ).join('');
+      const v = { [str]: str, list: [str, str.length] };
+      expect(jsonByteLength(v, 1e9), JSON.stringify(str)).toBe(Buffer.byteLength(JSON.stringify(v), 'utf8'));
+    }
   });
 
   it('stops at the cap, and refuses values JSON cannot carry', () => {

@@ -137,9 +137,14 @@ function measure(input: unknown, key: string, s: MeasureState, ancestors: Set<ob
   }
 }
 
+/** Printable ASCII other than `"` and `\`: one byte each in UTF-8, nothing JSON escapes. */
+const PLAIN = /^[ !#-[\]-~]*$/;
+
 /** Bytes of a string as a JSON string literal; anything past `room` is reported as just over it. */
 function stringBytes(value: string, room: number): number {
   // Every UTF-16 unit is at least one byte of JSON: a string longer than the room is over already.
   if (value.length > room) return room + 1;
+  // Plain ASCII (the common case) is its length plus the quotes, found without a copy.
+  if (PLAIN.test(value)) return value.length + 2;
   return Buffer.byteLength(JSON.stringify(value), 'utf8');
 }
