@@ -7,6 +7,7 @@
  * transport per request, JSON responses, as the SDK's stateless example does).
  *
  *   node test/bench/mcp-overhead/main.ts            (BENCH_CALLS per round, default 2000; BENCH_ROUNDS, default 3)
+ * On a busy machine prefer many short rounds (BENCH_CALLS=100 BENCH_ROUNDS=30): drift hits all alike.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -81,7 +82,7 @@ function bareStatelessServer(): Promise<{ url: string; close(): Promise<void> }>
   });
 }
 
-async function scopedServer(fsync: boolean, mode: 'session' | 'stateless' = 'session') {
+async function scopedServer(fsync: boolean, mode: 'session' | 'stateless' = 'session', maxIdleServers?: number) {
   const http = createServer();
   const url = await listen(http);
   const issuer = await createTestIssuer({ audience: url });
@@ -95,6 +96,7 @@ async function scopedServer(fsync: boolean, mode: 'session' | 'stateless' = 'ses
     audit,
     log: () => {},
     mode,
+    limits: { maxIdleServers },
   });
   scope.tool({
     name: 'echo',
@@ -154,6 +156,8 @@ const oursNoSync = await scopedServer(false);
 const bareSl = await bareStatelessServer();
 const oursSl = await scopedServer(true, 'stateless');
 const oursSlNoSync = await scopedServer(false, 'stateless');
+// Where the time goes: the same binding building an McpServer and registering tools per request.
+const oursSlFresh = await scopedServer(false, 'stateless', 0);
 const subjects = {
   'bare SDK': await clients(bare.url),
   'tenantscope (audit fsync)': await clients(ours.url, ours.token),
@@ -161,6 +165,7 @@ const subjects = {
   'bare SDK stateless': await clients(bareSl.url),
   'stateless (audit fsync)': await clients(oursSl.url, oursSl.token),
   'stateless (audit no fsync)': await clients(oursSlNoSync.url, oursSlNoSync.token),
+  'stateless, no reuse (no fsync)': await clients(oursSlFresh.url, oursSlFresh.token),
 };
 /** The baseline each subject is compared with: the bare SDK in the same mode. */
 const baselineOf = (name: string) => (name.startsWith('stateless') ? 'bare SDK stateless' : 'bare SDK');
@@ -203,4 +208,5 @@ await Promise.all([
   bareSl.close(),
   oursSl.close(),
   oursSlNoSync.close(),
+  oursSlFresh.close(),
 ]);
