@@ -5,6 +5,7 @@ import { formatJson, formatJUnit, formatTable } from './check/output.ts';
 import { type CheckReport, runCheck, VERSION } from './check/run.ts';
 import { writeKeyPair } from './check/tokens.ts';
 import { type CheckConfig, parseConfig, readConfigValue, type TenantscopeConfig } from './config.ts';
+import { addDsarCommands } from './dsar/commands.ts';
 import { cliError, EXIT, exitCodeOf } from './errors.ts';
 import { runEvidence } from './evidence/run.ts';
 
@@ -202,6 +203,7 @@ export function program(
       );
       setExit(EXIT.OK);
     });
+  addDsarCommands(root, io, setExit);
   return root;
 }
 

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { dsarSectionSchema } from './dsar/config.ts';
 import { cliError } from './errors.ts';
 
 const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -137,6 +138,8 @@ export const configSchema = z.strictObject({
   $schema: z.string().optional(),
   check: checkSectionSchema.optional(),
   evidence: evidenceSectionSchema.optional(),
+  /** Stores for `tenant export|delete` and `subject export|erase` (see dsar/config.ts). */
+  dsar: dsarSectionSchema.optional(),
 });
 
 export type TenantscopeConfig = z.infer<typeof configSchema>;

@@ -18,6 +18,10 @@ export const CLI_ERROR_CODES = {
   CLI_TARGET_UNREACHABLE: 502,
   /** The audit location could not be read. */
   CLI_AUDIT_UNREADABLE: 502,
+  /** A tenant (or data subject) the DSAR config does not know; nothing was touched. */
+  CLI_UNKNOWN_TENANT: 400,
+  /** A DSAR store failed or did not reach the expected count (a rerun resumes a deletion). */
+  CLI_STORE_FAILED: 502,
 } as const;
 
 export type CliErrorCode = keyof typeof CLI_ERROR_CODES;

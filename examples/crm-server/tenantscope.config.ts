@@ -1,0 +1,43 @@
+/**
+ * `tenantscope tenant export|delete` and `verify-export` against the running example server, when it
+ * was started with `DATABASE_URL` (the shared CRM database; in dev mode each process has a private
+ * database that nobody else can reach). Run from the repository root with the same environment:
+ *
+ *   DATABASE_URL=… TENANTSCOPE_AUDIT_DIR=… npm run tenantscope -- tenant delete acme --config examples/crm-server/tenantscope.config.ts
+ *
+ * The CLI connects as the CRM database's owner role (row-level security is forced on its tables),
+ * never as the superuser (refused: it bypasses row-level security).
+ */
+import { crmDatabaseNames } from './src/services.ts';
+
+function ownerUrl(): string | undefined {
+  const su = process.env.DATABASE_URL;
+  if (!su) return undefined;
+  const names = crmDatabaseNames(su, process.env);
+  const u = new URL(su);
+  u.username = names.ownerRole;
+  u.password = names.password;
+  u.pathname = `/${names.dbName}`;
+  return u.toString();
+}
+
+const url = ownerUrl();
+
+export default {
+  dsar: {
+    tenants: { file: 'tenants.json' },
+    postgres: {
+      ...(url ? { url } : { urlEnv: 'DATABASE_URL' }),
+      // Children before parents: notes reference customers.
+      tables: [
+        { name: 'notes' },
+        { name: 'customers', subjectColumn: 'email', erase: { pseudonymise: { name: 'erased', email: null } } },
+      ],
+    },
+    // The server's hash-chained JSONL streams (TENANTSCOPE_AUDIT_DIR). Halt the tenant first: one writer per stream.
+    audit: { jsonlDir: process.env.TENANTSCOPE_AUDIT_DIR ?? '../../.tmp/demo-audit' },
+    // `npm run tenantscope -- keygen .tmp/dsar --alg EdDSA` writes it.
+    signingKey: '../../.tmp/dsar/private.jwk.json',
+    actor: 'dpo@example.test',
+  },
+};

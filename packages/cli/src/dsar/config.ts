@@ -1,0 +1,105 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { cliError } from '../errors.ts';
+
+const tenantId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a tenant id: lowercase letters, digits, _ and -');
+const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$/, 'an SQL identifier');
+const column = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a column name');
+
+/** One tenant table: where a data subject's rows are found, and what erasing them means. */
+export const dsarTableSchema = z.strictObject({
+  /** The tenant table (optionally schema-qualified), as created with `tenantTableSql`. */
+  name: ident,
+  /** Column holding the data subject's id. Without it the table holds no personal data of a subject. */
+  subjectColumn: column.optional(),
+  /**
+   * What `subject erase` does to the subject's rows: `"delete"` (default), or
+   * `{ "pseudonymise": { "<column>": <replacement> } }` to keep the row (e.g. for accounting).
+   */
+  erase: z
+    .union([
+      z.literal('delete'),
+      z.strictObject({
+        pseudonymise: z
+          .record(column, z.union([z.string(), z.number(), z.null()]))
+          .refine((r) => Object.keys(r).length > 0, { message: 'name at least one column' }),
+      }),
+    ])
+    .default('delete'),
+});
+
+export const dsarSectionSchema = z.strictObject({
+  /**
+   * The tenants that exist: an array of ids, or the path of a JSON file whose `tenants` object is
+   * keyed by tenant id (the example server's `tenants.json`). A tenant outside it is refused.
+   */
+  tenants: z.union([z.array(tenantId).min(1), z.strictObject({ file: z.string().min(1) })]),
+  postgres: z.strictObject({
+    /** Connection URL, or the name of an environment variable holding it (`urlEnv`). */
+    url: z.string().min(1).optional(),
+    urlEnv: z.string().min(1).optional(),
+    /**
+     * The binding key from `installTenantScope`, hex, in this environment variable. Without it the
+     * key is read from `tenantscope.binding_key` (the URL's role must own the tenantscope schema).
+     */
+    bindingKeyEnv: z.string().min(1).optional(),
+    /** The tenant tables, in deletion order (children before parents). */
+    tables: z.array(dsarTableSchema).min(1),
+    /** Schema of the CLI's deletion-job table. Default `tenantscope_cli`. */
+    jobSchema: ident.default('tenantscope_cli'),
+  }),
+  /** The audit log the CLI writes to (DSAR events, deletion certificates) and exports from. */
+  audit: z.strictObject({
+    /** Hash-chained JSONL audit directory (`ChainedJsonlAuditSink`). */
+    jsonlDir: z.string().min(1),
+    /** Directory of the anchor store, for verification. Default: no anchors. */
+    anchorsDir: z.string().min(1).optional(),
+  }),
+  /** Ed25519 private key (PEM PKCS#8 or a JWK JSON file) that signs export manifests. */
+  signingKey: z.string().min(1),
+  /** Recorded as the subject of the audit events. Default `tenantscope-cli`. */
+  actor: z.string().min(1).max(256).default('tenantscope-cli'),
+  /** Environment variable holding the key (any string of 32+ characters) for hashing subject ids in the audit log. */
+  subjectHashKeyEnv: z.string().min(1).default('TENANTSCOPE_SUBJECT_HASH_KEY'),
+});
+
+export type DsarConfig = z.infer<typeof dsarSectionSchema>;
+export type DsarTable = z.infer<typeof dsarTableSchema>;
+
+/** The config's `dsar` section, or CLI_CONFIG_INVALID naming it. */
+export function dsarSection(config: { dsar?: DsarConfig }, source: string): DsarConfig {
+  if (!config.dsar)
+    throw cliError('CLI_CONFIG_INVALID', `${source}: dsar: missing (the stores to export from and erase)`);
+  const pg = config.dsar.postgres;
+  if (!pg.url === !pg.urlEnv) {
+    throw cliError('CLI_CONFIG_INVALID', `${source}: dsar.postgres: give exactly one of url, urlEnv`);
+  }
+  return config.dsar;
+}
+
+/** The Postgres URL, or CLI_CONFIG_INVALID naming the field. */
+export function postgresUrl(cfg: DsarConfig): string {
+  const url = cfg.postgres.url ?? process.env[cfg.postgres.urlEnv as string];
+  if (!url) throw cliError('CLI_CONFIG_INVALID', `dsar.postgres.urlEnv: ${cfg.postgres.urlEnv} is not set`);
+  return url;
+}
+
+/** Refuses (CLI_UNKNOWN_TENANT, nothing touched) a tenant the config does not list. */
+export async function knownTenant(cfg: DsarConfig, tenant: string, base: string): Promise<string> {
+  let ids: string[];
+  if (Array.isArray(cfg.tenants)) ids = cfg.tenants;
+  else {
+    const file = resolve(base, cfg.tenants.file);
+    try {
+      const parsed = JSON.parse(await readFile(file, 'utf8')) as { tenants?: Record<string, unknown> };
+      ids = Object.keys(parsed.tenants ?? {});
+    } catch (cause) {
+      throw cliError('CLI_CONFIG_INVALID', `dsar.tenants.file: ${cfg.tenants.file} cannot be read`, { cause });
+    }
+  }
+  if (!ids.includes(tenant)) {
+    throw cliError('CLI_UNKNOWN_TENANT', `unknown tenant ${JSON.stringify(tenant.slice(0, 64))} (not in dsar.tenants)`);
+  }
+  return tenant;
+}

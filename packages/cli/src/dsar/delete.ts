@@ -1,0 +1,176 @@
+import { type AuditEvent, argsHash } from '@tenantscope/core';
+import { quoteIdent } from '@tenantscope/postgres';
+import { cliError } from '../errors.ts';
+import { auditHasEvent, type Stores } from './stores.ts';
+
+export const CERTIFICATE_EVENT = 'dsar_deletion_certificate';
+
+export interface StoreCounts {
+  [store: string]: Record<string, number>;
+  postgres: Record<string, number>;
+}
+
+export interface DeletionCertificate {
+  format: 'tenantscope-deletion-certificate/1';
+  job_id: string;
+  tenant: string;
+  /** When the job started and the first count was taken. */
+  started_at: string;
+  /** When the recount found nothing left. */
+  completed_at: string;
+  stores: { postgres: Record<string, { before: number; after: number }> };
+}
+
+export interface DeleteOutcome {
+  dryRun: boolean;
+  counts: StoreCounts;
+  certificate?: DeletionCertificate;
+  /** True when this run wrote the certificate (false: an earlier run had). */
+  certificateWritten?: boolean;
+}
+
+/** Test hook: `TENANTSCOPE_TEST_KILL_AT=<point>` kills the process (SIGKILL) at that point. */
+function killPoint(point: string): void {
+  if (process.env.TENANTSCOPE_TEST_KILL_AT === point) process.kill(process.pid, 'SIGKILL');
+}
+
+async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
+  const tenant = await s.tenant(tenantId);
+  try {
+    return { postgres: await s.postgres.count(tenant) };
+  } catch (err) {
+    throw cliError('CLI_STORE_FAILED', `postgres count failed (${(err as Error).message})`, { cause: err });
+  }
+}
+
+const total = (c: StoreCounts) => Object.values(c.postgres).reduce((a, b) => a + b, 0);
+
+interface JobRow {
+  id: string;
+  state: 'deleting' | 'certifying' | 'done';
+  before: StoreCounts;
+  started_at: Date;
+  certificate: DeletionCertificate | null;
+}
+
+async function jobTable(s: Stores): Promise<string> {
+  const schema = quoteIdent(s.cfg.postgres.jobSchema, 'jobSchema');
+  await s.admin.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  await s.admin.query(`CREATE TABLE IF NOT EXISTS ${schema}.deletion_jobs (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id text NOT NULL,
+    state text NOT NULL CHECK (state IN ('deleting', 'certifying', 'done')),
+    before jsonb NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    certificate jsonb,
+    finished_at timestamptz
+  )`);
+  // At most one unfinished job per tenant: a rerun resumes it instead of starting another.
+  await s.admin.query(
+    `CREATE UNIQUE INDEX IF NOT EXISTS deletion_jobs_open ON ${schema}.deletion_jobs (tenant_id) WHERE state <> 'done'`,
+  );
+  return `${schema}.deletion_jobs`;
+}
+
+/**
+ * Deletes a tenant in every store, resumably: a job record in Postgres holds the first count; each
+ * store's delete is idempotent; the recount must be 0 everywhere; then the certificate is stored in
+ * the job, written to the tenant's audit stream unless it is already there, and the job closed. A
+ * run killed at any point is finished by the next, and the certificate is written once.
+ */
+export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean): Promise<DeleteOutcome> {
+  if (!confirm) return { dryRun: true, counts: await countAll(s, tenantId) };
+  const table = await jobTable(s);
+  let job = (await s.admin.query<JobRow>(`SELECT * FROM ${table} WHERE tenant_id = $1 AND state <> 'done'`, [tenantId]))
+    .rows[0];
+  if (!job) {
+    const before = await countAll(s, tenantId);
+    if (total(before) === 0) {
+      const last = (
+        await s.admin.query<JobRow>(
+          `SELECT * FROM ${table} WHERE tenant_id = $1 AND state = 'done' ORDER BY finished_at DESC LIMIT 1`,
+          [tenantId],
+        )
+      ).rows[0];
+      // Already deleted: nothing to do, and no second certificate.
+      if (last?.certificate)
+        return { dryRun: false, counts: before, certificate: last.certificate, certificateWritten: false };
+    }
+    job = (
+      await s.admin.query<JobRow>(
+        `INSERT INTO ${table} (tenant_id, state, before) VALUES ($1, 'deleting', $2)
+         ON CONFLICT (tenant_id) WHERE state <> 'done' DO NOTHING RETURNING *`,
+        [tenantId, JSON.stringify(before)],
+      )
+    ).rows[0];
+    if (!job) throw cliError('CLI_STORE_FAILED', 'another deletion of this tenant started at the same time; rerun');
+  }
+  killPoint('after-job');
+
+  if (job.state === 'deleting') {
+    const tenant = await s.tenant(tenantId);
+    try {
+      await s.postgres.delete(tenant);
+    } catch (err) {
+      throw cliError('CLI_STORE_FAILED', `postgres delete failed (${(err as Error).message}); rerun to resume`, {
+        cause: err,
+      });
+    }
+    killPoint('after-delete');
+    const after = await countAll(s, tenantId);
+    if (total(after) !== 0) {
+      throw cliError('CLI_STORE_FAILED', `recount after delete is not 0: ${JSON.stringify(after)}; rerun to resume`);
+    }
+    const stores: DeletionCertificate['stores'] = { postgres: {} };
+    for (const [t, n] of Object.entries(job.before.postgres))
+      stores.postgres[t] = { before: n, after: after.postgres[t] ?? 0 };
+    const certificate: DeletionCertificate = {
+      format: 'tenantscope-deletion-certificate/1',
+      job_id: job.id,
+      tenant: tenantId,
+      started_at: new Date(job.started_at).toISOString(),
+      completed_at: new Date().toISOString(),
+      stores,
+    };
+    job = (
+      await s.admin.query<JobRow>(
+        `UPDATE ${table} SET state = 'certifying', certificate = $2 WHERE id = $1 RETURNING *`,
+        [job.id, JSON.stringify(certificate)],
+      )
+    ).rows[0] as JobRow;
+  }
+  const certificate = job.certificate as DeletionCertificate;
+  const hash = argsHash(certificate);
+  let written = false;
+  if (!(await auditHasEvent(s.cfg.audit.jsonlDir, tenantId, CERTIFICATE_EVENT, hash))) {
+    const details: Record<string, number | string> = { job_id: certificate.job_id };
+    for (const [t, c] of Object.entries(certificate.stores.postgres)) {
+      details[`postgres.${t}.before`] = c.before;
+      details[`postgres.${t}.after`] = c.after;
+    }
+    const event: AuditEvent = {
+      timestamp: certificate.completed_at,
+      tenant_id: tenantId,
+      session_id: null,
+      subject: s.cfg.actor,
+      event_type: CERTIFICATE_EVENT,
+      tool_name: null,
+      args_hash: hash,
+      result_status: 'ok',
+      reason: null,
+      latency_ms: 0,
+      ip_address: null,
+      details,
+    };
+    await s.audit.write(event);
+    written = true;
+  }
+  killPoint('after-certificate');
+  await s.admin.query(`UPDATE ${table} SET state = 'done', finished_at = now() WHERE id = $1`, [job.id]);
+  return {
+    dryRun: false,
+    counts: { postgres: Object.fromEntries(Object.keys(certificate.stores.postgres).map((t) => [t, 0])) },
+    certificate,
+    certificateWritten: written,
+  };
+}

@@ -1,0 +1,247 @@
+import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { canonicalJson } from '@tenantscope/core';
+import { VERSION } from '../check/run.ts';
+import { cliError } from '../errors.ts';
+import { auditFiles, type Stores, verifyTenantAudit } from './stores.ts';
+
+export const EXPORT_FORMAT = 'tenantscope-export/1';
+
+export interface FileEntry {
+  sha256: string;
+  bytes: number;
+}
+
+export interface Manifest {
+  format: typeof EXPORT_FORMAT;
+  tool: { name: '@tenantscope/cli'; version: string };
+  tenant: string;
+  started_at: string;
+  finished_at: string;
+  counts: Record<string, Record<string, number>>;
+  files: Record<string, FileEntry>;
+}
+
+export interface SignedManifest extends Manifest {
+  signature: { alg: 'Ed25519'; key_sha256: string; value: string };
+}
+
+/** Reads an Ed25519 private key: PEM (PKCS#8) or a JWK JSON file. */
+export async function readSigningKey(path: string): Promise<KeyObject> {
+  let key: KeyObject;
+  try {
+    const text = await readFile(path, 'utf8');
+    key = text.trimStart().startsWith('{')
+      ? createPrivateKey({ key: JSON.parse(text), format: 'jwk' })
+      : createPrivateKey(text);
+  } catch (cause) {
+    throw cliError('CLI_KEY_INVALID', `dsar.signingKey: ${path} is not a readable private key`, { cause });
+  }
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw cliError('CLI_KEY_INVALID', `dsar.signingKey: ${path} is ${key.asymmetricKeyType}, not Ed25519`);
+  }
+  return key;
+}
+
+/** Reads an Ed25519 public key (PEM SPKI or JWK), or derives it from a private key file. */
+export async function readVerifyKey(path: string): Promise<KeyObject> {
+  try {
+    const text = await readFile(path, 'utf8');
+    // A JWK, a JWKS (its first key, as `tenantscope keygen` writes) or PEM.
+    const json = text.trimStart().startsWith('{') ? JSON.parse(text) : undefined;
+    const src = json ? { key: Array.isArray(json.keys) ? json.keys[0] : json, format: 'jwk' as const } : text;
+    const key = createPublicKey(src);
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${key.asymmetricKeyType}, not Ed25519`);
+    return key;
+  } catch (cause) {
+    throw cliError('CLI_KEY_INVALID', `${path} is not an Ed25519 key (${(cause as Error).message})`, { cause });
+  }
+}
+
+function keyFingerprint(key: KeyObject): string {
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  return createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+}
+
+/** A file written through a hash, with back-pressure: memory stays bounded whatever the size. */
+class HashedFile {
+  readonly #out: ReturnType<typeof createWriteStream>;
+  readonly #hash = createHash('sha256');
+  bytes = 0;
+  constructor(path: string) {
+    this.#out = createWriteStream(path, { flags: 'wx' });
+  }
+  async write(chunk: string | Buffer): Promise<void> {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    this.#hash.update(b);
+    this.bytes += b.length;
+    if (!this.#out.write(b)) await new Promise<void>((r) => this.#out.once('drain', r));
+  }
+  async close(): Promise<FileEntry> {
+    await new Promise<void>((res, rej) => this.#out.end((err?: Error | null) => (err ? rej(err) : res())));
+    return { sha256: this.#hash.digest('hex'), bytes: this.bytes };
+  }
+}
+
+const fileName = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '_');
+
+export interface ExportResult {
+  dir: string;
+  manifest: SignedManifest;
+}
+
+/**
+ * Exports every store of `tenant` into `out` (a new or empty directory): `postgres/<table>.ndjson`,
+ * `audit/<day>.jsonl` (the tenant's hash-chained stream, as stored) and `audit/verification.json`,
+ * then `manifest.json`, signed.
+ */
+export async function exportTenant(s: Stores, tenantId: string, out: string): Promise<ExportResult> {
+  const key = await readSigningKey(s.cfg.signingKey);
+  await mkdir(out, { recursive: true });
+  if ((await readdir(out)).length > 0) throw cliError('CLI_USAGE', `--out ${out}: not empty`);
+  const started = new Date().toISOString();
+  const files: Record<string, FileEntry> = {};
+  const pgCounts: Record<string, number> = {};
+  const counts: Record<string, Record<string, number>> = { postgres: pgCounts };
+  const tenant = await s.tenant(tenantId);
+
+  // Postgres: one file per table, rows streamed through a cursor in one snapshot.
+  await mkdir(join(out, 'postgres'));
+  const open = new Map<string, HashedFile>();
+  for (const t of s.cfg.postgres.tables) {
+    open.set(t.name, new HashedFile(join(out, 'postgres', `${fileName(t.name)}.ndjson`)));
+    pgCounts[t.name] = 0;
+  }
+  try {
+    for await (const { table, row } of s.postgres.export(tenant)) {
+      await (open.get(table) as HashedFile).write(`${JSON.stringify(row)}\n`);
+      pgCounts[table] = (pgCounts[table] ?? 0) + 1;
+    }
+  } catch (err) {
+    throw cliError('CLI_STORE_FAILED', `postgres export failed (${(err as Error).message})`, { cause: err });
+  } finally {
+    for (const [name, f] of open) files[`postgres/${fileName(name)}.ndjson`] = await f.close();
+  }
+
+  // Audit: the tenant's stream as stored (so the chain can be re-verified), and its verification now.
+  await mkdir(join(out, 'audit'));
+  let events = 0;
+  for (const src of await auditFiles(s.cfg.audit.jsonlDir, tenantId)) {
+    const name = `audit/${src.split(sep).pop()}`;
+    const f = new HashedFile(join(out, name));
+    const stream = createReadStream(src);
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      for (const b of chunk) if (b === 0x0a) events++;
+      await f.write(chunk);
+    }
+    files[name] = await f.close();
+  }
+  const verification = await verifyTenantAudit(s, tenantId);
+  const vf = new HashedFile(join(out, 'audit', 'verification.json'));
+  await vf.write(`${JSON.stringify(verification, null, 2)}\n`);
+  files['audit/verification.json'] = await vf.close();
+  counts.audit = { events, verified: verification.ok ? 1 : 0 };
+
+  const manifest: Manifest = {
+    format: EXPORT_FORMAT,
+    tool: { name: '@tenantscope/cli', version: VERSION },
+    tenant: tenantId,
+    started_at: started,
+    finished_at: new Date().toISOString(),
+    counts,
+    files,
+  };
+  const signed: SignedManifest = {
+    ...manifest,
+    signature: {
+      alg: 'Ed25519',
+      key_sha256: keyFingerprint(key),
+      value: sign(null, Buffer.from(canonicalJson(manifest)), key).toString('base64'),
+    },
+  };
+  await writeFile(join(out, 'manifest.json'), `${JSON.stringify(signed, null, 2)}\n`, { flag: 'wx' });
+  return { dir: out, manifest: signed };
+}
+
+async function sha256File(path: string): Promise<FileEntry> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  await pipeline(createReadStream(path), async (src: AsyncIterable<Buffer>) => {
+    for await (const c of src) {
+      hash.update(c);
+      bytes += c.length;
+    }
+  });
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+async function walk(dir: string, root = dir): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await walk(p, root)));
+    else out.push(relative(root, p).split(sep).join('/'));
+  }
+  return out;
+}
+
+export interface VerifyExportReport {
+  ok: boolean;
+  tenant: string | null;
+  problems: string[];
+  files: number;
+}
+
+/**
+ * Checks an export: the manifest's signature under `key`, every listed file's size and SHA-256, and
+ * that no file was added. Every problem is listed.
+ */
+export async function verifyExport(dir: string, key: KeyObject): Promise<VerifyExportReport> {
+  const problems: string[] = [];
+  let m: SignedManifest;
+  try {
+    m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as SignedManifest;
+  } catch {
+    return { ok: false, tenant: null, problems: ['manifest.json: missing or not JSON'], files: 0 };
+  }
+  const { signature, ...body } = m;
+  if (m.format !== EXPORT_FORMAT) problems.push(`manifest.json: unknown format ${JSON.stringify(m.format)}`);
+  let sigOk = false;
+  try {
+    sigOk =
+      signature?.alg === 'Ed25519' &&
+      verify(null, Buffer.from(canonicalJson(body)), key, Buffer.from(String(signature.value), 'base64'));
+  } catch {
+    sigOk = false;
+  }
+  if (!sigOk) problems.push('manifest.json: signature does not verify with the given key');
+  const listed = m.files && typeof m.files === 'object' ? m.files : {};
+  for (const [name, want] of Object.entries(listed)) {
+    if (name.split('/').includes('..') || name.startsWith('/')) {
+      problems.push(`${name}: path outside the export`);
+      continue;
+    }
+    try {
+      const st = await stat(join(dir, name));
+      if (!st.isFile()) throw new Error('not a file');
+      const got = await sha256File(join(dir, name));
+      if (got.sha256 !== want.sha256 || got.bytes !== want.bytes) problems.push(`${name}: content changed`);
+    } catch {
+      problems.push(`${name}: missing`);
+    }
+  }
+  for (const f of await walk(dir)) {
+    if (f !== 'manifest.json' && !(f in listed)) problems.push(`${f}: not in the manifest`);
+  }
+  return {
+    ok: problems.length === 0,
+    tenant: typeof m.tenant === 'string' ? m.tenant : null,
+    problems,
+    files: Object.keys(listed).length,
+  };
+}

@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { type AnchorStore, ChainedJsonlAuditSink, JsonlAnchorStore, parseLine, verifyJsonl } from '@tenantscope/audit';
+import { createVerifier, streamName, type Tenant } from '@tenantscope/core';
+import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenantData } from '@tenantscope/postgres';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { cliError } from '../errors.ts';
+import { type DsarConfig, postgresUrl } from './config.ts';
+
+/** Everything a DSAR command talks to, opened from the config; `close()` ends it all. */
+export interface Stores {
+  cfg: DsarConfig;
+  /** Unscoped admin connection (job records only; never tenant data). */
+  admin: pg.Pool;
+  scoped: ScopedPool;
+  audit: ChainedJsonlAuditSink;
+  anchors: AnchorStore;
+  postgres: TenantData;
+  /** A verified Tenant for the operator (see `operatorTenants`). */
+  tenant(id: string): Promise<Tenant>;
+  close(): Promise<void>;
+}
+
+/**
+ * Adapters only accept a verified Tenant. The CLI is the operator (it holds the database
+ * credentials), so it signs a short-lived token with a throw-away key that only this process's
+ * verifier trusts, and hands the adapters the Tenant that verifier returns.
+ */
+async function operatorTenants(actor: string): Promise<(id: string) => Promise<Tenant>> {
+  const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+  const kid = randomUUID();
+  const issuer = 'urn:tenantscope:cli';
+  const audience = 'urn:tenantscope:cli:dsar';
+  const verifier = await createVerifier({
+    issuer,
+    audience,
+    keys: { jwks: { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'EdDSA' }] } },
+    maxLifetimeSeconds: 3600,
+  });
+  return async (id) => {
+    const token = await new SignJWT({ tenant_id: id })
+      .setProtectedHeader({ alg: 'EdDSA', kid })
+      .setIssuer(issuer)
+      .setAudience(audience)
+      .setSubject(actor)
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .setJti(randomUUID())
+      .sign(privateKey);
+    return verifier.verify(token);
+  };
+}
+
+/**
+ * Every tenant table must be confined by row-level security for this role, or a "delete of one
+ * tenant" would be a delete of every tenant: refuses a superuser or BYPASSRLS role, a table without
+ * RLS, and a table this role owns without FORCE ROW LEVEL SECURITY. Nothing is touched before this.
+ */
+async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> {
+  const role = (
+    await admin.query<{ rolsuper: boolean; rolbypassrls: boolean }>(
+      'SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user',
+    )
+  ).rows[0];
+  if (!role || role.rolsuper || role.rolbypassrls) {
+    throw cliError(
+      'CLI_CONFIG_INVALID',
+      "dsar.postgres.url: this role bypasses row-level security (superuser or BYPASSRLS); use the tables' owner or the app role",
+    );
+  }
+  for (const [i, t] of cfg.postgres.tables.entries()) {
+    const r = (
+      await admin.query<{ rls: boolean; force: boolean; owned: boolean }>(
+        `SELECT c.relrowsecurity AS rls, c.relforcerowsecurity AS force, pg_has_role(current_user, c.relowner, 'USAGE') AS owned
+           FROM pg_class c WHERE c.oid = to_regclass($1)`,
+        [t.name],
+      )
+    ).rows[0];
+    const field = `dsar.postgres.tables.${i}.name`;
+    if (!r) throw cliError('CLI_CONFIG_INVALID', `${field}: no table ${t.name}`);
+    if (!r.rls || (r.owned && !r.force)) {
+      throw cliError('CLI_CONFIG_INVALID', `${field}: ${t.name} is not confined by row-level security for this role`);
+    }
+  }
+}
+
+const noAnchors: AnchorStore = { record: async () => undefined, list: async () => [] };
+
+export async function openStores(cfg: DsarConfig): Promise<Stores> {
+  const url = postgresUrl(cfg);
+  const admin = new pg.Pool({ connectionString: url, max: 2 });
+  let bindingKey: Buffer;
+  try {
+    if (cfg.postgres.bindingKeyEnv) {
+      const hex = process.env[cfg.postgres.bindingKeyEnv];
+      if (!hex)
+        throw cliError('CLI_CONFIG_INVALID', `dsar.postgres.bindingKeyEnv: ${cfg.postgres.bindingKeyEnv} is not set`);
+      bindingKey = Buffer.from(hex, 'hex');
+    } else {
+      bindingKey = await readBindingKey(admin);
+    }
+  } catch (err) {
+    await admin.end().catch(() => undefined);
+    if ((err as { code?: string }).code === 'CLI_CONFIG_INVALID') throw err;
+    throw cliError('CLI_STORE_FAILED', `postgres: cannot read the binding key (${(err as Error).message})`, {
+      cause: err,
+    });
+  }
+  try {
+    await assertRlsApplies(admin, cfg);
+  } catch (err) {
+    await admin.end().catch(() => undefined);
+    throw err;
+  }
+  const scoped = scopedPool({ connectionString: url, max: 3 }, { bindingKey });
+  const audit = new ChainedJsonlAuditSink({ dir: cfg.audit.jsonlDir });
+  const anchors = cfg.audit.anchorsDir ? new JsonlAnchorStore({ dir: cfg.audit.anchorsDir }) : noAnchors;
+  const tables = cfg.postgres.tables.map((t) => t.name);
+  const mint = await operatorTenants(cfg.actor);
+  return {
+    cfg,
+    admin,
+    scoped,
+    audit,
+    anchors,
+    postgres: tenantData(scoped, { tables, audit, actor: cfg.actor }),
+    tenant: mint,
+    async close() {
+      await Promise.allSettled([scoped.end(), admin.end(), audit.close()]);
+    },
+  };
+}
+
+/** The tenant's audit stream files (`<dir>/<tenant>/<day>.jsonl`), oldest first. */
+export async function auditFiles(dir: string, tenant: string): Promise<string[]> {
+  const streamDir = join(dir, streamName({ tenant_id: tenant }));
+  try {
+    return (await readdir(streamDir))
+      .filter((f) => /^\d{4}-\d{2}-\d{2}\.jsonl$/.test(f))
+      .sort()
+      .map((f) => join(streamDir, f));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** True when the tenant's audit stream holds an event of this type with this args_hash. */
+export async function auditHasEvent(dir: string, tenant: string, type: string, hash: string): Promise<boolean> {
+  for (const file of await auditFiles(dir, tenant)) {
+    // Line by line: a day file can be large.
+    for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY })) {
+      const row = parseLine(line);
+      if (!row) continue;
+      const e = JSON.parse(row.event) as { event_type?: string; args_hash?: string };
+      if (e.event_type === type && e.args_hash === hash) return true;
+    }
+  }
+  return false;
+}
+
+export async function verifyTenantAudit(s: Stores, tenant: string) {
+  return verifyJsonl({ dir: s.cfg.audit.jsonlDir, anchors: s.anchors, tenant });
+}

@@ -1,0 +1,295 @@
+/**
+ * `tenantscope tenant export|delete` and `verify-export` through the real bin, in a child process,
+ * against a real PostgreSQL (a scratch database with tenantscope installed) and a real hash-chained
+ * JSONL audit log. Three tenants with several subjects each; the others are checksummed row by row.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { verifyJsonl } from '@tenantscope/audit';
+import { installTenantScope, pg, tenantTableSql } from '@tenantscope/postgres';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
+import { runCli, writeJson } from './helpers.ts';
+
+const TABLES = ['invoices', 'customers'];
+/** Each case runs the bin several times; a loaded CI machine takes seconds per start. */
+const SLOW = 300_000;
+let dir: string;
+let db: ScratchDatabase;
+let su: pg.Client;
+let config: string;
+let auditDir: string;
+let publicKey: string;
+
+async function seed(tenants: string[]): Promise<void> {
+  await su.query(
+    `INSERT INTO customers (tenant_id, subject_id, name, email)
+     SELECT t, 's' || i, t || '-name-' || i, t || '-' || i || '@example.test' FROM unnest($1::text[]) t, generate_series(1, 5) i`,
+    [tenants],
+  );
+  await su.query(
+    `INSERT INTO invoices (tenant_id, subject_id, amount)
+     SELECT t, 's' || (i % 5 + 1), i * 10 FROM unnest($1::text[]) t, generate_series(1, 40) i`,
+    [tenants],
+  );
+}
+
+/** md5 over every row of the tenant, per table (the superuser sees every tenant). */
+async function checksum(tenant: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of TABLES) {
+    const r = await su.query<{ h: string | null; n: string }>(
+      `SELECT md5(string_agg(x::text, '|' ORDER BY x.id)) AS h, count(*) AS n FROM ${t} x WHERE tenant_id = $1`,
+      [tenant],
+    );
+    out[t] = `${r.rows[0]?.n}:${r.rows[0]?.h}`;
+  }
+  return out;
+}
+
+async function rows(tenant: string): Promise<number> {
+  let n = 0;
+  for (const t of TABLES) {
+    n += Number((await su.query(`SELECT count(*) AS n FROM ${t} WHERE tenant_id = $1`, [tenant])).rows[0].n);
+  }
+  return n;
+}
+
+async function certificates(tenant: string): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  let files: string[] = [];
+  try {
+    files = (await readdir(join(auditDir, tenant))).sort();
+  } catch {
+    return out;
+  }
+  for (const f of files) {
+    for (const line of (await readFile(join(auditDir, tenant, f), 'utf8')).split('\n').filter(Boolean)) {
+      const e = JSON.parse(line).event;
+      if (e.event_type === 'dsar_deletion_certificate') out.push(e);
+    }
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tsdsar-'));
+  auditDir = join(dir, 'audit');
+  db = await createScratchDatabase(inject('databaseUrl'), 'dsarcli');
+  const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
+  await installTenantScope(owner, { appRole: db.appRole });
+  await owner.query(`
+    CREATE TABLE customers (id uuid PRIMARY KEY, tenant_id text NOT NULL, subject_id text NOT NULL, name text, email text);
+    CREATE TABLE invoices (id uuid PRIMARY KEY, tenant_id text NOT NULL, subject_id text NOT NULL, amount int NOT NULL);
+  `);
+  await owner.query(tenantTableSql({ table: 'customers', idColumn: 'id', grantTo: db.appRole }));
+  await owner.query(tenantTableSql({ table: 'invoices', idColumn: 'id', grantTo: db.appRole }));
+  await owner.end();
+  su = new pg.Client({ connectionString: db.superUrl });
+  await su.connect();
+  await seed(['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3']);
+  const { privateKey, publicKey: pub } = generateKeyPairSync('ed25519');
+  await writeFile(join(dir, 'signing.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  publicKey = join(dir, 'signing.pub.pem');
+  await writeFile(publicKey, pub.export({ type: 'spki', format: 'pem' }));
+  config = await writeJson(join(dir, 'tenantscope.config.json'), {
+    dsar: {
+      tenants: ['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3'],
+      postgres: {
+        url: db.ownerUrl,
+        tables: [
+          { name: 'invoices', subjectColumn: 'subject_id', erase: { pseudonymise: { subject_id: 'erased' } } },
+          { name: 'customers', subjectColumn: 'subject_id' },
+        ],
+      },
+      audit: { jsonlDir: 'audit' },
+      signingKey: 'signing.pem',
+      actor: 'dpo@example.test',
+    },
+  });
+});
+afterAll(async () => {
+  await su?.end();
+  await db?.drop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('tenantscope tenant export / delete (Postgres + audit)', () => {
+  it(
+    'a bad config names the field, exits 2 and touches nothing',
+    async () => {
+      const bad = await writeJson(join(dir, 'bad.json'), {
+        dsar: { tenants: ['acme'], postgres: { url: db.ownerUrl, tables: [{ name: 'x; drop' }] } },
+      });
+      const before = await rows('acme');
+      const r = await runCli(['tenant', 'delete', 'acme', '--confirm', 'acme', '--config', bad]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('CLI_CONFIG_INVALID');
+      expect(r.stderr).toContain('dsar.postgres.tables.0.name');
+      expect(r.stderr).toContain('dsar.audit');
+      expect(await rows('acme')).toBe(before);
+    },
+    SLOW,
+  );
+
+  it(
+    'a role that bypasses row-level security is refused before anything is touched',
+    async () => {
+      const dsar = JSON.parse(await readFile(config, 'utf8')).dsar;
+      const superCfg = await writeJson(join(dir, 'superuser.json'), {
+        dsar: { ...dsar, postgres: { url: db.superUrl, tables: [{ name: 'customers' }] } },
+      });
+      const before = await checksum('globex');
+      const r = await runCli(['tenant', 'delete', 'globex', '--confirm', 'globex', '--config', superCfg]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('bypasses row-level security');
+      expect(await checksum('globex')).toEqual(before);
+    },
+    SLOW,
+  );
+
+  it(
+    'an unknown tenant exits 2 and touches nothing',
+    async () => {
+      const r = await runCli(['tenant', 'delete', 'umbrella', '--confirm', 'umbrella', '--config', config]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('CLI_UNKNOWN_TENANT');
+    },
+    SLOW,
+  );
+
+  it(
+    'a dry run and a wrong --confirm delete nothing',
+    async () => {
+      const before = await checksum('acme');
+      const dry = await runCli(['tenant', 'delete', 'acme', '--config', config, '--json']);
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(JSON.parse(dry.stdout)).toMatchObject({
+        dryRun: true,
+        counts: { postgres: { invoices: 40, customers: 5 } },
+      });
+      const wrong = await runCli(['tenant', 'delete', 'acme', '--confirm', 'globex', '--config', config]);
+      expect(wrong.code).toBe(2);
+      expect(wrong.stderr).toContain('--confirm does not match');
+      expect(await checksum('acme')).toEqual(before);
+      expect(await certificates('acme')).toHaveLength(0);
+    },
+    SLOW,
+  );
+
+  it(
+    'exports acme (signed, verifiable), deletes it everywhere, leaves the others byte-identical',
+    async () => {
+      const others = { globex: await checksum('globex'), initech: await checksum('initech') };
+      const out = join(dir, 'export-acme');
+      const ex = await runCli(['tenant', 'export', 'acme', '--out', out, '--config', config, '--json']);
+      expect(ex.code, ex.stderr).toBe(0);
+      const manifest = JSON.parse(ex.stdout);
+      expect(manifest.counts.postgres).toEqual({ invoices: 40, customers: 5 });
+      const lines = (await readFile(join(out, 'postgres', 'customers.ndjson'), 'utf8')).trim().split('\n');
+      expect(lines).toHaveLength(5);
+      expect(new Set(lines.map((l) => JSON.parse(l).tenant_id))).toEqual(new Set(['acme']));
+      expect(JSON.parse(await readFile(join(out, 'audit', 'verification.json'), 'utf8')).ok).toBe(true);
+
+      const ok = await runCli(['verify-export', out, '--public-key', publicKey]);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+
+      const del = await runCli(['tenant', 'delete', 'acme', '--confirm', 'acme', '--config', config, '--json']);
+      expect(del.code, del.stderr).toBe(0);
+      const outcome = JSON.parse(del.stdout);
+      expect(outcome.certificateWritten).toBe(true);
+      expect(outcome.certificate.stores.postgres).toEqual({
+        invoices: { before: 40, after: 0 },
+        customers: { before: 5, after: 0 },
+      });
+      expect(await rows('acme')).toBe(0);
+      expect({ globex: await checksum('globex'), initech: await checksum('initech') }).toEqual(others);
+      const certs = await certificates('acme');
+      expect(certs).toHaveLength(1);
+      expect(certs[0]).toMatchObject({ details: { 'postgres.invoices.before': 40, 'postgres.invoices.after': 0 } });
+
+      // Idempotent: a rerun exits 0, every store still 0, and no second certificate.
+      const again = await runCli(['tenant', 'delete', 'acme', '--confirm', 'acme', '--config', config, '--json']);
+      expect(again.code, again.stderr).toBe(0);
+      expect(JSON.parse(again.stdout).certificateWritten).toBe(false);
+      expect(await certificates('acme')).toHaveLength(1);
+      const chain = await verifyJsonl({ dir: auditDir, anchors: { record: async () => {}, list: async () => [] } });
+      expect(chain.ok).toBe(true);
+    },
+    SLOW,
+  );
+
+  it(
+    'a tampered, extended or re-signed export fails verify-export',
+    async () => {
+      const make = async (name: string) => {
+        const out = join(dir, name);
+        const r = await runCli(['tenant', 'export', 'globex', '--out', out, '--config', config]);
+        expect(r.code, r.stderr).toBe(0);
+        return out;
+      };
+      const edited = await make('export-edited');
+      const file = join(edited, 'postgres', 'invoices.ndjson');
+      await writeFile(file, (await readFile(file, 'utf8')).replace('"tenant_id":"globex"', '"tenant_id":"globey"'));
+      const r1 = await runCli(['verify-export', edited, '--public-key', publicKey, '--json']);
+      expect(r1.code).toBe(1);
+      expect(JSON.parse(r1.stdout).problems).toEqual(['postgres/invoices.ndjson: content changed']);
+
+      const added = await make('export-added');
+      await mkdir(join(added, 'extra'));
+      await writeFile(join(added, 'extra', 'x.ndjson'), '{}\n');
+      const r2 = await runCli(['verify-export', added, '--public-key', publicKey, '--json']);
+      expect(r2.code).toBe(1);
+      expect(JSON.parse(r2.stdout).problems).toEqual(['extra/x.ndjson: not in the manifest']);
+
+      // Editing a file and its hash in the manifest breaks the signature.
+      const forged = await make('export-forged');
+      const mf = join(forged, 'manifest.json');
+      const m = JSON.parse(await readFile(mf, 'utf8'));
+      m.counts.postgres.invoices = 39;
+      await writeFile(mf, JSON.stringify(m));
+      const r3 = await runCli(['verify-export', forged, '--public-key', publicKey, '--json']);
+      expect(r3.code).toBe(1);
+      expect(JSON.parse(r3.stdout).problems).toEqual(['manifest.json: signature does not verify with the given key']);
+
+      // Another key does not verify it either.
+      const other = join(dir, 'other.pub.pem');
+      await writeFile(other, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+      const fresh = await make('export-fresh');
+      expect((await runCli(['verify-export', fresh, '--public-key', other])).code).toBe(1);
+      expect((await runCli(['verify-export', fresh, '--config', config])).code).toBe(0);
+      await appendFile(join(fresh, 'audit', 'verification.json'), ' ');
+      expect((await runCli(['verify-export', fresh, '--config', config])).code).toBe(1);
+    },
+    SLOW,
+  );
+
+  it.each([
+    ['crash1', 'after-job'],
+    ['crash2', 'after-delete'],
+    ['crash3', 'after-certificate'],
+  ])(
+    'kill -9 during delete of %s (%s), then a rerun completes with exactly one certificate',
+    async (tenant, point) => {
+      const others = await checksum('globex');
+      const killed = await runCli(['tenant', 'delete', tenant, '--confirm', tenant, '--config', config], {
+        TENANTSCOPE_TEST_KILL_AT: point,
+      });
+      expect(killed.code).toBeNull(); // killed by SIGKILL
+      const rerun = await runCli(['tenant', 'delete', tenant, '--confirm', tenant, '--config', config, '--json']);
+      expect(rerun.code, rerun.stderr).toBe(0);
+      const outcome = JSON.parse(rerun.stdout);
+      expect(outcome.certificate.stores.postgres).toEqual({
+        invoices: { before: 40, after: 0 },
+        customers: { before: 5, after: 0 },
+      });
+      expect(outcome.certificateWritten).toBe(point !== 'after-certificate');
+      expect(await rows(tenant)).toBe(0);
+      expect(await certificates(tenant)).toHaveLength(1);
+      expect(await checksum('globex')).toEqual(others);
+    },
+    SLOW,
+  );
+});
