@@ -7,15 +7,16 @@
 #   DATABASE_DIRECT_URL  the same server without PgBouncer, for what needs a session of its own
 #                        (LISTEN, dropping databases with backends still attached)
 #   DATABASE_POOLER      'transaction': suites declare `pooler: 'transaction'` on their scoped pools
-# Listed: every suite that talks to PostgreSQL and declares its pooler. Not yet listed (they fail
-# closed behind PgBouncer, as they should until fixed): test/postgres/crm-tools.test.ts and test/audit/*,
-# because the audit sink's pool sets role and synchronous_commit as startup `options`, which
-# PgBouncer refuses (and a transaction pooler could not keep); test/audit/rls.test.ts and
-# packages/secrets/src/postgres.test.ts, whose scoped pools do not declare `pooler` yet.
+#   TENANTSCOPE_PG_POOLER the same for the example server (scoped pool, audit log) the e2e suites start
+# Listed: every suite that talks to PostgreSQL: the whole Postgres package, the audit and secrets
+# Postgres backends, and every test in test/ that uses PostgreSQL (the example server's included).
 if [ -n "${PGBOUNCER_URL:-}" ] && [ -n "${PG15_URL:-}" ]; then
   run_pass pgbouncer DATABASE_URL="$PGBOUNCER_URL" DATABASE_DIRECT_URL="$PG15_URL" DATABASE_POOLER=transaction \
-    PGBOUNCER_URL="$PGBOUNCER_URL" -- \
-    packages/postgres test/postgres/replica-propagation.test.ts test/core/replica-state.test.ts packages/audit/src/postgres
+    TENANTSCOPE_PG_POOLER=transaction PGBOUNCER_URL="$PGBOUNCER_URL" -- \
+    packages/postgres packages/audit/src/postgres packages/secrets/src/postgres.test.ts \
+    test/postgres test/core/replica-state.test.ts test/audit \
+    test/e2e/example-server.test.ts test/e2e/replicas-haproxy.test.ts test/e2e/replicas-lifecycle.test.ts \
+    test/cli/example-evidence.test.ts
 else
   echo "=== pass: pgbouncer skipped: PGBOUNCER_URL or PG15_URL is not set (TENANTSCOPE_SKIP_PGBOUNCER=1 or TENANTSCOPE_SKIP_PG15=1?)"
 fi

@@ -97,17 +97,22 @@ export function crmDatabaseNames(superuserUrl: string, env: NodeJS.ProcessEnv = 
 }
 
 /**
- * Creates the roles and the database when missing (and resets the roles' passwords). Shared mode
+ * Creates the roles and the database when missing (and resets a role's password when `loginWorks`
+ * says it no longer logs in). Shared mode
  * takes a cluster-wide advisory lock on `su` (the caller releases it when set-up is done), so replicas starting together
  * set up the database one at a time and never see it half made.
  */
 export async function provisionCrmDatabase(
   su: { query(sql: string, params?: unknown[]): Promise<{ rowCount: number | null }> },
   n: CrmDatabaseNames,
+  loginWorks: (role: string) => Promise<boolean> = async () => false,
 ): Promise<void> {
   if (n.shared) await su.query(`SELECT pg_advisory_lock(hashtext('tenantscope.crm-example'))`);
   for (const role of [n.ownerRole, n.appRole]) {
     const exists = (await su.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount;
+    // A password that still works is kept: setting it again makes a new SCRAM salt, and PgBouncer's
+    // cached SCRAM keys for the role then fail its logins to PostgreSQL.
+    if (exists && (await loginWorks(role))) continue;
     await su.query(`${exists ? 'ALTER' : 'CREATE'} ROLE ${role} LOGIN PASSWORD '${n.password}'`);
   }
   if (!(await su.query('SELECT 1 FROM pg_database WHERE datname = $1', [n.dbName])).rowCount) {

@@ -219,7 +219,21 @@ export const plugin: CrmPlugin = {
       await c.end();
     };
     try {
-      await provisionCrmDatabase(su, names);
+      await provisionCrmDatabase(su, names, async (role) => {
+        const u = new URL(directPostgresUrl(server.url, env));
+        u.username = role;
+        u.password = password;
+        const c = new pg.Client({ connectionString: u.toString() });
+        try {
+          await c.connect();
+          return true;
+        } catch (err) {
+          // Only a refused password means it must be set again (not e.g. a missing CONNECT grant).
+          return !['28P01', '28000'].includes((err as { code?: string }).code ?? '');
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      });
       const inDb = new pg.Client({ connectionString: urlFor(null) });
       await inDb.connect();
       await inDb.query(`ALTER SCHEMA public OWNER TO ${ownerRole}; REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
