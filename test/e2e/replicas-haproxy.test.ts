@@ -20,9 +20,9 @@ import { createTestIssuer, freePort, type TestIssuer } from '@tenantscope/testki
 import { decodeJwt } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { spawnExample } from './example-process.ts';
 import { INIT, rawPost, text } from './harness.ts';
 
-const root = join(import.meta.dirname, '..', '..');
 const HAPROXY = [process.env.HAPROXY_BIN, '/usr/sbin/haproxy', '/usr/bin/haproxy'].find((p) => p && existsSync(p));
 if (!HAPROXY) {
   console.log(
@@ -56,39 +56,23 @@ let unstickyUrl: string;
 async function startReplica(mode: Mode, audience: string, i: number): Promise<Replica> {
   const port = await freePort();
   const auditDir = join(work, `audit-${mode}-${i}`);
-  const child = spawn(process.execPath, ['examples/crm-server/src/main.ts'], {
-    cwd: root,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATABASE_URL: inject('databaseUrl'),
-      // Only the tools these flows use: six replicas start on a small machine.
-      TENANTSCOPE_PLUGINS: 'core-tools,postgres',
-      TENANTSCOPE_ISSUER: ISSUER,
-      TENANTSCOPE_AUDIENCE: audience,
-      TENANTSCOPE_JWKS_FILE: join(work, 'jwks.json'),
-      TENANTSCOPE_AUDIT_DIR: auditDir,
-      TENANTSCOPE_AUDIT_SINK: 'jsonl',
-      TENANTSCOPE_MCP_MODE: mode,
-      TENANTSCOPE_ADMIN_TOKEN: ADMIN,
-      TENANTSCOPE_CRM_DATABASE: `replicas_${run}`,
-      TENANTSCOPE_STATE_SCHEMA: `replicas_${run}`,
-      TENANTSCOPE_DRAIN_TIMEOUT_MS: '2000',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // Only the tools these flows use (the helper's default): six replicas start on a small machine.
+  const { child, output } = spawnExample(port, {
+    TENANTSCOPE_ISSUER: ISSUER,
+    TENANTSCOPE_AUDIENCE: audience,
+    TENANTSCOPE_JWKS_FILE: join(work, 'jwks.json'),
+    TENANTSCOPE_AUDIT_DIR: auditDir,
+    TENANTSCOPE_AUDIT_SINK: 'jsonl',
+    TENANTSCOPE_MCP_MODE: mode,
+    TENANTSCOPE_ADMIN_TOKEN: ADMIN,
+    TENANTSCOPE_CRM_DATABASE: `replicas_${run}`,
+    TENANTSCOPE_STATE_SCHEMA: `replicas_${run}`,
+    TENANTSCOPE_DRAIN_TIMEOUT_MS: '2000',
   });
   children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d) => {
-    out += d;
-  });
-  child.stderr?.on('data', (d) => {
-    out += d;
-  });
   const origin = `http://127.0.0.1:${port}`;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`replica did not become ready:\n${out}`)), 150_000);
+    const timer = setTimeout(() => reject(new Error(`replica did not become ready:\n${output()}`)), 150_000);
     const poll = setInterval(async () => {
       const ok = await fetch(`${origin}/readyz`).then(
         (r) => r.status === 200,
@@ -103,7 +87,7 @@ async function startReplica(mode: Mode, audience: string, i: number): Promise<Re
     child.once('exit', (code) => {
       clearInterval(poll);
       clearTimeout(timer);
-      reject(new Error(`replica exited ${code}:\n${out}`));
+      reject(new Error(`replica exited ${code}:\n${output()}`));
     });
   });
   return { origin, auditDir };

@@ -5,7 +5,7 @@
  * is the only other outcome), the process exits 0, and every call that completed has its audit
  * event on disk.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { parseLine } from '@tenantscope/audit';
 import { argsHash } from '@tenantscope/core';
 import { createTestIssuer, freePort } from '@tenantscope/testkit';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawnExample } from './example-process.ts';
 
-const root = join(import.meta.dirname, '..', '..');
 let child: ChildProcess | undefined;
 let work: string | undefined;
 afterAll(async () => {
@@ -76,38 +76,24 @@ describe('start-up and shutdown', () => {
       }
     });
 
-    child = spawn(process.execPath, ['examples/crm-server/src/main.ts'], {
-      cwd: root,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        DATABASE_URL: inject('databaseUrl'),
-        TENANTSCOPE_ISSUER: 'https://idp.lifecycle.test',
-        TENANTSCOPE_AUDIENCE: url,
-        TENANTSCOPE_JWKS_FILE: join(work, 'jwks.json'),
-        TENANTSCOPE_AUDIT_DIR: auditDir, // default sink: Postgres log + hash-chained JSONL here
-        TENANTSCOPE_MCP_MODE: 'stateless',
-        TENANTSCOPE_PLUGINS: 'core-tools,postgres',
-        TENANTSCOPE_STATE_SCHEMA: `lifecycle_${process.pid}`,
-        TENANTSCOPE_CRM_PRIVATE_DB: '1',
-        TENANTSCOPE_DRAIN_TIMEOUT_MS: '5000',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const spawned = spawnExample(port, {
+      TENANTSCOPE_ISSUER: 'https://idp.lifecycle.test',
+      TENANTSCOPE_AUDIENCE: url,
+      TENANTSCOPE_JWKS_FILE: join(work, 'jwks.json'),
+      TENANTSCOPE_AUDIT_DIR: auditDir, // default sink: Postgres log + hash-chained JSONL here
+      TENANTSCOPE_MCP_MODE: 'stateless',
+      TENANTSCOPE_STATE_SCHEMA: `lifecycle_${process.pid}`,
+      TENANTSCOPE_CRM_PRIVATE_DB: '1',
+      TENANTSCOPE_DRAIN_TIMEOUT_MS: '5000',
     });
-    let out = '';
-    child.stdout?.on('data', (d) => {
-      out += d;
-    });
-    child.stderr?.on('data', (d) => {
-      out += d;
-    });
+    child = spawned.child;
     const exited = new Promise<number | null>((r) => child?.once('exit', (code) => r(code)));
 
     // Until calls complete, then two more seconds of traffic, then SIGTERM mid-traffic.
     const t0 = Date.now();
     while (!outcomes.some((o) => o.kind === 'answered' && o.hash)) {
-      if (Date.now() - t0 > 150_000 || child.exitCode !== null) throw new Error(`server never served:\n${out}`);
+      if (Date.now() - t0 > 150_000 || child.exitCode !== null)
+        throw new Error(`server never served:\n${spawned.output()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     await new Promise((r) => setTimeout(r, 2000));
@@ -128,8 +114,8 @@ describe('start-up and shutdown', () => {
         `${outcomes.length - beforeTerm} after SIGTERM; exit code ${code}`,
     );
     expect(broken, JSON.stringify(broken.slice(0, 5))).toEqual([]);
-    expect(code, out.slice(-2000)).toBe(0);
-    expect(out).toContain('stopped');
+    expect(code, spawned.output().slice(-2000)).toBe(0);
+    expect(spawned.output()).toContain('stopped');
     // Requests were answered during start-up (503 + Retry-After) and during the drain.
     expect(count((o) => o.kind === 'answered' && o.status === 503)).toBeGreaterThan(0);
     expect(count((o) => o.kind === 'answered' && ![200, 503].includes(o.status))).toBe(0);

@@ -1,5 +1,6 @@
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -261,7 +262,15 @@ export async function startCrmServer(
         draining = true; // /readyz turns 503 so balancers stop sending
         const drained = await scope.drain(cfg.drainTimeoutMs);
         if (!drained) log({ level: 'warn', time: new Date().toISOString(), msg: 'drain timed out' });
-        http.close(); // new connections are refused from here; requests in progress were answered
+        // Stop accepting; a connection already accepted still gets its request answered (503,
+        // Connection: close) before it goes. http.Server#close would drop such a connection as idle.
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 1000);
+          NetServer.prototype.close.call(http, () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
         http.closeAllConnections();
         await unwind(); // in reverse: MCP sessions, plugins, audit (flushed), state, PostgreSQL, listener
       },
