@@ -39,8 +39,9 @@ export interface TenantPolicyOptions {
 export type PolicyPlacement = Pick<Placement, 'bucket' | 'prefix'>;
 
 function sidPart(tenantId: string): string {
-  // Sids are [A-Za-z0-9]; tenant ids may hold `-` and `_`.
-  return tenantId.replace(/[^A-Za-z0-9]/g, (c) => `x${c.charCodeAt(0).toString(16)}`);
+  // Sids are [A-Za-z0-9]; tenant ids may hold `-` and `_`. `x` starts an escape (x + 4 hex digits),
+  // so it is escaped too and two ids never share a Sid.
+  return tenantId.replace(/[^A-Za-wyz0-9]/g, (c) => `x${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function statements(tenantId: string, p: PolicyPlacement, partition: string, principal?: string): PolicyStatement[] {
