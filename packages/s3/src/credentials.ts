@@ -50,7 +50,7 @@ export interface StsCredentialOptions extends TenantPolicyOptions {
   maxTenants?: number;
   /** `ExternalId` for the AssumeRole call, when the role's trust policy requires one. */
   externalId?: string;
-  /** Clock in milliseconds (tests). Default `performance.now` based, as the cache's own. */
+  /** Clock in epoch milliseconds, for tests (the cache's TTLs run on it too). Default: the system clock. */
   clock?: { now(): number };
 }
 
