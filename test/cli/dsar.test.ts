@@ -3,12 +3,14 @@
  * against a real PostgreSQL (a scratch database with tenantscope installed) and a real hash-chained
  * JSONL audit log. Three tenants with several subjects each; the others are checksummed row by row.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { verifyJsonl } from '@tenantscope/audit';
 import { installTenantScope, pg, tenantTableSql } from '@tenantscope/postgres';
+import { createTestBucket, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
 import { runCli, writeJson } from './helpers.ts';
@@ -22,6 +24,9 @@ let su: pg.Client;
 let config: string;
 let auditDir: string;
 let publicKey: string;
+let s3: S3Client;
+let bucket: string;
+const OBJECTS = ['s1/profile.json', 's2/profile.json', 'docs/contract 1.pdf'];
 
 async function seed(tenants: string[]): Promise<void> {
   await su.query(
@@ -46,11 +51,27 @@ async function checksum(tenant: string): Promise<Record<string, string>> {
     );
     out[t] = `${r.rows[0]?.n}:${r.rows[0]?.h}`;
   }
+  out.s3 = await objectsHash(`tenants/${tenant}/`);
   return out;
+}
+
+/** sha256 over every key and body under a prefix, read with the raw (unscoped) client. */
+async function objectsHash(prefix: string): Promise<string> {
+  const h = createHash('sha256');
+  const list = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+  const keys = (list.Contents ?? []).map((o) => o.Key as string).sort();
+  for (const key of keys) {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    h.update(`${key}\0`).update(
+      await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  }
+  return `${keys.length}:${h.digest('hex')}`;
 }
 
 async function rows(tenant: string): Promise<number> {
   let n = 0;
+  n += Number((await objectsHash(`tenants/${tenant}/`)).split(':')[0]);
   for (const t of TABLES) {
     n += Number((await su.query(`SELECT count(*) AS n FROM ${t} WHERE tenant_id = $1`, [tenant])).rows[0].n);
   }
@@ -90,6 +111,18 @@ beforeAll(async () => {
   su = new pg.Client({ connectionString: db.superUrl });
   await su.connect();
   await seed(['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3']);
+  const conn = inject('s3');
+  s3 = s3Client(conn);
+  bucket = await createTestBucket(s3, 'dsarcli');
+  for (const t of ['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3']) {
+    for (const k of OBJECTS) {
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `tenants/${t}/${k}`, Body: `${t}:${k}` }));
+    }
+  }
+  // Outside every tenant's prefix: never touched.
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
+  process.env.DSAR_TEST_S3_KEY = conn.accessKeyId;
+  process.env.DSAR_TEST_S3_SECRET = conn.secretAccessKey;
   const { privateKey, publicKey: pub } = generateKeyPairSync('ed25519');
   await writeFile(join(dir, 'signing.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
   publicKey = join(dir, 'signing.pub.pem');
@@ -103,6 +136,13 @@ beforeAll(async () => {
           { name: 'invoices', subjectColumn: 'subject_id', erase: { pseudonymise: { subject_id: 'erased' } } },
           { name: 'customers', subjectColumn: 'subject_id' },
         ],
+      },
+      s3: {
+        endpoint: inject('s3').endpoint,
+        region: inject('s3').region,
+        bucket,
+        accessKeyIdEnv: 'DSAR_TEST_S3_KEY',
+        secretAccessKeyEnv: 'DSAR_TEST_S3_SECRET',
       },
       audit: { jsonlDir: 'audit' },
       signingKey: 'signing.pem',
@@ -168,7 +208,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(dry.code, dry.stderr).toBe(0);
       expect(JSON.parse(dry.stdout)).toMatchObject({
         dryRun: true,
-        counts: { postgres: { invoices: 40, customers: 5 } },
+        counts: { postgres: { invoices: 40, customers: 5 }, s3: { objects: 3 } },
       });
       const wrong = await runCli(['tenant', 'delete', 'acme', '--confirm', 'globex', '--config', config]);
       expect(wrong.code).toBe(2);
@@ -188,6 +228,13 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(ex.code, ex.stderr).toBe(0);
       const manifest = JSON.parse(ex.stdout);
       expect(manifest.counts.postgres).toEqual({ invoices: 40, customers: 5 });
+      expect(manifest.counts.s3).toEqual({ objects: 3 });
+      const index = (await readFile(join(out, 's3', 'objects.ndjson'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(index.map((o) => o.key).sort()).toEqual([...OBJECTS].sort());
+      for (const o of index) expect(await readFile(join(out, o.file), 'utf8')).toBe(`acme:${o.key}`);
       const lines = (await readFile(join(out, 'postgres', 'customers.ndjson'), 'utf8')).trim().split('\n');
       expect(lines).toHaveLength(5);
       expect(new Set(lines.map((l) => JSON.parse(l).tenant_id))).toEqual(new Set(['acme']));
@@ -204,8 +251,10 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
         invoices: { before: 40, after: 0 },
         customers: { before: 5, after: 0 },
       });
+      expect(outcome.certificate.stores.s3).toEqual({ objects: { before: 3, after: 0 } });
       expect(await rows('acme')).toBe(0);
       expect({ globex: await checksum('globex'), initech: await checksum('initech') }).toEqual(others);
+      expect(await objectsHash('tenants/acme-archive/')).toMatch(/^1:/);
       const certs = await certificates('acme');
       expect(certs).toHaveLength(1);
       expect(certs[0]).toMatchObject({ details: { 'postgres.invoices.before': 40, 'postgres.invoices.after': 0 } });
@@ -267,7 +316,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
   );
 
   it.each([
-    ['crash1', 'after-job'],
+    ['crash1', 'after-postgres'],
     ['crash2', 'after-delete'],
     ['crash3', 'after-certificate'],
   ])(
@@ -285,6 +334,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
         invoices: { before: 40, after: 0 },
         customers: { before: 5, after: 0 },
       });
+      expect(outcome.certificate.stores.s3).toEqual({ objects: { before: 3, after: 0 } });
       expect(outcome.certificateWritten).toBe(point !== 'after-certificate');
       expect(await rows(tenant)).toBe(0);
       expect(await certificates(tenant)).toHaveLength(1);

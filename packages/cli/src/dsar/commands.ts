@@ -7,6 +7,7 @@ import { type DsarConfig, dsarSection, knownTenant } from './config.ts';
 import { deleteTenant } from './delete.ts';
 import { exportTenant, readVerifyKey, verifyExport } from './export.ts';
 import { openStores, type Stores } from './stores.ts';
+import { eraseSubject, exportSubject } from './subject.ts';
 
 interface Flags {
   config?: string;
@@ -89,6 +90,48 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
         io.stdout(
           `deleted ${id}; every store counts 0\ndeletion certificate${out.certificateWritten ? ' (written to the audit log)' : ' (already in the audit log)'}:\n${JSON.stringify(out.certificate, null, 2)}\n`,
         );
+      setExit(EXIT.OK);
+    });
+  const subject = root.command('subject').description('export or erase one data subject inside a tenant');
+  subject
+    .command('export')
+    .description("the subject's rows in every table with a subjectColumn, into a signed export directory")
+    .argument('<tenant>', 'tenant id')
+    .argument('<subject-id>', "the value of the tables' subjectColumn")
+    .requiredOption('--out <dir>', 'a new or empty directory')
+    .option('-c, --config <file>', 'config file with a dsar section')
+    .option('--json', 'print the manifest as JSON')
+    .action(async (id: string, subjectId: string, flags: Flags & { out: string }) => {
+      const { cfg, base } = await load(flags);
+      await knownTenant(cfg, id, base);
+      const r = await withStores(cfg, (s) => exportSubject(s, id, subjectId, flags.out));
+      io.stdout(
+        flags.json
+          ? `${JSON.stringify(r.manifest, null, 2)}\n`
+          : `exported to ${r.dir}\n${counts(r.manifest.counts)}\n`,
+      );
+      setExit(EXIT.OK);
+    });
+  subject
+    .command('erase')
+    .description(
+      "delete or pseudonymise (per table, per config) the subject's rows; audited with a keyed hash of the id",
+    )
+    .argument('<tenant>', 'tenant id')
+    .argument('<subject-id>', "the value of the tables' subjectColumn")
+    .option('-c, --config <file>', 'config file with a dsar section')
+    .option('--json', 'print the outcome as JSON')
+    .action(async (id: string, subjectId: string, flags: Flags) => {
+      const { cfg, base } = await load(flags);
+      await knownTenant(cfg, id, base);
+      const r = await withStores(cfg, (s) => eraseSubject(s, id, subjectId));
+      io.stdout(
+        flags.json
+          ? `${JSON.stringify(r, null, 2)}\n`
+          : `erased in ${id} (audited as ${r.subject_hash})\n${Object.entries(r.postgres)
+              .map(([t, x]) => `  postgres.${t}: ${x.rows} ${x.action === 'delete' ? 'deleted' : 'pseudonymised'}`)
+              .join('\n')}\n`,
+      );
       setExit(EXIT.OK);
     });
   root

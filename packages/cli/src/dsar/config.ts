@@ -49,6 +49,25 @@ export const dsarSectionSchema = z.strictObject({
     /** Schema of the CLI's deletion-job table. Default `tenantscope_cli`. */
     jobSchema: ident.default('tenantscope_cli'),
   }),
+  /** The shared bucket tenants' objects live in, each under its own prefix (optional store). */
+  s3: z
+    .strictObject({
+      /** S3 endpoint URL; default the AWS endpoint of `region`. */
+      endpoint: z.url().optional(),
+      region: z.string().min(1).default('us-east-1'),
+      bucket: z.string().min(3).max(63),
+      /** The tenant's prefix, with `{tenant}` for the id; must end in `/`. Default `tenants/{tenant}/`. */
+      prefix: z
+        .string()
+        .regex(/^[^{}]*\{tenant\}[^{}]*\/$/, 'contains {tenant} once and ends in /')
+        .default('tenants/{tenant}/'),
+      /** Environment variables holding the access key; default the AWS SDK's own credential chain. */
+      accessKeyIdEnv: z.string().min(1).optional(),
+      secretAccessKeyEnv: z.string().min(1).optional(),
+      /** Path-style addressing (most S3-compatible servers). Default true when `endpoint` is set. */
+      forcePathStyle: z.boolean().optional(),
+    })
+    .optional(),
   /** The audit log the CLI writes to (DSAR events, deletion certificates) and exports from. */
   audit: z.strictObject({
     /** Hash-chained JSONL audit directory (`ChainedJsonlAuditSink`). */

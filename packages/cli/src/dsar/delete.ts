@@ -18,7 +18,8 @@ export interface DeletionCertificate {
   started_at: string;
   /** When the recount found nothing left. */
   completed_at: string;
-  stores: { postgres: Record<string, { before: number; after: number }> };
+  /** Per store, per table (Postgres) or `objects` (S3): the count before and after. */
+  stores: Record<string, Record<string, { before: number; after: number }>>;
 }
 
 export interface DeleteOutcome {
@@ -37,13 +38,18 @@ function killPoint(point: string): void {
 async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
   const tenant = await s.tenant(tenantId);
   try {
-    return { postgres: await s.postgres.count(tenant) };
+    const out: StoreCounts = { postgres: await s.postgres.count(tenant) };
+    if (s.s3) out.s3 = { objects: (await s.s3.tenantData(tenantId).count()).objects };
+    return out;
   } catch (err) {
-    throw cliError('CLI_STORE_FAILED', `postgres count failed (${(err as Error).message})`, { cause: err });
+    throw cliError('CLI_STORE_FAILED', `count failed (${(err as Error).message})`, { cause: err });
   }
 }
 
-const total = (c: StoreCounts) => Object.values(c.postgres).reduce((a, b) => a + b, 0);
+const total = (c: StoreCounts) =>
+  Object.values(c)
+    .flatMap((items) => Object.values(items))
+    .reduce((a, b) => a + b, 0);
 
 interface JobRow {
   id: string;
@@ -111,8 +117,10 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
     const tenant = await s.tenant(tenantId);
     try {
       await s.postgres.delete(tenant);
+      killPoint('after-postgres');
+      if (s.s3) await s.s3.tenantData(tenantId).deleteAll();
     } catch (err) {
-      throw cliError('CLI_STORE_FAILED', `postgres delete failed (${(err as Error).message}); rerun to resume`, {
+      throw cliError('CLI_STORE_FAILED', `delete failed (${(err as Error).message}); rerun to resume`, {
         cause: err,
       });
     }
@@ -121,9 +129,12 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
     if (total(after) !== 0) {
       throw cliError('CLI_STORE_FAILED', `recount after delete is not 0: ${JSON.stringify(after)}; rerun to resume`);
     }
-    const stores: DeletionCertificate['stores'] = { postgres: {} };
-    for (const [t, n] of Object.entries(job.before.postgres))
-      stores.postgres[t] = { before: n, after: after.postgres[t] ?? 0 };
+    const stores: DeletionCertificate['stores'] = {};
+    for (const [store, items] of Object.entries(job.before)) {
+      const entry: Record<string, { before: number; after: number }> = {};
+      for (const [t, n] of Object.entries(items)) entry[t] = { before: n, after: after[store]?.[t] ?? 0 };
+      stores[store] = entry;
+    }
     const certificate: DeletionCertificate = {
       format: 'tenantscope-deletion-certificate/1',
       job_id: job.id,
@@ -144,9 +155,11 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
   let written = false;
   if (!(await auditHasEvent(s.cfg.audit.jsonlDir, tenantId, CERTIFICATE_EVENT, hash))) {
     const details: Record<string, number | string> = { job_id: certificate.job_id };
-    for (const [t, c] of Object.entries(certificate.stores.postgres)) {
-      details[`postgres.${t}.before`] = c.before;
-      details[`postgres.${t}.after`] = c.after;
+    for (const [store, items] of Object.entries(certificate.stores)) {
+      for (const [t, c] of Object.entries(items)) {
+        details[`${store}.${t}.before`] = c.before;
+        details[`${store}.${t}.after`] = c.after;
+      }
     }
     const event: AuditEvent = {
       timestamp: certificate.completed_at,
@@ -169,7 +182,12 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
   await s.admin.query(`UPDATE ${table} SET state = 'done', finished_at = now() WHERE id = $1`, [job.id]);
   return {
     dryRun: false,
-    counts: { postgres: Object.fromEntries(Object.keys(certificate.stores.postgres).map((t) => [t, 0])) },
+    counts: Object.fromEntries(
+      Object.entries(certificate.stores).map(([store, items]) => [
+        store,
+        Object.fromEntries(Object.entries(items).map(([t, c]) => [t, c.after])),
+      ]),
+    ) as StoreCounts,
     certificate,
     certificateWritten: written,
   };

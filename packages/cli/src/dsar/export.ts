@@ -19,6 +19,8 @@ export interface Manifest {
   format: typeof EXPORT_FORMAT;
   tool: { name: '@tenantscope/cli'; version: string };
   tenant: string;
+  /** A subject export: the keyed hash of the subject id (the id itself is not in the manifest). */
+  subject_hash?: string;
   started_at: string;
   finished_at: string;
   counts: Record<string, Record<string, number>>;
@@ -69,7 +71,7 @@ function keyFingerprint(key: KeyObject): string {
 }
 
 /** A file written through a hash, with back-pressure: memory stays bounded whatever the size. */
-class HashedFile {
+export class HashedFile {
   readonly #out: ReturnType<typeof createWriteStream>;
   readonly #hash = createHash('sha256');
   bytes = 0;
@@ -128,6 +130,31 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
     for (const [name, f] of open) files[`postgres/${fileName(name)}.ndjson`] = await f.close();
   }
 
+  // S3: each object as a file (numbered, so no key can name a path outside the export), and
+  // s3/objects.ndjson mapping each key to its file, size, type, metadata and time.
+  if (s.s3) {
+    await mkdir(join(out, 's3', 'objects'), { recursive: true });
+    const index = new HashedFile(join(out, 's3', 'objects.ndjson'));
+    let n = 0;
+    try {
+      await s.s3.tenantData(tenantId).export(async (o) => {
+        n++;
+        const tail = (o.key.split('/').pop() ?? '').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);
+        const name = `s3/objects/${String(n).padStart(8, '0')}${tail ? `-${tail}` : ''}`;
+        const f = new HashedFile(join(out, name));
+        for await (const chunk of o.body as AsyncIterable<Buffer>) await f.write(chunk);
+        files[name] = await f.close();
+        const { key, size, contentType, metadata, lastModified } = o;
+        await index.write(`${JSON.stringify({ key, file: name, size, contentType, metadata, lastModified })}\n`);
+      });
+    } catch (err) {
+      throw cliError('CLI_STORE_FAILED', `s3 export failed (${(err as Error).message})`, { cause: err });
+    } finally {
+      files['s3/objects.ndjson'] = await index.close();
+    }
+    counts.s3 = { objects: n };
+  }
+
   // Audit: the tenant's stream as stored (so the chain can be re-verified), and its verification now.
   await mkdir(join(out, 'audit'));
   let events = 0;
@@ -156,6 +183,11 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
     counts,
     files,
   };
+  return { dir: out, manifest: await writeSignedManifest(out, key, manifest) };
+}
+
+/** Signs `manifest` (Ed25519 over its canonical JSON) and writes `manifest.json`. */
+export async function writeSignedManifest(out: string, key: KeyObject, manifest: Manifest): Promise<SignedManifest> {
   const signed: SignedManifest = {
     ...manifest,
     signature: {
@@ -165,7 +197,7 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
     },
   };
   await writeFile(join(out, 'manifest.json'), `${JSON.stringify(signed, null, 2)}\n`, { flag: 'wx' });
-  return { dir: out, manifest: signed };
+  return signed;
 }
 
 async function sha256File(path: string): Promise<FileEntry> {

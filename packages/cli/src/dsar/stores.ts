@@ -3,9 +3,11 @@ import { createReadStream } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { S3Client } from '@aws-sdk/client-s3';
 import { type AnchorStore, ChainedJsonlAuditSink, JsonlAnchorStore, parseLine, verifyJsonl } from '@tenantscope/audit';
 import { createVerifier, streamName, type Tenant } from '@tenantscope/core';
 import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenantData } from '@tenantscope/postgres';
+import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { cliError } from '../errors.ts';
 import { type DsarConfig, postgresUrl } from './config.ts';
@@ -19,6 +21,8 @@ export interface Stores {
   audit: ChainedJsonlAuditSink;
   anchors: AnchorStore;
   postgres: TenantData;
+  /** The S3 store, when configured. */
+  s3: ScopedS3 | undefined;
   /** A verified Tenant for the operator (see `operatorTenants`). */
   tenant(id: string): Promise<Tenant>;
   close(): Promise<void>;
@@ -87,10 +91,36 @@ async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> 
   }
 }
 
+function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
+  const c = cfg.s3;
+  if (!c) return undefined;
+  const env = (name: string | undefined, field: string) => {
+    if (!name) return undefined;
+    const v = process.env[name];
+    if (!v) throw cliError('CLI_CONFIG_INVALID', `dsar.s3.${field}: ${name} is not set`);
+    return v;
+  };
+  const accessKeyId = env(c.accessKeyIdEnv, 'accessKeyIdEnv');
+  const secretAccessKey = env(c.secretAccessKeyEnv, 'secretAccessKeyEnv');
+  if (!accessKeyId !== !secretAccessKey) {
+    throw cliError('CLI_CONFIG_INVALID', 'dsar.s3: give both accessKeyIdEnv and secretAccessKeyEnv, or neither');
+  }
+  const client = new S3Client({
+    region: c.region,
+    ...(c.endpoint ? { endpoint: c.endpoint } : {}),
+    forcePathStyle: c.forcePathStyle ?? Boolean(c.endpoint),
+    ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return scopedS3(client, { bucket: c.bucket, prefix: (t) => c.prefix.replace('{tenant}', t.id) });
+}
+
 const noAnchors: AnchorStore = { record: async () => undefined, list: async () => [] };
 
 export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const url = postgresUrl(cfg);
+  const s3 = s3Store(cfg);
   const admin = new pg.Pool({ connectionString: url, max: 2 });
   let bindingKey: Buffer;
   try {
@@ -127,9 +157,11 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     audit,
     anchors,
     postgres: tenantData(scoped, { tables, audit, actor: cfg.actor }),
+    s3,
     tenant: mint,
     async close() {
       await Promise.allSettled([scoped.end(), admin.end(), audit.close()]);
+      s3?.unscopedClient.destroy();
     },
   };
 }
