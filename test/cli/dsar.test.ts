@@ -4,7 +4,7 @@
  * JSONL audit log. Three tenants with several subjects each; the others are checksummed row by row.
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -121,6 +121,7 @@ beforeAll(async () => {
   }
   // Outside every tenant's prefix: never touched.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
+  process.env.TENANTSCOPE_SUBJECT_HASH_KEY = 'test-subject-hash-key-of-at-least-32-characters';
   process.env.DSAR_TEST_S3_KEY = conn.accessKeyId;
   process.env.DSAR_TEST_S3_SECRET = conn.secretAccessKey;
   const { privateKey, publicKey: pub } = generateKeyPairSync('ed25519');
@@ -339,6 +340,93 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(await rows(tenant)).toBe(0);
       expect(await certificates(tenant)).toHaveLength(1);
       expect(await checksum('globex')).toEqual(others);
+    },
+    SLOW,
+  );
+
+  it(
+    'subject export and erase: per-table delete or pseudonymise, other subjects and tenants unchanged, hashed id in the audit',
+    async () => {
+      const rest = async () =>
+        (
+          await su.query(
+            `SELECT md5(string_agg(x::text, '|' ORDER BY x.id)) AS h FROM (
+             SELECT id, subject_id, name, email, NULL::int AS amount FROM customers WHERE tenant_id = 'initech' AND subject_id NOT IN ('s2', 'erased')
+             UNION ALL SELECT id, subject_id, NULL, NULL, amount FROM invoices WHERE tenant_id = 'initech' AND subject_id NOT IN ('s2', 'erased')) x`,
+          )
+        ).rows[0].h as string;
+      const before = { initech: await rest(), globex: await checksum('globex') };
+
+      const out = join(dir, 'subject-s2');
+      const ex = await runCli(['subject', 'export', 'initech', 's2', '--out', out, '--config', config, '--json']);
+      expect(ex.code, ex.stderr).toBe(0);
+      const manifest = JSON.parse(ex.stdout);
+      expect(manifest.counts.postgres).toEqual({ invoices: 8, customers: 1 });
+      expect(manifest.subject_hash).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+      const inv = (await readFile(join(out, 'postgres', 'invoices.ndjson'), 'utf8')).trim().split('\n');
+      expect(new Set(inv.map((l) => `${JSON.parse(l).tenant_id}/${JSON.parse(l).subject_id}`))).toEqual(
+        new Set(['initech/s2']),
+      );
+      expect((await runCli(['verify-export', out, '--public-key', publicKey])).code).toBe(0);
+
+      const noKey = await runCli(['subject', 'erase', 'initech', 's2', '--config', config], {
+        TENANTSCOPE_SUBJECT_HASH_KEY: '',
+      });
+      expect(noKey.code).toBe(2);
+      expect(noKey.stderr).toContain('dsar.subjectHashKeyEnv');
+
+      const er = await runCli(['subject', 'erase', 'initech', 's2', '--config', config, '--json']);
+      expect(er.code, er.stderr).toBe(0);
+      expect(JSON.parse(er.stdout).postgres).toEqual({
+        invoices: { action: 'pseudonymise', rows: 8 },
+        customers: { action: 'delete', rows: 1 },
+      });
+      const left = await su.query(
+        `SELECT (SELECT count(*) FROM customers WHERE tenant_id = 'initech' AND subject_id = 's2') AS c,
+              (SELECT count(*) FROM invoices WHERE tenant_id = 'initech' AND subject_id = 's2') AS i,
+              (SELECT count(*) FROM invoices WHERE tenant_id = 'initech' AND subject_id = 'erased') AS p`,
+      );
+      expect(left.rows[0]).toEqual({ c: '0', i: '0', p: '8' });
+      expect({ initech: await rest(), globex: await checksum('globex') }).toEqual(before);
+
+      const stream = (await readdir(join(auditDir, 'initech'))).sort();
+      const events = (await Promise.all(stream.map((f) => readFile(join(auditDir, 'initech', f), 'utf8')))).flatMap(
+        (t) =>
+          t
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l).event),
+      );
+      const erase = events.filter((e) => e.event_type === 'dsar_subject_erase');
+      expect(erase).toHaveLength(1);
+      expect(erase[0].details.subject_hash).toBe(manifest.subject_hash);
+      expect(JSON.stringify(events)).not.toContain('"s2"');
+
+      // Nothing left for s2, and a subject that never existed: exit 2, nothing changed.
+      expect((await runCli(['subject', 'erase', 'initech', 's2', '--config', config])).code).toBe(2);
+      expect((await runCli(['subject', 'erase', 'initech', 'nobody', '--config', config])).code).toBe(2);
+      expect({ initech: await rest(), globex: await checksum('globex') }).toEqual(before);
+    },
+    SLOW,
+  );
+
+  it(
+    'audit verify: every chain verifies; an edited line breaks it (exit 1)',
+    async () => {
+      const ok = await runCli(['audit', 'verify', '--config', config, '--json']);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout).streams.length).toBeGreaterThan(0);
+      const copy = join(dir, 'audit-copy');
+      await cp(auditDir, copy, { recursive: true });
+      const day = (await readdir(join(copy, 'acme'))).sort()[0] as string;
+      const file = join(copy, 'acme', day);
+      await writeFile(file, (await readFile(file, 'utf8')).replace('"result_status":"ok"', '"result_status":"error"'));
+      const dsar = JSON.parse(await readFile(config, 'utf8')).dsar;
+      const edited = await writeJson(join(dir, 'edited-audit.json'), { dsar: { ...dsar, audit: { jsonlDir: copy } } });
+      const bad = await runCli(['audit', 'verify', '--tenant', 'acme', '--config', edited, '--json']);
+      expect(bad.code).toBe(1);
+      expect(JSON.parse(bad.stdout).ok).toBe(false);
+      expect((await runCli(['audit', 'verify', '--tenant', 'globex', '--config', edited])).code).toBe(0);
     },
     SLOW,
   );

@@ -1,7 +1,7 @@
-import { type AuditEvent, argsHash } from '@tenantscope/core';
+import { argsHash } from '@tenantscope/core';
 import { quoteIdent } from '@tenantscope/postgres';
 import { cliError } from '../errors.ts';
-import { auditHasEvent, type Stores } from './stores.ts';
+import { auditHasEvent, type Stores, writeOperatorEvent } from './stores.ts';
 
 export const CERTIFICATE_EVENT = 'dsar_deletion_certificate';
 
@@ -161,21 +161,7 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
         details[`${store}.${t}.after`] = c.after;
       }
     }
-    const event: AuditEvent = {
-      timestamp: certificate.completed_at,
-      tenant_id: tenantId,
-      session_id: null,
-      subject: s.cfg.actor,
-      event_type: CERTIFICATE_EVENT,
-      tool_name: null,
-      args_hash: hash,
-      result_status: 'ok',
-      reason: null,
-      latency_ms: 0,
-      ip_address: null,
-      details,
-    };
-    await s.audit.write(event);
+    await writeOperatorEvent(s, tenantId, CERTIFICATE_EVENT, hash, details, certificate.completed_at);
     written = true;
   }
   killPoint('after-certificate');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { S3Client } from '@aws-sdk/client-s3';
 import { type AnchorStore, ChainedJsonlAuditSink, JsonlAnchorStore, parseLine, verifyJsonl } from '@tenantscope/audit';
-import { createVerifier, streamName, type Tenant } from '@tenantscope/core';
+import { type AuditEvent, createVerifier, streamName, type Tenant } from '@tenantscope/core';
 import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenantData } from '@tenantscope/postgres';
 import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -118,6 +118,11 @@ function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
 
 const noAnchors: AnchorStore = { record: async () => undefined, list: async () => [] };
 
+/** The configured anchor store, or none (chains are then checked without anchors). */
+export function anchorStore(cfg: DsarConfig): AnchorStore {
+  return cfg.audit.anchorsDir ? new JsonlAnchorStore({ dir: cfg.audit.anchorsDir }) : noAnchors;
+}
+
 export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const url = postgresUrl(cfg);
   const s3 = s3Store(cfg);
@@ -147,7 +152,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
   }
   const scoped = scopedPool({ connectionString: url, max: 3 }, { bindingKey });
   const audit = new ChainedJsonlAuditSink({ dir: cfg.audit.jsonlDir });
-  const anchors = cfg.audit.anchorsDir ? new JsonlAnchorStore({ dir: cfg.audit.anchorsDir }) : noAnchors;
+  const anchors = anchorStore(cfg);
   const tables = cfg.postgres.tables.map((t) => t.name);
   const mint = await operatorTenants(cfg.actor);
   return {
@@ -192,6 +197,32 @@ export async function auditHasEvent(dir: string, tenant: string, type: string, h
     }
   }
   return false;
+}
+
+/** An operator event in the tenant's audit stream: numbers and hashes only, never a subject id. */
+export async function writeOperatorEvent(
+  s: Stores,
+  tenantId: string,
+  type: string,
+  argsHash: string | null,
+  details: Record<string, string | number>,
+  timestamp = new Date().toISOString(),
+): Promise<void> {
+  const event: AuditEvent = {
+    timestamp,
+    tenant_id: tenantId,
+    session_id: null,
+    subject: s.cfg.actor,
+    event_type: type,
+    tool_name: null,
+    args_hash: argsHash,
+    result_status: 'ok',
+    reason: null,
+    latency_ms: 0,
+    ip_address: null,
+    details,
+  };
+  await s.audit.write(event);
 }
 
 export async function verifyTenantAudit(s: Stores, tenant: string) {

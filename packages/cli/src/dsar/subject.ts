@@ -1,7 +1,6 @@
 import { createHmac, type KeyObject } from 'node:crypto';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AuditEvent } from '@tenantscope/core';
 import { quoteIdent } from '@tenantscope/postgres';
 import { VERSION } from '../check/run.ts';
 import { cliError } from '../errors.ts';
@@ -14,7 +13,7 @@ import {
   type SignedManifest,
   writeSignedManifest,
 } from './export.ts';
-import type { Stores } from './stores.ts';
+import { type Stores, writeOperatorEvent } from './stores.ts';
 
 /** Keyed hash of a subject id, as recorded in the audit log and manifests (never the id). */
 export function subjectHash(cfg: DsarConfig, tenant: string, subject: string): string {
@@ -116,21 +115,7 @@ async function auditSubject(
 ): Promise<void> {
   const details: Record<string, string | number> = { subject_hash: hash };
   for (const [t, n] of Object.entries(counts)) details[`postgres.${t}`] = n;
-  const event: AuditEvent = {
-    timestamp: new Date().toISOString(),
-    tenant_id: tenantId,
-    session_id: null,
-    subject: s.cfg.actor,
-    event_type: type,
-    tool_name: null,
-    args_hash: null,
-    result_status: 'ok',
-    reason: null,
-    latency_ms: 0,
-    ip_address: null,
-    details,
-  };
-  await s.audit.write(event);
+  await writeOperatorEvent(s, tenantId, type, null, details);
 }
 
 export interface SubjectErasure {
