@@ -52,7 +52,32 @@ async function checksum(tenant: string): Promise<Record<string, string>> {
     out[t] = `${r.rows[0]?.n}:${r.rows[0]?.h}`;
   }
   out.s3 = await objectsHash(`tenants/${tenant}/`);
+  out.qdrant = await pointsHash(tenant);
   return out;
+}
+
+let collection: string;
+async function qdrant(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const key = inject('qdrantApiKey');
+  const r = await fetch(`${inject('qdrantUrl')}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(key ? { 'api-key': key } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!r.ok) throw new Error(`qdrant ${method} ${path}: ${r.status} ${await r.text()}`);
+  return (await r.json()) as Record<string, unknown>;
+}
+
+/** Every point of a tenant (ids, payloads, vectors), read with raw REST, as a count and a sha256. */
+async function pointsHash(tenant: string): Promise<string> {
+  const r = await qdrant('POST', `/collections/${collection}/points/scroll`, {
+    filter: { must: [{ key: 'tenant_id', match: { value: tenant } }] },
+    limit: 1000,
+    with_payload: true,
+    with_vector: true,
+  });
+  const points = ((r.result as { points: { id: number }[] }).points ?? []).sort((a, b) => a.id - b.id);
+  return `${points.length}:${createHash('sha256').update(JSON.stringify(points)).digest('hex')}`;
 }
 
 /** sha256 over every key and body under a prefix, read with the raw (unscoped) client. */
@@ -72,6 +97,7 @@ async function objectsHash(prefix: string): Promise<string> {
 async function rows(tenant: string): Promise<number> {
   let n = 0;
   n += Number((await objectsHash(`tenants/${tenant}/`)).split(':')[0]);
+  n += Number((await pointsHash(tenant)).split(':')[0]);
   for (const t of TABLES) {
     n += Number((await su.query(`SELECT count(*) AS n FROM ${t} WHERE tenant_id = $1`, [tenant])).rows[0].n);
   }
@@ -119,10 +145,27 @@ beforeAll(async () => {
       await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `tenants/${t}/${k}`, Body: `${t}:${k}` }));
     }
   }
+  collection = `dsarcli_${Date.now().toString(36)}`;
+  await qdrant('PUT', `/collections/${collection}`, { vectors: { size: 4, distance: 'Cosine' } });
+  await qdrant('PUT', `/collections/${collection}/index?wait=true`, {
+    field_name: 'tenant_id',
+    field_schema: { type: 'keyword', is_tenant: true },
+  });
+  const tenants = ['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3'];
+  await qdrant('PUT', `/collections/${collection}/points?wait=true`, {
+    points: tenants.flatMap((t, ti) =>
+      [1, 2, 3, 4].map((i) => ({
+        id: ti * 100 + i,
+        vector: [ti + 1, i, 0.5, 1],
+        payload: { tenant_id: t, subject: `s${i}`, text: `${t} doc ${i}` },
+      })),
+    ),
+  });
   // Outside every tenant's prefix: never touched.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
   process.env.TENANTSCOPE_SUBJECT_HASH_KEY = 'test-subject-hash-key-of-at-least-32-characters';
   process.env.DSAR_TEST_S3_KEY = conn.accessKeyId;
+  process.env.DSAR_TEST_QDRANT_KEY = inject('qdrantApiKey');
   process.env.DSAR_TEST_S3_SECRET = conn.secretAccessKey;
   const { privateKey, publicKey: pub } = generateKeyPairSync('ed25519');
   await writeFile(join(dir, 'signing.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
@@ -144,6 +187,11 @@ beforeAll(async () => {
         bucket,
         accessKeyIdEnv: 'DSAR_TEST_S3_KEY',
         secretAccessKeyEnv: 'DSAR_TEST_S3_SECRET',
+      },
+      qdrant: {
+        url: inject('qdrantUrl'),
+        collection,
+        ...(inject('qdrantApiKey') ? { apiKeyEnv: 'DSAR_TEST_QDRANT_KEY' } : {}),
       },
       audit: { jsonlDir: 'audit' },
       signingKey: 'signing.pem',
@@ -209,7 +257,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(dry.code, dry.stderr).toBe(0);
       expect(JSON.parse(dry.stdout)).toMatchObject({
         dryRun: true,
-        counts: { postgres: { invoices: 40, customers: 5 }, s3: { objects: 3 } },
+        counts: { postgres: { invoices: 40, customers: 5 }, s3: { objects: 3 }, qdrant: { points: 4 } },
       });
       const wrong = await runCli(['tenant', 'delete', 'acme', '--confirm', 'globex', '--config', config]);
       expect(wrong.code).toBe(2);
@@ -230,6 +278,9 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       const manifest = JSON.parse(ex.stdout);
       expect(manifest.counts.postgres).toEqual({ invoices: 40, customers: 5 });
       expect(manifest.counts.s3).toEqual({ objects: 3 });
+      expect(manifest.counts.qdrant).toEqual({ points: 4 });
+      const points = (await readFile(join(out, 'qdrant', 'points.ndjson'), 'utf8')).trim().split('\n');
+      expect(points.map((l) => JSON.parse(l).payload.tenant_id)).toEqual(['acme', 'acme', 'acme', 'acme']);
       const index = (await readFile(join(out, 's3', 'objects.ndjson'), 'utf8'))
         .trim()
         .split('\n')
@@ -253,6 +304,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
         customers: { before: 5, after: 0 },
       });
       expect(outcome.certificate.stores.s3).toEqual({ objects: { before: 3, after: 0 } });
+      expect(outcome.certificate.stores.qdrant).toEqual({ points: { before: 4, after: 0 } });
       expect(await rows('acme')).toBe(0);
       expect({ globex: await checksum('globex'), initech: await checksum('initech') }).toEqual(others);
       expect(await objectsHash('tenants/acme-archive/')).toMatch(/^1:/);
@@ -336,6 +388,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
         customers: { before: 5, after: 0 },
       });
       expect(outcome.certificate.stores.s3).toEqual({ objects: { before: 3, after: 0 } });
+      expect(outcome.certificate.stores.qdrant).toEqual({ points: { before: 4, after: 0 } });
       expect(outcome.certificateWritten).toBe(point !== 'after-certificate');
       expect(await rows(tenant)).toBe(0);
       expect(await certificates(tenant)).toHaveLength(1);

@@ -68,6 +68,19 @@ export const dsarSectionSchema = z.strictObject({
       forcePathStyle: z.boolean().optional(),
     })
     .optional(),
+  /** The shared Qdrant collection (optional store). */
+  qdrant: z
+    .strictObject({
+      url: z.url(),
+      /** Environment variable holding the API key, if the server needs one. */
+      apiKeyEnv: z.string().min(1).optional(),
+      collection: z.string().min(1).max(255),
+      /** Payload field holding the tenant id. Default `tenant_id`. */
+      tenantField: z.string().min(1).default('tenant_id'),
+      /** Export the vectors too (larger files). Default false: payloads and ids only. */
+      withVectors: z.boolean().default(false),
+    })
+    .optional(),
   /** The audit log the CLI writes to (DSAR events, deletion certificates) and exports from. */
   audit: z.strictObject({
     /** Hash-chained JSONL audit directory (`ChainedJsonlAuditSink`). */

@@ -40,6 +40,7 @@ async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
   try {
     const out: StoreCounts = { postgres: await s.postgres.count(tenant) };
     if (s.s3) out.s3 = { objects: (await s.s3.tenantData(tenantId).count()).objects };
+    if (s.qdrant) out.qdrant = { points: await s.qdrant.tenantData(tenant).count() };
     return out;
   } catch (err) {
     throw cliError('CLI_STORE_FAILED', `count failed (${(err as Error).message})`, { cause: err });
@@ -119,6 +120,7 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
       await s.postgres.delete(tenant);
       killPoint('after-postgres');
       if (s.s3) await s.s3.tenantData(tenantId).deleteAll();
+      if (s.qdrant) await s.qdrant.tenantData(tenant).delete();
     } catch (err) {
       throw cliError('CLI_STORE_FAILED', `delete failed (${(err as Error).message}); rerun to resume`, {
         cause: err,

@@ -155,6 +155,24 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
     counts.s3 = { objects: n };
   }
 
+  // Qdrant: every point of the tenant (id, payload, vectors if configured), paged.
+  if (s.qdrant) {
+    await mkdir(join(out, 'qdrant'));
+    const f = new HashedFile(join(out, 'qdrant', 'points.ndjson'));
+    let n = 0;
+    try {
+      for await (const p of s.qdrant.tenantData(tenant).export({ withVectors: s.cfg.qdrant?.withVectors ?? false })) {
+        await f.write(`${JSON.stringify(p)}\n`);
+        n++;
+      }
+    } catch (err) {
+      throw cliError('CLI_STORE_FAILED', `qdrant export failed (${(err as Error).message})`, { cause: err });
+    } finally {
+      files['qdrant/points.ndjson'] = await f.close();
+    }
+    counts.qdrant = { points: n };
+  }
+
   // Audit: the tenant's stream as stored (so the chain can be re-verified), and its verification now.
   await mkdir(join(out, 'audit'));
   let events = 0;

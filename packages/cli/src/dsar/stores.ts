@@ -4,9 +4,11 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { S3Client } from '@aws-sdk/client-s3';
+import { QdrantClient } from '@qdrant/js-client-rest';
 import { type AnchorStore, ChainedJsonlAuditSink, JsonlAnchorStore, parseLine, verifyJsonl } from '@tenantscope/audit';
 import { type AuditEvent, createVerifier, streamName, type Tenant } from '@tenantscope/core';
 import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenantData } from '@tenantscope/postgres';
+import { type ScopedQdrant, scopedQdrant } from '@tenantscope/qdrant';
 import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { cliError } from '../errors.ts';
@@ -23,6 +25,8 @@ export interface Stores {
   postgres: TenantData;
   /** The S3 store, when configured. */
   s3: ScopedS3 | undefined;
+  /** The Qdrant store, when configured. */
+  qdrant: ScopedQdrant | undefined;
   /** A verified Tenant for the operator (see `operatorTenants`). */
   tenant(id: string): Promise<Tenant>;
   close(): Promise<void>;
@@ -91,6 +95,18 @@ async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> 
   }
 }
 
+function qdrantStore(cfg: DsarConfig): ScopedQdrant | undefined {
+  const c = cfg.qdrant;
+  if (!c) return undefined;
+  let apiKey: string | undefined;
+  if (c.apiKeyEnv) {
+    apiKey = process.env[c.apiKeyEnv];
+    if (!apiKey) throw cliError('CLI_CONFIG_INVALID', `dsar.qdrant.apiKeyEnv: ${c.apiKeyEnv} is not set`);
+  }
+  const client = new QdrantClient({ url: c.url, ...(apiKey ? { apiKey } : {}), checkCompatibility: false });
+  return scopedQdrant(client, { collection: c.collection, tenantField: c.tenantField });
+}
+
 function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
   const c = cfg.s3;
   if (!c) return undefined;
@@ -126,6 +142,7 @@ export function anchorStore(cfg: DsarConfig): AnchorStore {
 export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const url = postgresUrl(cfg);
   const s3 = s3Store(cfg);
+  const qdrant = qdrantStore(cfg);
   const admin = new pg.Pool({ connectionString: url, max: 2 });
   let bindingKey: Buffer;
   try {
@@ -163,6 +180,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     anchors,
     postgres: tenantData(scoped, { tables, audit, actor: cfg.actor }),
     s3,
+    qdrant,
     tenant: mint,
     async close() {
       await Promise.allSettled([scoped.end(), admin.end(), audit.close()]);
