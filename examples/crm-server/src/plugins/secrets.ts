@@ -6,6 +6,11 @@
  * Secrets Manager: `SECRETS_MANAGER_ENDPOINT` (+ `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
  * `AWS_SECRET_ACCESS_KEY`) when set, else the testkit's SecretsManagerProtocolDouble on loopback
  * (a strict protocol double, not AWS), so the demo runs with nothing installed.
+ *
+ * The mail API is in-process, so each server process seeds its own keys. On a shared endpoint the
+ * secrets go under `<TENANTSCOPE_SECRETS_NAMESPACE>/tenants/<tenant>/<name>`; the namespace defaults
+ * to a random one per process, so two servers on one Secrets Manager never overwrite each other's
+ * keys. Set it to the empty string for the plain `tenants/<tenant>/<name>` names.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { defineTool, type Tenant, ToolError } from '@tenantscope/core';
@@ -88,7 +93,20 @@ export async function startSecretsExample(env: NodeJS.ProcessEnv): Promise<Secre
     describe = `SecretsManagerProtocolDouble (testkit protocol double, not AWS) at ${endpoint}`;
   }
   const sm = awsSecretsManager({ clientConfig: { endpoint, region, credentials, maxAttempts: 2 } });
-  const injector = secretsInjector({ provider: sm });
+  const namespace = env.TENANTSCOPE_SECRETS_NAMESPACE ?? (double ? '' : `crm-${randomBytes(4).toString('hex')}`);
+  if (namespace !== '' && !/^[a-z0-9][a-z0-9_-]{0,63}$/.test(namespace)) {
+    throw new Error('TENANTSCOPE_SECRETS_NAMESPACE must be empty or match [a-z0-9][a-z0-9_-]{0,63}');
+  }
+  if (namespace !== '') describe += `, names under ${namespace}/`;
+  const injector = secretsInjector(
+    namespace === ''
+      ? { provider: sm }
+      : {
+          provider: sm,
+          naming: (t, name) => `${namespace}/tenants/${t.id}/${name}`,
+          tenantPrefix: (t) => `${namespace}/tenants/${t.id}/`,
+        },
+  );
   const mail = await startMailApi();
 
   // Seeding needs verified tenants; the example mints them with a throwaway local issuer
