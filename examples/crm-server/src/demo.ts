@@ -123,7 +123,10 @@ try {
     say(`  (${report.streams.length} streams in ${report.elapsedMs.toFixed(0)} ms)`);
     for (const t of ['acme', 'globex'] as const) {
       const s = report.streams.find((x) => x.stream === t);
-      check(`${t}'s audit chain verifies`, s?.ok === true && s.events === streams[t]?.length);
+      // The log is shared (replicas, other servers on the same PostgreSQL), so events may be
+      // appended between reading the stream above and verifying it: the verified chain must hold
+      // at least every event read.
+      check(`${t}'s audit chain verifies`, s?.ok === true && s.events >= (streams[t]?.length ?? Infinity));
     }
     check(`every audit chain verifies (${report.streams.length} streams)`, report.ok);
   }
