@@ -8,9 +8,12 @@ import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { ListSecretsCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { verifyJsonl } from '@tenantscope/audit';
 import { installTenantScope, pg, tenantTableSql } from '@tenantscope/postgres';
-import { createTestBucket, s3Client } from '@tenantscope/testkit';
+import { secretsInjector } from '@tenantscope/secrets';
+import { awsSecretsManager } from '@tenantscope/secrets/aws';
+import { createTestBucket, createTestIssuer, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
 import { runCli, writeJson } from './helpers.ts';
@@ -53,6 +56,7 @@ async function checksum(tenant: string): Promise<Record<string, string>> {
   }
   out.s3 = await objectsHash(`tenants/${tenant}/`);
   out.qdrant = await pointsHash(tenant);
+  out.secrets = await secretNames(tenant);
   return out;
 }
 
@@ -80,6 +84,29 @@ async function pointsHash(tenant: string): Promise<string> {
   return `${points.length}:${createHash('sha256').update(JSON.stringify(points)).digest('hex')}`;
 }
 
+let sm: SecretsManagerClient;
+/** Per run, so a Secrets Manager shared with other suites never mixes names. */
+const SECRETS_PREFIX = `dsarcli-${Date.now().toString(36)}/`;
+
+/** Every secret name of a tenant (raw ListSecrets), as a count and a sha256. */
+async function secretNames(tenant: string): Promise<string> {
+  const names: string[] = [];
+  let next: string | undefined;
+  do {
+    const r = await sm.send(
+      new ListSecretsCommand({
+        Filters: [{ Key: 'name', Values: [`${SECRETS_PREFIX}${tenant}/`] }],
+        NextToken: next,
+        MaxResults: 100,
+      }),
+    );
+    for (const x of r.SecretList ?? []) if (x.Name?.startsWith(`${SECRETS_PREFIX}${tenant}/`)) names.push(x.Name);
+    next = r.NextToken;
+  } while (next);
+  names.sort();
+  return `${names.length}:${createHash('sha256').update(names.join('\n')).digest('hex')}`;
+}
+
 /** sha256 over every key and body under a prefix, read with the raw (unscoped) client. */
 async function objectsHash(prefix: string): Promise<string> {
   const h = createHash('sha256');
@@ -98,6 +125,7 @@ async function rows(tenant: string): Promise<number> {
   let n = 0;
   n += Number((await objectsHash(`tenants/${tenant}/`)).split(':')[0]);
   n += Number((await pointsHash(tenant)).split(':')[0]);
+  n += Number((await secretNames(tenant)).split(':')[0]);
   for (const t of TABLES) {
     n += Number((await su.query(`SELECT count(*) AS n FROM ${t} WHERE tenant_id = $1`, [tenant])).rows[0].n);
   }
@@ -161,6 +189,25 @@ beforeAll(async () => {
       })),
     ),
   });
+  const smc = inject('secretsManager');
+  sm = new SecretsManagerClient({
+    endpoint: smc.endpoint,
+    region: smc.region,
+    credentials: { accessKeyId: smc.accessKeyId, secretAccessKey: smc.secretAccessKey },
+  });
+  // Seeded the way a server stores them (the provider tags each secret with its tenant).
+  const injector = secretsInjector({
+    provider: awsSecretsManager({ client: sm }),
+    naming: (t, name) => `${SECRETS_PREFIX}${t.id}/${name}`,
+    tenantPrefix: (t) => `${SECRETS_PREFIX}${t.id}/`,
+  });
+  const issuer = await createTestIssuer();
+  for (const t of tenants) {
+    const admin = injector.unscopedAdmin(await issuer.tenant(t));
+    for (const name of ['crm-api-key', 'smtp-password']) await admin.put(name, `${t}-${name}-value`);
+  }
+  process.env.DSAR_TEST_SM_KEY = smc.accessKeyId;
+  process.env.DSAR_TEST_SM_SECRET = smc.secretAccessKey;
   // Outside every tenant's prefix: never touched.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
   process.env.TENANTSCOPE_SUBJECT_HASH_KEY = 'test-subject-hash-key-of-at-least-32-characters';
@@ -192,6 +239,14 @@ beforeAll(async () => {
         url: inject('qdrantUrl'),
         collection,
         ...(inject('qdrantApiKey') ? { apiKeyEnv: 'DSAR_TEST_QDRANT_KEY' } : {}),
+      },
+      secrets: {
+        provider: 'aws-secrets-manager',
+        endpoint: inject('secretsManager').endpoint,
+        region: inject('secretsManager').region,
+        accessKeyIdEnv: 'DSAR_TEST_SM_KEY',
+        secretAccessKeyEnv: 'DSAR_TEST_SM_SECRET',
+        prefix: `${SECRETS_PREFIX}{tenant}/`,
       },
       audit: { jsonlDir: 'audit' },
       signingKey: 'signing.pem',
@@ -257,7 +312,12 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(dry.code, dry.stderr).toBe(0);
       expect(JSON.parse(dry.stdout)).toMatchObject({
         dryRun: true,
-        counts: { postgres: { invoices: 40, customers: 5 }, s3: { objects: 3 }, qdrant: { points: 4 } },
+        counts: {
+          postgres: { invoices: 40, customers: 5 },
+          s3: { objects: 3 },
+          qdrant: { points: 4 },
+          secrets: { names: 2 },
+        },
       });
       const wrong = await runCli(['tenant', 'delete', 'acme', '--confirm', 'globex', '--config', config]);
       expect(wrong.code).toBe(2);
@@ -279,6 +339,10 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(manifest.counts.postgres).toEqual({ invoices: 40, customers: 5 });
       expect(manifest.counts.s3).toEqual({ objects: 3 });
       expect(manifest.counts.qdrant).toEqual({ points: 4 });
+      expect(manifest.counts.secrets).toEqual({ names: 2 });
+      const secretFile = await readFile(join(out, 'secrets', 'names.ndjson'), 'utf8');
+      expect(secretFile).toBe('{"name":"crm-api-key"}\n{"name":"smtp-password"}\n');
+      expect(secretFile).not.toContain('value');
       const points = (await readFile(join(out, 'qdrant', 'points.ndjson'), 'utf8')).trim().split('\n');
       expect(points.map((l) => JSON.parse(l).payload.tenant_id)).toEqual(['acme', 'acme', 'acme', 'acme']);
       const index = (await readFile(join(out, 's3', 'objects.ndjson'), 'utf8'))
@@ -305,6 +369,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       });
       expect(outcome.certificate.stores.s3).toEqual({ objects: { before: 3, after: 0 } });
       expect(outcome.certificate.stores.qdrant).toEqual({ points: { before: 4, after: 0 } });
+      expect(outcome.certificate.stores.secrets).toEqual({ names: { before: 2, after: 0 } });
       expect(await rows('acme')).toBe(0);
       expect({ globex: await checksum('globex'), initech: await checksum('initech') }).toEqual(others);
       expect(await objectsHash('tenants/acme-archive/')).toMatch(/^1:/);
@@ -389,6 +454,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       });
       expect(outcome.certificate.stores.s3).toEqual({ objects: { before: 3, after: 0 } });
       expect(outcome.certificate.stores.qdrant).toEqual({ points: { before: 4, after: 0 } });
+      expect(outcome.certificate.stores.secrets).toEqual({ names: { before: 2, after: 0 } });
       expect(outcome.certificateWritten).toBe(point !== 'after-certificate');
       expect(await rows(tenant)).toBe(0);
       expect(await certificates(tenant)).toHaveLength(1);

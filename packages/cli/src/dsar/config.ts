@@ -81,6 +81,21 @@ export const dsarSectionSchema = z.strictObject({
       withVectors: z.boolean().default(false),
     })
     .optional(),
+  /** The secrets provider (optional store): only secret NAMES are exported, never values. */
+  secrets: z
+    .strictObject({
+      provider: z.literal('aws-secrets-manager'),
+      endpoint: z.url().optional(),
+      region: z.string().min(1).default('us-east-1'),
+      accessKeyIdEnv: z.string().min(1).optional(),
+      secretAccessKeyEnv: z.string().min(1).optional(),
+      /** The tenant's name prefix, with `{tenant}` for the id. Default `tenants/{tenant}/`. */
+      prefix: z
+        .string()
+        .regex(/^[^{}]*\{tenant\}[^{}]*\/$/, 'contains {tenant} once and ends in /')
+        .default('tenants/{tenant}/'),
+    })
+    .optional(),
   /** The audit log the CLI writes to (DSAR events, deletion certificates) and exports from. */
   audit: z.strictObject({
     /** Hash-chained JSONL audit directory (`ChainedJsonlAuditSink`). */

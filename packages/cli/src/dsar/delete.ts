@@ -41,6 +41,7 @@ async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
     const out: StoreCounts = { postgres: await s.postgres.count(tenant) };
     if (s.s3) out.s3 = { objects: (await s.s3.tenantData(tenantId).count()).objects };
     if (s.qdrant) out.qdrant = { points: await s.qdrant.tenantData(tenant).count() };
+    if (s.secrets) out.secrets = { names: (await s.secrets.exportTenant(tenant)).secrets.length };
     return out;
   } catch (err) {
     throw cliError('CLI_STORE_FAILED', `count failed (${(err as Error).message})`, { cause: err });
@@ -121,6 +122,7 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
       killPoint('after-postgres');
       if (s.s3) await s.s3.tenantData(tenantId).deleteAll();
       if (s.qdrant) await s.qdrant.tenantData(tenant).delete();
+      if (s.secrets) await s.secrets.deleteTenant(tenant);
     } catch (err) {
       throw cliError('CLI_STORE_FAILED', `delete failed (${(err as Error).message}); rerun to resume`, {
         cause: err,

@@ -173,6 +173,22 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
     counts.qdrant = { points: n };
   }
 
+  // Secrets: names only, never values.
+  if (s.secrets) {
+    await mkdir(join(out, 'secrets'));
+    const f = new HashedFile(join(out, 'secrets', 'names.ndjson'));
+    let names: { name: string }[];
+    try {
+      names = (await s.secrets.exportTenant(tenant)).secrets;
+    } catch (err) {
+      await f.close();
+      throw cliError('CLI_STORE_FAILED', `secrets export failed (${(err as Error).message})`, { cause: err });
+    }
+    for (const n of names) await f.write(`${JSON.stringify({ name: n.name })}\n`);
+    files['secrets/names.ndjson'] = await f.close();
+    counts.secrets = { names: names.length };
+  }
+
   // Audit: the tenant's stream as stored (so the chain can be re-verified), and its verification now.
   await mkdir(join(out, 'audit'));
   let events = 0;

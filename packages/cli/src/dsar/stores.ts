@@ -10,6 +10,8 @@ import { type AuditEvent, createVerifier, streamName, type Tenant } from '@tenan
 import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenantData } from '@tenantscope/postgres';
 import { type ScopedQdrant, scopedQdrant } from '@tenantscope/qdrant';
 import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
+import { type SecretsInjector, secretsInjector } from '@tenantscope/secrets';
+import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { cliError } from '../errors.ts';
 import { type DsarConfig, postgresUrl } from './config.ts';
@@ -27,6 +29,8 @@ export interface Stores {
   s3: ScopedS3 | undefined;
   /** The Qdrant store, when configured. */
   qdrant: ScopedQdrant | undefined;
+  /** The secrets store, when configured. */
+  secrets: SecretsInjector | undefined;
   /** A verified Tenant for the operator (see `operatorTenants`). */
   tenant(id: string): Promise<Tenant>;
   close(): Promise<void>;
@@ -107,25 +111,54 @@ function qdrantStore(cfg: DsarConfig): ScopedQdrant | undefined {
   return scopedQdrant(client, { collection: c.collection, tenantField: c.tenantField });
 }
 
-function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
-  const c = cfg.s3;
-  if (!c) return undefined;
+/** Access keys from the env vars a store section names (both or neither), else the SDK's own chain. */
+function awsCredentials(
+  c: { accessKeyIdEnv?: string; secretAccessKeyEnv?: string },
+  section: string,
+): { accessKeyId: string; secretAccessKey: string } | undefined {
   const env = (name: string | undefined, field: string) => {
     if (!name) return undefined;
     const v = process.env[name];
-    if (!v) throw cliError('CLI_CONFIG_INVALID', `dsar.s3.${field}: ${name} is not set`);
+    if (!v) throw cliError('CLI_CONFIG_INVALID', `dsar.${section}.${field}: ${name} is not set`);
     return v;
   };
   const accessKeyId = env(c.accessKeyIdEnv, 'accessKeyIdEnv');
   const secretAccessKey = env(c.secretAccessKeyEnv, 'secretAccessKeyEnv');
   if (!accessKeyId !== !secretAccessKey) {
-    throw cliError('CLI_CONFIG_INVALID', 'dsar.s3: give both accessKeyIdEnv and secretAccessKeyEnv, or neither');
+    throw cliError(
+      'CLI_CONFIG_INVALID',
+      `dsar.${section}: give both accessKeyIdEnv and secretAccessKeyEnv, or neither`,
+    );
   }
+  return accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined;
+}
+
+function secretsStore(cfg: DsarConfig): SecretsInjector | undefined {
+  const c = cfg.secrets;
+  if (!c) return undefined;
+  const credentials = awsCredentials(c, 'secrets');
+  const provider = awsSecretsManager({
+    clientConfig: {
+      region: c.region,
+      ...(c.endpoint ? { endpoint: c.endpoint } : {}),
+      ...(credentials ? { credentials } : {}),
+    },
+    // An erasure: no recovery window.
+    deleteWithoutRecovery: true,
+  });
+  const prefix = (t: Tenant) => c.prefix.replace('{tenant}', t.id);
+  return secretsInjector({ provider, naming: (t, name) => `${prefix(t)}${name}`, tenantPrefix: prefix });
+}
+
+function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
+  const c = cfg.s3;
+  if (!c) return undefined;
+  const credentials = awsCredentials(c, 's3');
   const client = new S3Client({
     region: c.region,
     ...(c.endpoint ? { endpoint: c.endpoint } : {}),
     forcePathStyle: c.forcePathStyle ?? Boolean(c.endpoint),
-    ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
+    ...(credentials ? { credentials } : {}),
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
@@ -143,6 +176,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const url = postgresUrl(cfg);
   const s3 = s3Store(cfg);
   const qdrant = qdrantStore(cfg);
+  const secrets = secretsStore(cfg);
   const admin = new pg.Pool({ connectionString: url, max: 2 });
   let bindingKey: Buffer;
   try {
@@ -181,6 +215,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     postgres: tenantData(scoped, { tables, audit, actor: cfg.actor }),
     s3,
     qdrant,
+    secrets,
     tenant: mint,
     async close() {
       await Promise.allSettled([scoped.end(), admin.end(), audit.close()]);
