@@ -24,7 +24,9 @@ tenantscope_haproxy() {
     bin=/usr/sbin/haproxy
   fi
   local version
-  version="$(timeout 10 "$bin" -v 2>/dev/null | head -1)" || { echo "[haproxy] FAILED: $bin -v" >&2; return 1; }
+  # Whole output first: `| head -1` under pipefail fails when haproxy gets SIGPIPE.
+  version="$(timeout 10 "$bin" -v 2>/dev/null)" || { echo "[haproxy] FAILED: $bin -v" >&2; return 1; }
+  version="${version%%$'\n'*}"
   echo "[haproxy] ${version}"
   export HAPROXY_BIN="$bin"
 }
