@@ -235,7 +235,7 @@ export async function startCrmServer(
     });
     for (const s of started) for (const t of s.tools) scope.tool(t);
     cleanup.push(() => scope.close());
-    const admin = adminHandler({ token: cfg.adminToken, revocations, subjects, log });
+    const admin = adminHandler({ token: cfg.adminToken, revocations, subjects, log, audit });
 
     route = async (req, res) => {
       const path = (req.url ?? '').split('?')[0];

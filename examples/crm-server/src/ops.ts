@@ -6,10 +6,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  type AuditEvent,
+  type AuditSink,
   DEFAULT_TENANT_ID_PATTERN,
   type RevocationStore,
   TenantScopeError,
   type TokenVerifier,
+  UnauthenticatedAuditBound,
 } from '@tenantscope/core';
 import type { pg } from '@tenantscope/postgres';
 
@@ -94,6 +97,14 @@ export interface AdminOptions {
   token: string | undefined;
   revocations: RevocationStore;
   subjects: SubjectRevocations;
+  /**
+   * Where every admin decision is recorded: an action in the affected tenant's stream (a token
+   * revocation, which names no tenant, in the stream with no tenant); a refusal after the admin
+   * credential matched in that stream too; a refusal of a wrong or missing credential in the
+   * unauthenticated stream, rate-bounded like the MCP endpoint's. An action whose event cannot
+   * be written answers 500.
+   */
+  audit: AuditSink;
   /** Longest token lifetime (s): a revoked subject stays revoked this long by default. */
   maxTokenLifetimeSeconds?: number;
   log: (record: Record<string, unknown>) => void;
@@ -110,37 +121,67 @@ const MAX_BODY = 16 * 1024;
 export function adminHandler(o: AdminOptions): (req: IncomingMessage, res: ServerResponse) => Promise<boolean> {
   const expected = o.token ? digest(o.token) : undefined;
   const lifetime = o.maxTokenLifetimeSeconds ?? 3600;
+  const unauthenticated = new UnauthenticatedAuditBound((e) => o.audit.write(e));
   return async (req, res) => {
     const path = (req.url ?? '').split('?')[0] ?? '';
     if (!path.startsWith('/admin/')) return false;
     if (!expected) return send(res, 404, { error: 'not_found' });
+    const started = performance.now();
+    const action = path.slice('/admin/'.length).slice(0, 64);
+    const event = (tenant: string | null, status: AuditEvent['result_status'], reason: string | null): AuditEvent => ({
+      timestamp: new Date().toISOString(),
+      tenant_id: tenant,
+      session_id: null,
+      subject: tenant === null && status === 'denied' && reason === 'ADMIN_AUTH' ? null : 'operator',
+      event_type: 'admin_action',
+      tool_name: null,
+      args_hash: null,
+      result_status: status,
+      reason,
+      latency_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      ip_address: req.socket.remoteAddress ?? null,
+      details: { action },
+    });
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
     // Constant time: both sides are SHA-256 digests of equal length.
     if (!m?.[1] || !timingSafeEqual(digest(m[1]), expected)) {
+      await unauthenticated.record(event(null, 'denied', 'ADMIN_AUTH')).catch(() => undefined);
       res.setHeader('WWW-Authenticate', 'Bearer realm="tenantscope-admin"');
       return send(res, 401, { error: 'unauthorized' });
     }
-    if (req.method !== 'POST') {
-      res.setHeader('Allow', 'POST');
-      return send(res, 405, { error: 'method_not_allowed' });
-    }
-    let body: Record<string, unknown>;
+    // The operator is authenticated from here on: each refusal is written, never rate-bounded.
+    const refuse = async (status: number, reason: string, body: Record<string, unknown>, tenant: unknown = null) => {
+      const t = typeof tenant === 'string' && DEFAULT_TENANT_ID_PATTERN.test(tenant) ? tenant : null;
+      await o.audit.write(event(t, 'denied', reason));
+      return send(res, status, body);
+    };
     try {
-      body = await readBody(req);
-    } catch (err) {
-      return send(res, 400, { error: 'bad_request', message: (err as Error).message });
-    }
-    const action = path.slice('/admin/'.length);
-    try {
-      const done = await run(action, body);
-      if (!done) return send(res, 404, { error: 'not_found' });
+      if (req.method !== 'POST') {
+        res.setHeader('Allow', 'POST');
+        return await refuse(405, 'METHOD_NOT_ALLOWED', { error: 'method_not_allowed' });
+      }
+      let body: Record<string, unknown>;
+      try {
+        body = await readBody(req);
+      } catch (err) {
+        return await refuse(400, 'BAD_REQUEST', { error: 'bad_request', message: (err as Error).message });
+      }
+      let done: Record<string, unknown> | undefined;
+      try {
+        done = await run(action, body);
+      } catch (err) {
+        if (err instanceof TenantScopeError && err.status === 400) {
+          return await refuse(400, err.code, { error: 'bad_request', message: err.message }, body.tenant);
+        }
+        throw err;
+      }
+      if (!done) return await refuse(404, 'NOT_FOUND', { error: 'not_found' });
+      await o.audit.write(event(typeof done.tenant === 'string' ? done.tenant : null, 'ok', null));
       o.log({ level: 'warn', time: new Date().toISOString(), msg: `admin: ${action}`, ...done });
       return send(res, 200, { ok: true, action, ...done });
     } catch (err) {
-      if (err instanceof TenantScopeError && err.status === 400) {
-        return send(res, 400, { error: 'bad_request', message: err.message });
-      }
-      throw err;
+      o.log({ level: 'error', time: new Date().toISOString(), msg: `admin: ${action} failed`, error: String(err) });
+      return send(res, 500, { error: 'internal', message: 'the admin request failed or could not be audited' });
     }
   };
 
