@@ -23,7 +23,9 @@ export function smClient(sm: SmConfig, overrides: { accessKeyId?: string; secret
       accessKeyId: overrides.accessKeyId ?? sm.accessKeyId,
       secretAccessKey: overrides.secretAccessKey ?? sm.secretAccessKey,
     },
-    maxAttempts: 1,
+    // The SDK's default: a 5xx (moto answers an occasional 500 under 50 concurrent reads) is
+    // retried as in production; 4xx answers, which the error tests assert, never are.
+    maxAttempts: 3,
   });
 }
 
