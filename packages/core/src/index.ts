@@ -1,3 +1,13 @@
+export type {
+  ContextProvider,
+  DeleteResult,
+  PlacementBase,
+  PlacementResolver,
+  ScopedAdapter,
+  StoreCount,
+  TenantDataOps,
+  Tier,
+} from './adapter.ts';
 export {
   type AuditEvent,
   type AuditEventType,
@@ -44,13 +54,13 @@ export {
 export { type CallLimiter, MemoryCallLimiter } from './limits.ts';
 export { BoundedLru } from './lru.ts';
 export { REDACTED, redactDeep } from './redact.ts';
+export { UnauthenticatedAuditBound, type UnauthenticatedAuditOptions } from './refusal-audit.ts';
 export {
   DEFAULT_MAX_RESULT_BYTES,
   jsonByteLength,
   ResultBudget,
   resultTooLarge,
 } from './result-limit.ts';
-export { UnauthenticatedAuditBound, type UnauthenticatedAuditOptions } from './refusal-audit.ts';
 export { MemoryRevocationStore, type MemoryRevocationStoreOptions, type RevocationStore } from './revocation.ts';
 export {
   findOverrideFields,
