@@ -93,7 +93,7 @@ class TtlCache {
  * One LISTEN connection with reconnects (bounded back-off). While it is down the store's TTL cache
  * is the fallback; on every (re)connect the cache is cleared, since notifications may have been missed.
  */
-class Listener {
+export class Listener {
   readonly #config: pg.ClientConfig;
   readonly #channel: string;
   readonly #onMessage: (payload: string) => void;
