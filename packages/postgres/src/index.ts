@@ -3,10 +3,25 @@ export { default as pg } from 'pg';
 export { DEFAULT_TENANT_SETTING, generateBindingKey } from './binding.ts';
 export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } from './doctor.ts';
 export { type ExportedRow, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
-export { PG_ERROR_CODES, type PgErrorCode } from './errors.ts';
+export { PG_ERROR_CODES, type PgErrorCode, pgError } from './errors.ts';
 export type { HotOptions } from './hot.ts';
 export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
 export type { PoolerMode } from './pooler.ts';
+export {
+  checkTierTarget,
+  databaseUrl,
+  type MoveState,
+  PLACEMENT_ERROR_CODES,
+  PLACEMENT_STORES,
+  type PlacementEntry,
+  type PlacementErrorCode,
+  PlacementRegistry,
+  type PlacementRegistryOptions,
+  type PlacementStore,
+  placementError,
+  placementRegistry,
+  type TierTarget,
+} from './registry.ts';
 export {
   PostgresCallLimiter,
   PostgresRevocationStore,
