@@ -1,11 +1,5 @@
-import {
-  assertTenant,
-  BoundedLru,
-  type CallInfo,
-  type ResourceProvider,
-  type Tenant,
-  TenantScopeError,
-} from '@tenantscope/core';
+import { assertTenant, type CallInfo, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
+import { SecretCache, type SecretsStats } from './cache.ts';
 import { secretError } from './errors.ts';
 import {
   assertSecretName,
@@ -68,26 +62,7 @@ export interface ScopedSecrets {
   readonly declared: readonly string[];
 }
 
-/** Cache and backend counters. */
-export interface SecretsStats {
-  hits: number;
-  misses: number;
-  /** Requests sent to the provider (a batch counts once). */
-  fetches: number;
-  refreshes: number;
-  size: number;
-}
-
-interface Entry {
-  value: string;
-  expiresAt: number;
-  gen: number;
-}
-
-interface Inflight {
-  promise: Promise<string>;
-  refresh: boolean;
-}
+export type { SecretsStats } from './cache.ts';
 
 /** A secret's name as exported for a DSAR: never its value. */
 export interface SecretNameRecord {
@@ -103,12 +78,7 @@ export class SecretsInjector {
   readonly #provider: SecretsProvider;
   readonly #naming: SecretNaming;
   readonly #prefix: (tenant: Tenant) => string;
-  readonly #ttl: number;
-  readonly #now: () => number;
-  readonly #cache: BoundedLru<string, Entry>;
-  readonly #inflight = new Map<string, Inflight>();
-  #gen = 0;
-  readonly #stats = { hits: 0, misses: 0, fetches: 0, refreshes: 0 };
+  readonly #cache: SecretCache;
 
   constructor(options: SecretsInjectorOptions) {
     if (!options?.provider) throw new TenantScopeError('INVALID_CONFIG', 'secretsInjector needs a provider');
@@ -127,14 +97,12 @@ export class SecretsInjector {
     this.#provider = options.provider;
     this.#naming = options.naming ?? defaultNaming;
     this.#prefix = options.tenantPrefix ?? defaultTenantPrefix;
-    this.#ttl = ttl;
-    this.#now = options.now ?? Date.now;
-    this.#cache = new BoundedLru(maxEntries);
+    this.#cache = new SecretCache({ ttl, maxEntries, now: options.now ?? Date.now });
   }
 
   /** The TTL in force, in ms. */
   get ttl(): number {
-    return this.#ttl;
+    return this.#cache.ttl;
   }
 
   /** The ResourceProvider to pass to core: `providers: { secrets: injector.provider() }`. */
@@ -149,21 +117,13 @@ export class SecretsInjector {
 
   /** Counters for tests and metrics. */
   stats(): SecretsStats {
-    return { ...this.#stats, size: this.#cache.size };
+    return this.#cache.stats();
   }
 
   /** Drops every cached value of one tenant (e.g. after it was moved or erased). */
   invalidateTenant(tenant: Tenant): number {
     assertTenant(tenant, 'secrets.invalidateTenant');
-    const head = `${tenant.id}\u0000`;
-    let n = 0;
-    for (const [key] of [...this.#cache.entries()]) {
-      if (key.startsWith(head)) {
-        this.#cache.delete(key);
-        n++;
-      }
-    }
-    return n;
+    return this.#cache.dropTenant(tenant.id);
   }
 
   /**
@@ -185,15 +145,15 @@ export class SecretsInjector {
           );
         }
         const id = resolvePath(this.#naming, tenant, name);
-        this.#stats.fetches++;
+        this.#cache.countFetch();
         return this.#provider.put({ tenant, id, value });
       },
       delete: async (name) => {
         assertSecretName(name);
         const id = resolvePath(this.#naming, tenant, name);
-        this.#stats.fetches++;
+        this.#cache.countFetch();
         const deleted = await this.#provider.delete({ tenant, id });
-        this.#dropName(tenant, name);
+        this.#cache.dropName(tenant.id, name);
         return deleted;
       },
     };
@@ -211,7 +171,7 @@ export class SecretsInjector {
     assertTenant(tenant, 'secrets.deleteTenant');
     const deleted: string[] = [];
     for (const { name, id } of await this.#listOwn(tenant)) {
-      this.#stats.fetches++;
+      this.#cache.countFetch();
       if (await this.#provider.delete({ tenant, id })) deleted.push(name);
     }
     await this.#provider.eraseTenant?.({ tenant });
@@ -230,7 +190,7 @@ export class SecretsInjector {
    */
   async #listOwn(tenant: Tenant): Promise<{ name: string; id: string }[]> {
     const prefix = this.#tenantPrefix(tenant);
-    this.#stats.fetches++;
+    this.#cache.countFetch();
     const ids = await this.#provider.list({ tenant, prefix });
     const out: { name: string; id: string }[] = [];
     for (const id of ids) {
@@ -248,11 +208,6 @@ export class SecretsInjector {
       throw new TenantScopeError('INVALID_CONFIG', 'tenantPrefix must return a non-empty prefix naming the tenant');
     }
     return prefix;
-  }
-
-  #dropName(tenant: Tenant, name: string): void {
-    const head = `${tenant.id}\u0000${name}\u0000`;
-    for (const [key] of [...this.#cache.entries()]) if (key.startsWith(head)) this.#cache.delete(key);
   }
 
   // --- per call -------------------------------------------------------------------------------
@@ -325,101 +280,32 @@ export class SecretsInjector {
     return scoped;
   }
 
-  // --- cache ----------------------------------------------------------------------------------
+  // --- provider reads through the cache ------------------------------------------------------
 
   #read(tenant: Tenant, name: string, id: string, version: VersionSelector): Promise<string> {
-    const key = cacheKey(tenant.id, name, version);
-    const hit = this.#cache.get(key);
-    if (hit) {
-      if (hit.expiresAt > this.#now()) {
-        this.#stats.hits++;
-        return Promise.resolve(hit.value);
-      }
-      this.#cache.delete(key);
-    }
-    this.#stats.misses++;
-    const inflight = this.#inflight.get(key);
-    if (inflight) return inflight.promise;
-    return this.#fetch(key, false, () => this.#provider.get({ tenant, id, version }));
+    return this.#cache.read(tenant.id, name, version, async () =>
+      checkValue(await this.#provider.get({ tenant, id, version })),
+    );
   }
 
   #refresh(tenant: Tenant, name: string, id: string): Promise<string> {
-    const key = cacheKey(tenant.id, name, {});
-    this.#stats.refreshes++;
-    const inflight = this.#inflight.get(key);
-    if (inflight?.refresh) return inflight.promise;
-    this.#cache.delete(key);
-    return this.#fetch(key, true, () => this.#provider.get({ tenant, id, version: {} }));
+    return this.#cache.refresh(tenant.id, name, async () =>
+      checkValue(await this.#provider.get({ tenant, id, version: {} })),
+    );
   }
 
-  #fetch(key: string, refresh: boolean, load: () => Promise<SecretValue>): Promise<string> {
-    const gen = ++this.#gen;
-    this.#stats.fetches++;
-    const promise = (async () => {
-      const got = await load();
-      const value = checkValue(got);
-      const current = this.#cache.peek(key);
-      if (this.#ttl > 0 && (!current || current.gen < gen)) {
-        this.#cache.set(key, { value, expiresAt: this.#now() + this.#ttl, gen });
-      }
-      return value;
-    })();
-    const entry: Inflight = { promise, refresh };
-    this.#inflight.set(key, entry);
-    const clear = () => {
-      if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
-    };
-    promise.then(clear, clear);
-    return promise;
-  }
-
-  async #readMany(tenant: Tenant, names: string[]): Promise<Map<string, string>> {
-    const out = new Map<string, string>();
-    const waits: Promise<void>[] = [];
-    const missing: { name: string; id: string; key: string }[] = [];
-    for (const name of names) {
-      const key = cacheKey(tenant.id, name, {});
-      const hit = this.#cache.get(key);
-      if (hit && hit.expiresAt > this.#now()) {
-        this.#stats.hits++;
-        out.set(name, hit.value);
-        continue;
-      }
-      if (hit) this.#cache.delete(key);
-      this.#stats.misses++;
-      const inflight = this.#inflight.get(key);
-      if (inflight) {
-        waits.push(inflight.promise.then((v) => void out.set(name, v)));
-        continue;
-      }
-      missing.push({ name, id: resolvePath(this.#naming, tenant, name), key });
-    }
-    if (missing.length > 0) {
-      this.#stats.fetches++;
-      const batch = this.#provider.getMany({ tenant, ids: missing.map((m) => m.id) });
-      for (const m of missing) {
-        const gen = ++this.#gen;
-        const promise = batch.then((values) => {
-          const got = values.get(m.id);
-          if (!got) throw secretError('SECRET_BACKEND_FAILED', `secret "${m.name}" was missing from the batch answer`);
-          const value = checkValue(got);
-          const current = this.#cache.peek(m.key);
-          if (this.#ttl > 0 && (!current || current.gen < gen)) {
-            this.#cache.set(m.key, { value, expiresAt: this.#now() + this.#ttl, gen });
-          }
-          return value;
-        });
-        const entry: Inflight = { promise, refresh: false };
-        this.#inflight.set(m.key, entry);
-        const clear = () => {
-          if (this.#inflight.get(m.key) === entry) this.#inflight.delete(m.key);
-        };
-        promise.then(clear, clear);
-        waits.push(promise.then((v) => void out.set(m.name, v)));
-      }
-    }
-    await Promise.all(waits);
-    return out;
+  #readMany(tenant: Tenant, names: string[]): Promise<Map<string, string>> {
+    return this.#cache.readMany(
+      tenant.id,
+      names,
+      (name) => resolvePath(this.#naming, tenant, name),
+      (missing) => this.#provider.getMany({ tenant, ids: missing.map((m) => m.ref) }),
+      (values, name, id) => {
+        const got = values.get(id);
+        if (!got) throw secretError('SECRET_BACKEND_FAILED', `secret "${name}" was missing from the batch answer`);
+        return checkValue(got);
+      },
+    );
   }
 }
 
@@ -428,11 +314,6 @@ const closers = new WeakMap<object, () => void>();
 /** Creates a secrets injector; plug `injector.provider()` into core as `ctx.secrets`. */
 export function secretsInjector(options: SecretsInjectorOptions): SecretsInjector {
   return new SecretsInjector(options);
-}
-
-function cacheKey(tenantId: string, name: string, version: VersionSelector): string {
-  const v = version.versionId ? `id:${version.versionId}` : version.versionStage ? `stage:${version.versionStage}` : '';
-  return `${tenantId}\u0000${name}\u0000${v}`;
 }
 
 const VERSION_ID = /^[A-Za-z0-9-]{1,64}$/;
