@@ -253,11 +253,7 @@ export async function runDoctor(
       throw pgError(
         'PG_DOCTOR_FAILED',
         `refusing to start: ${problems.map((p) => p.code + (p.object ? ` (${p.object})` : '')).join(', ')}`,
-        undefined,
-        {
-          problems,
-          warnings,
-        },
+        { details: { problems, warnings } },
       );
     }
     return { role: role.rolname, tables: tables.rows.map((t) => t.name), warnings };

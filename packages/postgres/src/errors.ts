@@ -1,4 +1,4 @@
-import { TenantScopeError } from '@tenantscope/core';
+import { errorFactory, TenantScopeError } from '@tenantscope/core';
 
 /**
  * Error codes this package throws, with their HTTP status. Callers switch on `code`.
@@ -29,9 +29,8 @@ export const PG_ERROR_CODES = {
 
 export type PgErrorCode = keyof typeof PG_ERROR_CODES;
 
-export function pgError(code: PgErrorCode, message: string, cause?: unknown, details?: Record<string, unknown>) {
-  return new TenantScopeError(code, message, { cause, details, status: PG_ERROR_CODES[code] });
-}
+/** Builds a TenantScopeError with one of this package's codes and its status: `pgError(code, message, { cause, details })`. */
+export const pgError = errorFactory(PG_ERROR_CODES);
 
 /** SQLSTATE classes that mean the connection, not the statement, failed. */
 function isConnectionFailure(err: unknown): boolean {
@@ -52,15 +51,14 @@ export function wrapDriverError(err: unknown, what: string): TenantScopeError {
   if (err instanceof TenantScopeError) return err;
   const sqlstate = (err as { code?: unknown })?.code;
   if (sqlstate === '42501' && /tenantscope: invalid tenant binding/.test((err as Error)?.message ?? '')) {
-    return pgError('PG_BINDING_REFUSED', `${what}: the database refused the tenant binding`, err);
+    return pgError('PG_BINDING_REFUSED', `${what}: the database refused the tenant binding`, { cause: err });
   }
   if (isConnectionFailure(err)) {
-    return pgError('PG_UNAVAILABLE', `${what}: database connection failed`, err, { sqlstate });
+    return pgError('PG_UNAVAILABLE', `${what}: database connection failed`, { cause: err, details: { sqlstate } });
   }
   return pgError(
     'PG_QUERY_FAILED',
     `${what} failed${typeof sqlstate === 'string' ? ` (SQLSTATE ${sqlstate})` : ''}`,
-    err,
-    typeof sqlstate === 'string' ? { sqlstate } : undefined,
+    { cause: err, details: typeof sqlstate === 'string' ? { sqlstate } : undefined },
   );
 }

@@ -22,7 +22,7 @@ export function resolvePlacement(resolver: PlacementResolver, tenant: Tenant): P
   try {
     p = resolver(tenant);
   } catch (err) {
-    throw pgError('PG_PLACEMENT_UNSUPPORTED', 'placement resolver failed', err);
+    throw pgError('PG_PLACEMENT_UNSUPPORTED', 'placement resolver failed', { cause: err });
   }
   if (p?.kind !== 'shared') {
     throw pgError('PG_PLACEMENT_UNSUPPORTED', `placement '${String(p?.kind)}' is not supported yet; only 'shared'`);

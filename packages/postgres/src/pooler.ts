@@ -116,7 +116,7 @@ export async function detectTransactionPooler(config: pg.ClientConfig, timeoutMs
       clientPort,
     };
   } catch (err) {
-    throw pgError('PG_UNAVAILABLE', 'pooler probe: database connection failed', err);
+    throw pgError('PG_UNAVAILABLE', 'pooler probe: database connection failed', { cause: err });
   } finally {
     await Promise.allSettled([a.end(), b.end()]);
   }

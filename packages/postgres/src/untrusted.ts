@@ -122,7 +122,6 @@ export function resultTooLarge(maxBytes: number, cause?: unknown) {
   return pgError(
     'PG_RESULT_TOO_LARGE',
     `the result passed the ${maxBytes}-byte limit; reading stopped and nothing was returned`,
-    cause,
-    { maxBytes },
+    { cause, details: { maxBytes } },
   );
 }

@@ -19,7 +19,7 @@ export {
   type UpsertArgs,
   type WriteOpts,
 } from './client.ts';
-export { QDRANT_ERROR_CODES, type QdrantErrorCode } from './errors.ts';
+export { QDRANT_ERROR_CODES, type QdrantErrorCode, qdrantError } from './errors.ts';
 export {
   dedicatedCollections,
   type QdrantPlacement,

@@ -13,7 +13,7 @@ import { errorFactory, isTenantScopeError, type TenantScopeError } from '@tenant
  * - `S3_CREDENTIALS_FAILED` (502): tenant-scoped credentials could not be obtained (STS refused or
  *   failed, or the tenant has no user); nothing is sent with other credentials.
  */
-export const S3_ERROR_STATUS = {
+export const S3_ERROR_CODES = {
   S3_KEY_INVALID: 400,
   S3_BODY_INVALID: 400,
   S3_TOKEN_INVALID: 400,
@@ -25,10 +25,13 @@ export const S3_ERROR_STATUS = {
   S3_CREDENTIALS_FAILED: 502,
 } as const;
 
-export type S3ErrorCode = keyof typeof S3_ERROR_STATUS;
+export type S3ErrorCode = keyof typeof S3_ERROR_CODES;
+
+/** @deprecated use `S3_ERROR_CODES` (the same table). */
+export const S3_ERROR_STATUS = S3_ERROR_CODES;
 
 /** Builds a TenantScopeError with one of this package's codes and its status. */
-export const s3Error = errorFactory(S3_ERROR_STATUS);
+export const s3Error = errorFactory(S3_ERROR_CODES);
 
 interface SdkErrorShape {
   name?: string;

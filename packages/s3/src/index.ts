@@ -25,7 +25,7 @@ export {
 } from './credentials.ts';
 export { checkBucketPolicy, comparePolicies, type PolicyFinding, type PolicyFindingCode } from './doctor.ts';
 export { type DeleteAllResult, type ExportedObject, type ExportResult, type TenantCount, TenantData } from './dsar.ts';
-export { S3_ERROR_STATUS, type S3ErrorCode } from './errors.ts';
+export { S3_ERROR_CODES, S3_ERROR_STATUS, type S3ErrorCode, s3Error } from './errors.ts';
 export { checkKey, type KeyProblem, keyProblem, MAX_KEY_BYTES } from './keys.ts';
 export {
   checkPlacement,
