@@ -9,6 +9,28 @@ export type {
   Tier,
 } from './adapter.ts';
 export {
+  API_KEY_ERROR_CODES,
+  API_KEY_ID_LENGTH,
+  API_KEY_ISSUER,
+  API_KEY_PREFIX,
+  type ApiKeyAttemptLimiter,
+  type ApiKeyErrorCode,
+  type ApiKeyHashAlgorithm,
+  type ApiKeyRecord,
+  type ApiKeyStore,
+  type ApiKeyVerifierOptions,
+  apiKeyError,
+  apiKeyTokenId,
+  type CreateApiKeyOptions,
+  createApiKey,
+  hashApiKey,
+  MemoryApiKeyAttemptLimiter,
+  MemoryApiKeyStore,
+  parseApiKey,
+  revokeApiKey,
+  withApiKeys,
+} from './api-keys.ts';
+export {
   type AuditEvent,
   type AuditEventType,
   type AuditSink,

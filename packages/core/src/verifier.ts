@@ -110,7 +110,8 @@ export interface TokenVerifier {
   readonly issuers: readonly string[];
 }
 
-const TOOL_PATTERN = /^[A-Za-z0-9_.*-]{1,128}$/;
+/** Syntax of one tool name or glob in a credential's tool list. */
+export const TOOL_PATTERN = /^[A-Za-z0-9_.*-]{1,128}$/;
 
 /** Creates a verifier. Throws INVALID_CONFIG for an unsafe or incomplete configuration. */
 export async function createVerifier(options: VerifierOptions): Promise<TokenVerifier> {
