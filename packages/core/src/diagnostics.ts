@@ -38,3 +38,21 @@ export function causeRecord(
   };
   return redactDeep(record, redactions).value;
 }
+
+/** Writes one server diagnostics record: level, message, the error's code and message, and fields. */
+export type Diag = (level: string, msg: string, err: unknown, fields?: Record<string, unknown>) => void;
+
+/** A `Diag` over a log writer. */
+export function diagWriter(log: (record: Record<string, unknown>) => void): Diag {
+  return (level, msg, err, fields = {}) => {
+    const e = err as { code?: unknown; message?: unknown } | undefined;
+    log({
+      level,
+      time: new Date().toISOString(),
+      msg,
+      error_code: e?.code,
+      error: String(e?.message ?? err),
+      ...fields,
+    });
+  };
+}
