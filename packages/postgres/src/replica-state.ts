@@ -60,32 +60,32 @@ create table if not exists ${s}.rate_buckets (
 }
 
 class TtlCache {
-  readonly #map = new Map<string, { value: boolean; until: number }>();
-  readonly #ms: number;
-  readonly #max: number;
+  readonly #entries = new Map<string, { value: boolean; until: number }>();
+  readonly #ttlMs: number;
+  readonly #maxEntries: number;
   constructor(ms: number, max: number) {
-    this.#ms = ms;
-    this.#max = max;
+    this.#ttlMs = ms;
+    this.#maxEntries = max;
   }
   get(key: string): boolean | undefined {
-    const e = this.#map.get(key);
+    const e = this.#entries.get(key);
     if (!e) return undefined;
     if (e.until <= Date.now()) {
-      this.#map.delete(key);
+      this.#entries.delete(key);
       return undefined;
     }
     return e.value;
   }
   set(key: string, value: boolean): void {
-    if (this.#ms <= 0) return;
-    if (this.#map.size >= this.#max) this.#map.clear();
-    this.#map.set(key, { value, until: Date.now() + this.#ms });
+    if (this.#ttlMs <= 0) return;
+    if (this.#entries.size >= this.#maxEntries) this.#entries.clear();
+    this.#entries.set(key, { value, until: Date.now() + this.#ttlMs });
   }
   delete(key: string): void {
-    this.#map.delete(key);
+    this.#entries.delete(key);
   }
   clear(): void {
-    this.#map.clear();
+    this.#entries.clear();
   }
 }
 
@@ -184,15 +184,15 @@ export class Listener {
 /** `RevocationStore` shared by every replica through PostgreSQL. */
 export class PostgresRevocationStore implements RevocationStore {
   readonly #pool: Pool;
-  readonly #s: string;
+  readonly #schema: string;
   readonly #channel: string;
   readonly #cache: TtlCache;
   readonly #listener: Listener | undefined;
 
   constructor(pool: Pool, options: ReplicaStateOptions = {}) {
     this.#pool = pool;
-    this.#s = schemaOf(options);
-    this.#channel = this.#s.slice(1, -1);
+    this.#schema = schemaOf(options);
+    this.#channel = this.#schema.slice(1, -1);
     this.#cache = new TtlCache(options.cacheMs ?? 1000, options.maxCached ?? 10_000);
     if (options.listenConnectionString !== undefined || options.listenClientConfig !== undefined) {
       if (options.listenConnectionString !== undefined && typeof options.listenConnectionString !== 'string') {
@@ -232,14 +232,14 @@ export class PostgresRevocationStore implements RevocationStore {
 
   /** Creates the tables (needs a role that may create them). */
   async migrate(): Promise<void> {
-    await this.#pool.query(replicaStateSql({ schema: this.#s.slice(1, -1) }));
+    await this.#pool.query(replicaStateSql({ schema: this.#schema.slice(1, -1) }));
   }
 
   async isTokenRevoked(jti: string): Promise<boolean> {
     const key = `t:${jti}`;
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
-    const r = await this.#pool.query(`select 1 from ${this.#s}.revoked_tokens where jti = $1 and expires_at > now()`, [
+    const r = await this.#pool.query(`select 1 from ${this.#schema}.revoked_tokens where jti = $1 and expires_at > now()`, [
       jti,
     ]);
     const revoked = (r.rowCount ?? 0) > 0;
@@ -256,13 +256,13 @@ export class PostgresRevocationStore implements RevocationStore {
       throw new TenantScopeError('INVALID_ARGUMENT', 'expiresAt must be a valid Date');
     }
     await this.#pool.query(
-      `with w as (insert into ${this.#s}.revoked_tokens (jti, expires_at) values ($1, $2)
-       on conflict (jti) do update set expires_at = greatest(excluded.expires_at, ${this.#s}.revoked_tokens.expires_at)
+      `with w as (insert into ${this.#schema}.revoked_tokens (jti, expires_at) values ($1, $2)
+       on conflict (jti) do update set expires_at = greatest(excluded.expires_at, ${this.#schema}.revoked_tokens.expires_at)
        returning 1)
        ${this.#notify(`'t:' || $1::text`)} from w`,
       [jti, expiresAt],
     );
-    await this.#pool.query(`delete from ${this.#s}.revoked_tokens where expires_at < now() - interval '1 hour'`);
+    await this.#pool.query(`delete from ${this.#schema}.revoked_tokens where expires_at < now() - interval '1 hour'`);
     this.#cache.delete(`t:${jti}`);
   }
 
@@ -270,7 +270,7 @@ export class PostgresRevocationStore implements RevocationStore {
     const key = `h:${tenantId}`;
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
-    const r = await this.#pool.query(`select 1 from ${this.#s}.halted_tenants where tenant_id = $1`, [tenantId]);
+    const r = await this.#pool.query(`select 1 from ${this.#schema}.halted_tenants where tenant_id = $1`, [tenantId]);
     const halted = (r.rowCount ?? 0) > 0;
     if (!halted) this.#cache.set(key, false);
     return halted;
@@ -281,7 +281,7 @@ export class PostgresRevocationStore implements RevocationStore {
       throw new TenantScopeError('INVALID_ARGUMENT', 'haltTenant needs a tenant id and a reason');
     }
     await this.#pool.query(
-      `with w as (insert into ${this.#s}.halted_tenants (tenant_id, reason) values ($1, $2)
+      `with w as (insert into ${this.#schema}.halted_tenants (tenant_id, reason) values ($1, $2)
        on conflict (tenant_id) do update set reason = excluded.reason, halted_at = now()
        returning 1)
        ${this.#notify(`'h:' || $1::text`)} from w`,
@@ -292,7 +292,7 @@ export class PostgresRevocationStore implements RevocationStore {
 
   async resumeTenant(tenantId: string): Promise<void> {
     await this.#pool.query(
-      `with w as (delete from ${this.#s}.halted_tenants where tenant_id = $1 returning 1)
+      `with w as (delete from ${this.#schema}.halted_tenants where tenant_id = $1 returning 1)
        ${this.#notify(`'h:' || $1::text`)}`,
       [tenantId],
     );
@@ -306,12 +306,12 @@ export class PostgresRevocationStore implements RevocationStore {
  */
 export class PostgresCallLimiter implements CallLimiter {
   readonly #pool: Pool;
-  readonly #s: string;
+  readonly #schema: string;
   readonly #inFlight = new Map<string, number>();
 
   constructor(pool: Pool, options: ReplicaStateOptions = {}) {
     this.#pool = pool;
-    this.#s = schemaOf(options);
+    this.#schema = schemaOf(options);
   }
 
   async acquire(tenantId: string, limits: { callsPerMinute: number; maxConcurrentCalls: number }): Promise<() => void> {
@@ -324,7 +324,7 @@ export class PostgresCallLimiter implements CallLimiter {
     // expressions all read the row as it was, under the row lock.
     const refilled = `least($2::float8, b.tokens + extract(epoch from clock_timestamp() - b.updated_at) * $2::float8 / 60.0)`;
     const r = await this.#pool.query<{ granted: boolean }>(
-      `insert into ${this.#s}.rate_buckets as b (tenant_id, tokens, updated_at, last_granted)
+      `insert into ${this.#schema}.rate_buckets as b (tenant_id, tokens, updated_at, last_granted)
          values ($1, $2::float8 - 1, clock_timestamp(), true)
        on conflict (tenant_id) do update set
          tokens = ${refilled} - case when ${refilled} >= 1 then 1 else 0 end,

@@ -28,8 +28,8 @@ const raw = { getTypeParser: () => (v: string) => v } as unknown as QueryConfig[
  */
 export class PostgresAuditStore {
   readonly #pool: Pool;
-  readonly #s: string;
-  readonly #page: number;
+  readonly #schema: string;
+  readonly #pageSize: number;
   readonly #skipScan: string;
   readonly #role: string | undefined;
 
@@ -37,13 +37,13 @@ export class PostgresAuditStore {
     if (!options?.pool) throw new TenantScopeError('INVALID_CONFIG', 'PostgresAuditStore needs a pool');
     this.#pool = options.pool;
     this.#role = checkedRole(options.role);
-    this.#s = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
-    this.#page = options.pageSize ?? 20_000;
+    this.#schema = ident(options.schema ?? DEFAULT_AUDIT_SCHEMA, 'schema');
+    this.#pageSize = options.pageSize ?? 20_000;
     // Distinct streams by a skip scan of the primary key: one index probe per stream, not a full scan.
     this.#skipScan = `s(stream) AS (
-        (SELECT stream FROM ${this.#s}.events ORDER BY stream LIMIT 1)
+        (SELECT stream FROM ${this.#schema}.events ORDER BY stream LIMIT 1)
         UNION ALL
-        SELECT (SELECT e.stream FROM ${this.#s}.events e WHERE e.stream > s.stream ORDER BY e.stream LIMIT 1)
+        SELECT (SELECT e.stream FROM ${this.#schema}.events e WHERE e.stream > s.stream ORDER BY e.stream LIMIT 1)
           FROM s WHERE s.stream IS NOT NULL)`;
   }
 
@@ -57,7 +57,7 @@ export class PostgresAuditStore {
   async streams(): Promise<string[]> {
     const r = await this.#query<{ stream: string }>(
       `WITH RECURSIVE ${this.#skipScan} SELECT stream FROM (SELECT stream FROM s WHERE stream IS NOT NULL
-         UNION SELECT DISTINCT stream FROM ${this.#s}.anchors) x ORDER BY stream`,
+         UNION SELECT DISTINCT stream FROM ${this.#schema}.anchors) x ORDER BY stream`,
     );
     return r.rows.map((x) => x.stream);
   }
@@ -80,10 +80,10 @@ export class PostgresAuditStore {
     return verifyStream({
       stream,
       anchors,
-      pages: this.#pages(stream),
+      pages: this.#eventPages(stream),
       findByHash: async (hash) => {
         const r = await this.#query<{ seq: string }>(
-          `SELECT seq FROM ${this.#s}.events WHERE stream = $1 AND hash = decode($2, 'hex') ORDER BY seq LIMIT 1`,
+          `SELECT seq FROM ${this.#schema}.events WHERE stream = $1 AND hash = decode($2, 'hex') ORDER BY seq LIMIT 1`,
           [stream, hash],
         );
         return r.rows[0] ? Number(r.rows[0].seq) : null;
@@ -94,7 +94,7 @@ export class PostgresAuditStore {
   /** Anchors recorded for a stream, oldest first. */
   async anchors(stream: string): Promise<Anchor[]> {
     const r = await this.#query<{ seq: string; hash: string; kind: 'head' | 'purge'; recorded_at: string }>({
-      text: `SELECT seq, encode(hash, 'hex') AS hash, kind, recorded_at FROM ${this.#s}.anchors
+      text: `SELECT seq, encode(hash, 'hex') AS hash, kind, recorded_at FROM ${this.#schema}.anchors
                WHERE stream = $1 ORDER BY id`,
       values: [stream],
       types: raw,
@@ -116,9 +116,9 @@ export class PostgresAuditStore {
   async anchor(streams?: string[]): Promise<Anchor[]> {
     const r = await this.#query<{ stream: string; seq: string; hash: string }>({
       text: `WITH RECURSIVE ${this.#skipScan}
-             INSERT INTO ${this.#s}.anchors (stream, seq, hash, kind)
+             INSERT INTO ${this.#schema}.anchors (stream, seq, hash, kind)
              SELECT s.stream, h.seq, h.hash, 'head' FROM s
-               CROSS JOIN LATERAL (SELECT e.seq, e.hash FROM ${this.#s}.events e WHERE e.stream = s.stream
+               CROSS JOIN LATERAL (SELECT e.seq, e.hash FROM ${this.#schema}.events e WHERE e.stream = s.stream
                                    ORDER BY e.seq DESC LIMIT 1) h
               WHERE s.stream IS NOT NULL ${streams ? 'AND s.stream = ANY($1::text[])' : ''}
              RETURNING stream, seq, encode(hash, 'hex') AS hash`,
@@ -144,7 +144,7 @@ export class PostgresAuditStore {
   async events(tenant: string | null, limit = 1000): Promise<(AuditEvent & { seq: number })[]> {
     const stream = streamName({ tenant_id: tenant });
     const r = await this.#query<{ seq: string; event: string }>({
-      text: `SELECT seq, event FROM (SELECT seq, event FROM ${this.#s}.events WHERE stream = $1
+      text: `SELECT seq, event FROM (SELECT seq, event FROM ${this.#schema}.events WHERE stream = $1
                ORDER BY seq DESC LIMIT $2) x ORDER BY seq`,
       values: [stream, limit],
       types: raw,
@@ -154,20 +154,20 @@ export class PostgresAuditStore {
 
   /** Number of stored events in one tenant's stream. */
   async count(tenant: string | null): Promise<number> {
-    const r = await this.#query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#s}.events WHERE stream = $1`, [
+    const r = await this.#query<{ n: string }>(`SELECT count(*) AS n FROM ${this.#schema}.events WHERE stream = $1`, [
       streamName({ tenant_id: tenant }),
     ]);
     return Number(r.rows[0]?.n ?? 0);
   }
 
   /** Keyset pages, with the next page requested while the current one is being hashed. */
-  async *#pages(stream: string): AsyncGenerator<ChainRow[]> {
+  async *#eventPages(stream: string): AsyncGenerator<ChainRow[]> {
     const fetch = async (after: number): Promise<ChainRow[]> => {
       const r = await asRole(this.#pool, this.#role, (q) =>
         q.query<string[]>({
-          text: `SELECT seq, encode(prev_hash, 'hex'), encode(hash, 'hex'), event FROM ${this.#s}.events
+          text: `SELECT seq, encode(prev_hash, 'hex'), encode(hash, 'hex'), event FROM ${this.#schema}.events
                  WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-          values: [stream, after, this.#page],
+          values: [stream, after, this.#pageSize],
           rowMode: 'array',
           types: raw,
         }),
@@ -183,7 +183,7 @@ export class PostgresAuditStore {
     next.catch(() => undefined); // awaited below; this only keeps an abandoned prefetch quiet
     for (;;) {
       const rows = await next;
-      const full = rows.length === this.#page;
+      const full = rows.length === this.#pageSize;
       // Keyset on the last seq read: a stored seq is unique per stream (primary key).
       if (full) {
         next = fetch((rows[rows.length - 1] as ChainRow).seq);
