@@ -5,6 +5,7 @@ import { formatJson, formatJUnit, formatTable } from './check/output.ts';
 import { type CheckReport, runCheck, VERSION } from './check/run.ts';
 import { writeKeyPair } from './check/tokens.ts';
 import { type CheckConfig, parseConfig, readConfigValue, type TenantscopeConfig } from './config.ts';
+import { addDoctorCommand } from './doctor/run.ts';
 import { addDsarCommands } from './dsar/commands.ts';
 import { cliError, EXIT, exitCodeOf } from './errors.ts';
 import { runEvidence } from './evidence/run.ts';
@@ -204,6 +205,7 @@ export function program(
       setExit(EXIT.OK);
     });
   addDsarCommands(root, io, setExit);
+  addDoctorCommand(root, io, setExit);
   return root;
 }
 

@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import { doctorSectionSchema } from './doctor/config.ts';
 import { dsarSectionSchema } from './dsar/config.ts';
+import { keysSectionSchema } from './keys/config.ts';
 import { cliError } from './errors.ts';
 
 const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -140,6 +142,10 @@ export const configSchema = z.strictObject({
   evidence: evidenceSectionSchema.optional(),
   /** Stores for `tenant export|delete` and `subject export|erase` (see dsar/config.ts). */
   dsar: dsarSectionSchema.optional(),
+  /** The API key table for `tenantscope keys` (see keys/config.ts). */
+  keys: keysSectionSchema.optional(),
+  /** Options of `tenantscope doctor` (see doctor/config.ts); the stores come from `dsar`. */
+  doctor: doctorSectionSchema.optional(),
 });
 
 export type TenantscopeConfig = z.infer<typeof configSchema>;

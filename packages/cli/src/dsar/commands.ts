@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { verifyJsonl } from '@tenantscope/audit';
 import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
-import { parseConfig, readConfigValue } from '../config.ts';
+import { parseConfig, readConfigValue, type TenantscopeConfig } from '../config.ts';
 import { cliError, EXIT } from '../errors.ts';
 import { type DsarConfig, dsarSection, knownTenant } from './config.ts';
 import { deleteTenant } from './delete.ts';
@@ -16,13 +16,14 @@ interface Flags {
 }
 
 /** Reads the config's `dsar` section; relative paths in it resolve from the config file's folder. */
-async function load(flags: Flags): Promise<{ cfg: DsarConfig; base: string }> {
+export async function load(flags: Flags): Promise<{ cfg: DsarConfig; base: string; config: TenantscopeConfig }> {
   if (!flags.config) throw cliError('CLI_USAGE', '--config <file> is required (its dsar section names the stores)');
   const config = parseConfig(await readConfigValue(flags.config), flags.config);
   const cfg = dsarSection(config, flags.config);
   const base = dirname(resolve(flags.config));
   return {
     base,
+    config,
     cfg: {
       ...cfg,
       signingKey: resolve(base, cfg.signingKey),

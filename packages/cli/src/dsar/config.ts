@@ -48,6 +48,12 @@ export const dsarSectionSchema = z.strictObject({
     tables: z.array(dsarTableSchema).min(1),
     /** Schema of the CLI's deletion-job table. Default `tenantscope_cli`. */
     jobSchema: ident.default('tenantscope_cli'),
+    /**
+     * What sits between the CLI and PostgreSQL: `none` (default, direct), `session`, or
+     * `transaction` (PgBouncer `pool_mode = transaction`). Passed to `scopedPool`; behind a
+     * transaction pooler it must be `transaction`, or every call fails with PG_POOLER_MISMATCH.
+     */
+    pooler: z.enum(['none', 'session', 'transaction']).default('none'),
   }),
   /** The shared bucket tenants' objects live in, each under its own prefix (optional store). */
   s3: z
@@ -66,6 +72,15 @@ export const dsarSectionSchema = z.strictObject({
       secretAccessKeyEnv: z.string().min(1).optional(),
       /** Path-style addressing (most S3-compatible servers). Default true when `endpoint` is set. */
       forcePathStyle: z.boolean().optional(),
+      /**
+       * Per-tenant users' principal ARN, with `{tenant}` for the id (e.g. `arn:aws:iam:::user/{tenant}`).
+       * When set, `doctor` compares the live bucket policy with the one tenantscope generates for
+       * every tenant. Without it the policy is not compared.
+       */
+      policyPrincipal: z
+        .string()
+        .regex(/\{tenant\}/, 'contains {tenant}')
+        .optional(),
     })
     .optional(),
   /** The shared Qdrant collection (optional store). */
@@ -132,8 +147,8 @@ export function postgresUrl(cfg: DsarConfig): string {
   return url;
 }
 
-/** Refuses (CLI_UNKNOWN_TENANT, nothing touched) a tenant the config does not list. */
-export async function knownTenant(cfg: DsarConfig, tenant: string, base: string): Promise<string> {
+/** Every tenant id the config lists (`base`: the config file's folder, for `tenants.file`). */
+export async function tenantIds(cfg: DsarConfig, base: string): Promise<string[]> {
   let ids: string[];
   if (Array.isArray(cfg.tenants)) ids = cfg.tenants;
   else {
@@ -145,7 +160,12 @@ export async function knownTenant(cfg: DsarConfig, tenant: string, base: string)
       throw cliError('CLI_CONFIG_INVALID', `dsar.tenants.file: ${cfg.tenants.file} cannot be read`, { cause });
     }
   }
-  if (!ids.includes(tenant)) {
+  return ids;
+}
+
+/** Refuses (CLI_UNKNOWN_TENANT, nothing touched) a tenant the config does not list. */
+export async function knownTenant(cfg: DsarConfig, tenant: string, base: string): Promise<string> {
+  if (!(await tenantIds(cfg, base)).includes(tenant)) {
     throw cliError('CLI_UNKNOWN_TENANT', `unknown tenant ${JSON.stringify(tenant.slice(0, 64))} (not in dsar.tenants)`);
   }
   return tenant;

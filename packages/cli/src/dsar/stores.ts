@@ -11,7 +11,7 @@ import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenan
 import { type ScopedQdrant, scopedQdrant } from '@tenantscope/qdrant';
 import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
 import { type SecretsInjector, secretsInjector } from '@tenantscope/secrets';
-import { awsSecretsManager } from '@tenantscope/secrets/aws';
+import { type AwsSecretsManagerProvider, awsSecretsManager } from '@tenantscope/secrets/aws';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { cliError } from '../errors.ts';
 import { type DsarConfig, postgresUrl } from './config.ts';
@@ -99,7 +99,7 @@ async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> 
   }
 }
 
-function qdrantStore(cfg: DsarConfig): ScopedQdrant | undefined {
+export function qdrantStore(cfg: DsarConfig): ScopedQdrant | undefined {
   const c = cfg.qdrant;
   if (!c) return undefined;
   let apiKey: string | undefined;
@@ -133,11 +133,12 @@ function awsCredentials(
   return accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined;
 }
 
-function secretsStore(cfg: DsarConfig): SecretsInjector | undefined {
+/** The configured Secrets Manager provider (its `unscopedClient` is for operator checks only). */
+export function secretsProvider(cfg: DsarConfig): AwsSecretsManagerProvider | undefined {
   const c = cfg.secrets;
   if (!c) return undefined;
   const credentials = awsCredentials(c, 'secrets');
-  const provider = awsSecretsManager({
+  return awsSecretsManager({
     clientConfig: {
       region: c.region,
       ...(c.endpoint ? { endpoint: c.endpoint } : {}),
@@ -146,11 +147,17 @@ function secretsStore(cfg: DsarConfig): SecretsInjector | undefined {
     // An erasure: no recovery window.
     deleteWithoutRecovery: true,
   });
+}
+
+function secretsStore(cfg: DsarConfig): SecretsInjector | undefined {
+  const c = cfg.secrets;
+  const provider = secretsProvider(cfg);
+  if (!c || !provider) return undefined;
   const prefix = (t: Tenant) => c.prefix.replace('{tenant}', t.id);
   return secretsInjector({ provider, naming: (t, name) => `${prefix(t)}${name}`, tenantPrefix: prefix });
 }
 
-function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
+export function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
   const c = cfg.s3;
   if (!c) return undefined;
   const credentials = awsCredentials(c, 's3');
@@ -172,6 +179,22 @@ export function anchorStore(cfg: DsarConfig): AnchorStore {
   return cfg.audit.anchorsDir ? new JsonlAnchorStore({ dir: cfg.audit.anchorsDir }) : noAnchors;
 }
 
+/** The binding key: hex in the env var `env` names (`field` is that config field), else read with `admin`. */
+export async function bindingKeyOf(env: string | undefined, field: string, admin: pg.Pool): Promise<Buffer> {
+  if (env) {
+    const hex = process.env[env];
+    if (!hex) throw cliError('CLI_CONFIG_INVALID', `${field}: ${env} is not set`);
+    return Buffer.from(hex, 'hex');
+  }
+  try {
+    return await readBindingKey(admin);
+  } catch (err) {
+    throw cliError('CLI_STORE_FAILED', `postgres: cannot read the binding key (${(err as Error).message})`, {
+      cause: err,
+    });
+  }
+}
+
 export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const url = postgresUrl(cfg);
   const s3 = s3Store(cfg);
@@ -180,20 +203,10 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const admin = new pg.Pool({ connectionString: url, max: 2 });
   let bindingKey: Buffer;
   try {
-    if (cfg.postgres.bindingKeyEnv) {
-      const hex = process.env[cfg.postgres.bindingKeyEnv];
-      if (!hex)
-        throw cliError('CLI_CONFIG_INVALID', `dsar.postgres.bindingKeyEnv: ${cfg.postgres.bindingKeyEnv} is not set`);
-      bindingKey = Buffer.from(hex, 'hex');
-    } else {
-      bindingKey = await readBindingKey(admin);
-    }
+    bindingKey = await bindingKeyOf(cfg.postgres.bindingKeyEnv, 'dsar.postgres.bindingKeyEnv', admin);
   } catch (err) {
     await admin.end().catch(() => undefined);
-    if ((err as { code?: string }).code === 'CLI_CONFIG_INVALID') throw err;
-    throw cliError('CLI_STORE_FAILED', `postgres: cannot read the binding key (${(err as Error).message})`, {
-      cause: err,
-    });
+    throw err;
   }
   try {
     await assertRlsApplies(admin, cfg);
@@ -201,7 +214,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     await admin.end().catch(() => undefined);
     throw err;
   }
-  const scoped = scopedPool({ connectionString: url, max: 3 }, { bindingKey });
+  const scoped = scopedPool({ connectionString: url, max: 3 }, { bindingKey, pooler: cfg.postgres.pooler });
   const audit = new ChainedJsonlAuditSink({ dir: cfg.audit.jsonlDir });
   const anchors = anchorStore(cfg);
   const tables = cfg.postgres.tables.map((t) => t.name);
