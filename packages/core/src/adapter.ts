@@ -27,9 +27,9 @@ export type PlacementResolver<P extends PlacementBase> = (tenant: Tenant) => P |
 export interface StoreCount {
   /** The store that counted: 'postgres' | 's3' | 'qdrant' | 'secrets' | a third party's name. */
   readonly store: string;
-  /** The sum of `parts`. */
+  /** How many items (rows, objects, points, secrets) the tenant has there; 0 after a delete. */
   readonly total: number;
-  /** Per table, objects/bytes, points or secrets: whatever the store counts in. */
+  /** The store's breakdown: rows per table, objects and bytes, points, secrets. */
   readonly parts: Readonly<Record<string, number>>;
 }
 

@@ -16,18 +16,20 @@ import {
   type CallInfo,
   DEFAULT_TENANT_ID_PATTERN,
   type ResourceProvider,
+  type ScopedAdapter,
   type Tenant,
+  type TenantDataOps,
   TenantScopeError,
 } from '@tenantscope/core';
 import { type VendedCredentialsOption, vendedClients } from './credentials.ts';
-import { TenantData } from './dsar.ts';
+import { type ExportedObject, S3TenantData, TenantData } from './dsar.ts';
 import { s3Error, wrapSdkError } from './errors.ts';
 import { byteLength, checkKey, checkListPrefix } from './keys.ts';
 import {
   checkPlacement,
   defaultPrefix,
-  type Placement,
   type PlacementResolver,
+  type S3Placement,
   sharedBucket,
   type TenantRef,
 } from './placement.ts';
@@ -174,18 +176,20 @@ export interface PresignPutOptions extends PresignOptions {
 }
 
 /** The scoped client as `scopedS3` returns it: a factory of per-tenant clients. */
-export interface ScopedS3 {
+export interface ScopedS3 extends ScopedAdapter<TenantS3, ExportedObject> {
   /** A client bound to one verified tenant. Throws `NOT_A_TENANT` for anything else. */
   forTenant(tenant: Tenant, options?: { signal?: AbortSignal }): TenantS3;
   /** Plugs in as `ctx.files`: `tenantScope({ providers: { files: s3.provider() } })`. */
   provider(): ResourceProvider<TenantS3>;
   /**
-   * Operator-side data operations for one tenant id (DSAR count, export, delete-all). Not for tool
-   * code: it takes a tenant id, not a verified Tenant.
+   * Operator-side data operations for one verified tenant (DSAR): count (`parts: { objects, bytes }`),
+   * a streamed export (one object body open at a time) and a delete verified by a recount.
    */
+  tenantData(tenant: Tenant): TenantDataOps<ExportedObject>;
+  /** @deprecated pass the verified `Tenant`: `tenantData(tenant)` (count / export / delete). */
   tenantData(tenantId: string): TenantData;
   /** Where a tenant's objects live. */
-  placementOf(tenant: TenantRef): Placement;
+  placementOf(tenant: TenantRef): S3Placement;
   /** The raw client, with no tenant scope. Reach for it only on purpose (migrations, admin). */
   readonly unscopedClient: S3Client;
 }
@@ -223,7 +227,7 @@ export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
     throw new TenantScopeError('INVALID_CONFIG', 'partSize must be an integer of at least 5 MiB');
   }
 
-  const placementOf = (tenant: TenantRef): Placement => checkPlacement(resolver({ id: tenant.id }));
+  const placementOf = (tenant: TenantRef): S3Placement => checkPlacement(resolver({ id: tenant.id }));
   const vended = options.credentials ? vendedClients(options.credentials, client) : undefined;
   const scope = (tenantId: string, signal?: AbortSignal): Scope => {
     const p = placementOf({ id: tenantId });
@@ -241,22 +245,27 @@ export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
   return {
     forTenant(tenant, opts = {}) {
       assertTenant(tenant, 'scopedS3().forTenant');
-      return new TenantS3(scope(tenant.id, opts.signal));
+      return new TenantS3(constructKey, scope(tenant.id, opts.signal));
     },
     provider() {
       return {
         forCall: (call: CallInfo) => {
           assertTenant(call.tenant, 'scopedS3().provider');
-          return new TenantS3(scope(call.tenant.id, call.signal));
+          return new TenantS3(constructKey, scope(call.tenant.id, call.signal));
         },
       };
     },
-    tenantData(tenantId) {
-      if (typeof tenantId !== 'string' || !DEFAULT_TENANT_ID_PATTERN.test(tenantId)) {
+    tenantData: ((tenant: Tenant | string) => {
+      if (typeof tenant !== 'string') {
+        assertTenant(tenant, 'scopedS3().tenantData');
+        const files = new TenantS3(constructKey, scope(tenant.id));
+        return new S3TenantData(new TenantData(files), files);
+      }
+      if (!DEFAULT_TENANT_ID_PATTERN.test(tenant)) {
         throw new TenantScopeError('INVALID_ARGUMENT', 'tenantData needs a tenant id');
       }
-      return new TenantData(new TenantS3(scope(tenantId)));
-    },
+      return new TenantData(new TenantS3(constructKey, scope(tenant)));
+    }) as ScopedS3['tenantData'],
     placementOf,
     get unscopedClient() {
       return client;
@@ -288,41 +297,47 @@ export interface Scope {
   settings: Settings;
 }
 
+/** Only `scopedS3(...)` (after `assertTenant`) may build a TenantS3. */
+const constructKey = Symbol('tenantscope.s3.tenant-client');
+
 /**
  * One tenant's view of the store. Every key is relative to the tenant prefix, goes through the
  * key rule, and every key the server returns is checked to be inside the prefix before it is
  * handed back (relative). Get one from `scopedS3(...).forTenant(tenant)` or as `ctx.files`.
  */
 export class TenantS3 {
-  readonly #s: Scope;
+  readonly #scope: Scope;
 
-  /** @internal Use `scopedS3(...).forTenant(tenant)`. */
-  constructor(scope: Scope) {
-    this.#s = scope;
+  /** @internal Use `scopedS3(...).forTenant(tenant)`; any other caller gets NOT_A_TENANT. */
+  constructor(key: symbol, scope: Scope) {
+    if (key !== constructKey) {
+      throw new TenantScopeError('NOT_A_TENANT', 'a TenantS3 comes only from scopedS3(...).forTenant(verifiedTenant)');
+    }
+    this.#scope = scope;
   }
 
   /** The tenant this client is bound to. */
   get tenantId(): string {
-    return this.#s.tenantId;
+    return this.#scope.tenantId;
   }
 
   /** @internal Full key for a relative one, after the key rule. */
   #full(key: unknown, what = 'key'): string {
-    checkKey(key, this.#s.prefixBytes, what);
-    return this.#s.prefix + key;
+    checkKey(key, this.#scope.prefixBytes, what);
+    return this.#scope.prefix + key;
   }
 
   /** @internal Relative key for a full one from the server; refuses anything outside the prefix. */
   #relative(full: string | undefined): string {
-    if (typeof full !== 'string' || !full.startsWith(this.#s.prefix) || full.length === this.#s.prefix.length) {
+    if (typeof full !== 'string' || !full.startsWith(this.#scope.prefix) || full.length === this.#scope.prefix.length) {
       throw s3Error('S3_SCOPE_VIOLATION', 'the server returned a key outside the tenant prefix');
     }
-    return full.slice(this.#s.prefix.length);
+    return full.slice(this.#scope.prefix.length);
   }
 
   async #send<T>(operation: string, command: object): Promise<T> {
     try {
-      return (await this.#s.client.send(command as never, { abortSignal: this.#s.signal })) as T;
+      return (await this.#scope.client.send(command as never, { abortSignal: this.#scope.signal })) as T;
     } catch (err) {
       throw wrapSdkError(err, operation);
     }
@@ -339,7 +354,7 @@ export class TenantS3 {
     const out = await this.#send<{ ETag?: string }>(
       'PutObject',
       new PutObjectCommand({
-        Bucket: this.#s.bucket,
+        Bucket: this.#scope.bucket,
         Key,
         Body: bytes,
         ContentLength: bytes.byteLength,
@@ -357,19 +372,19 @@ export class TenantS3 {
   ): Promise<{ key: string; etag: string | undefined }> {
     const Key = this.#full(key);
     const Body = uploadBody(body);
-    const partSize = options.partSize ?? this.#s.settings.partSize;
+    const partSize = options.partSize ?? this.#scope.settings.partSize;
     if (!Number.isInteger(partSize) || partSize < 5 * MIB) {
       throw new TenantScopeError('INVALID_ARGUMENT', 'partSize must be an integer of at least 5 MiB');
     }
     const abortController = new AbortController();
-    const signal = this.#s.signal;
+    const signal = this.#scope.signal;
     const onAbort = () => abortController.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const upload = new Upload({
-      client: this.#s.client,
-      params: { Bucket: this.#s.bucket, Key, Body, ...headers(options, typeof body === 'string') },
+      client: this.#scope.client,
+      params: { Bucket: this.#scope.bucket, Key, Body, ...headers(options, typeof body === 'string') },
       partSize,
-      queueSize: options.concurrency ?? this.#s.settings.concurrency,
+      queueSize: options.concurrency ?? this.#scope.settings.concurrency,
       leavePartsOnError: false,
       abortController,
     });
@@ -392,7 +407,7 @@ export class TenantS3 {
     const Key = this.#full(key);
     const out = await this.#send<ObjectHeaders & { Body?: unknown }>(
       'GetObject',
-      new GetObjectCommand({ Bucket: this.#s.bucket, Key, Range: options.range }),
+      new GetObjectCommand({ Bucket: this.#scope.bucket, Key, Range: options.range }),
     );
     const body = toReadable(out.Body);
     const bytes = async () => {
@@ -421,7 +436,10 @@ export class TenantS3 {
   /** An object's size, type and metadata. Throws `S3_NOT_FOUND` if absent. */
   async head(key: string): Promise<HeadResult> {
     const Key = this.#full(key);
-    const out = await this.#send<ObjectHeaders>('HeadObject', new HeadObjectCommand({ Bucket: this.#s.bucket, Key }));
+    const out = await this.#send<ObjectHeaders>(
+      'HeadObject',
+      new HeadObjectCommand({ Bucket: this.#scope.bucket, Key }),
+    );
     return headResult(key, out);
   }
 
@@ -439,7 +457,7 @@ export class TenantS3 {
   /** Deletes an object (no error if it does not exist, as in S3). */
   async delete(key: string): Promise<void> {
     const Key = this.#full(key);
-    await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#s.bucket, Key }));
+    await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#scope.bucket, Key }));
   }
 
   /**
@@ -468,7 +486,7 @@ export class TenantS3 {
         out = await this.#send(
           'DeleteObjects',
           new DeleteObjectsCommand({
-            Bucket: this.#s.bucket,
+            Bucket: this.#scope.bucket,
             Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
           }),
         );
@@ -492,7 +510,7 @@ export class TenantS3 {
       while (next < keys.length) {
         const Key = keys[next++] as string;
         try {
-          await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#s.bucket, Key }));
+          await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#scope.bucket, Key }));
           out.Deleted.push({ Key });
         } catch (err) {
           out.Errors.push({ Key, Code: String((err as TenantScopeError).details?.s3Code ?? 'Error') });
@@ -511,11 +529,11 @@ export class TenantS3 {
     const out = await this.#send<{ CopyObjectResult?: { ETag?: string } }>(
       'CopyObject',
       new CopyObjectCommand({
-        Bucket: this.#s.bucket,
+        Bucket: this.#scope.bucket,
         Key,
         // The copy source travels in a header the server URL-decodes once: encode every segment,
         // so a literal `%2e` in a key stays literal and cannot name another object.
-        CopySource: `${this.#s.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
+        CopySource: `${this.#scope.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
         ...(replace ? { MetadataDirective: 'REPLACE' as const, ...headers(options, false) } : {}),
       }),
     );
@@ -525,7 +543,7 @@ export class TenantS3 {
   /** One page of the tenant's objects. Keys come back relative to the tenant. */
   async list(options: ListOptions = {}): Promise<ListResult> {
     const sub = options.prefix ?? '';
-    checkListPrefix(sub, this.#s.prefixBytes);
+    checkListPrefix(sub, this.#scope.prefixBytes);
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       throw new TenantScopeError('INVALID_ARGUMENT', 'limit must be an integer from 1 to 1000');
@@ -533,12 +551,12 @@ export class TenantS3 {
     if (options.delimiter !== undefined && options.delimiter !== '/') {
       throw new TenantScopeError('INVALID_ARGUMENT', 'delimiter must be "/"');
     }
-    const Prefix = this.#s.prefix + sub;
-    const binding = JSON.stringify([this.#s.tenantId, this.#s.bucket, Prefix, options.delimiter ?? '']);
+    const Prefix = this.#scope.prefix + sub;
+    const binding = JSON.stringify([this.#scope.tenantId, this.#scope.bucket, Prefix, options.delimiter ?? '']);
     const ContinuationToken =
       options.continuationToken === undefined
         ? undefined
-        : this.#s.settings.sealer.open(options.continuationToken, binding);
+        : this.#scope.settings.sealer.open(options.continuationToken, binding);
     const out = await this.#send<{
       Contents?: { Key?: string; Size?: number; ETag?: string; LastModified?: Date }[];
       CommonPrefixes?: { Prefix?: string }[];
@@ -547,7 +565,7 @@ export class TenantS3 {
     }>(
       'ListObjectsV2',
       new ListObjectsV2Command({
-        Bucket: this.#s.bucket,
+        Bucket: this.#scope.bucket,
         Prefix,
         Delimiter: options.delimiter,
         MaxKeys: limit,
@@ -564,7 +582,7 @@ export class TenantS3 {
       folders: (out.CommonPrefixes ?? []).map((p) => this.#relative(p.Prefix)),
       nextContinuationToken:
         out.IsTruncated && out.NextContinuationToken
-          ? this.#s.settings.sealer.seal(out.NextContinuationToken, binding)
+          ? this.#scope.settings.sealer.seal(out.NextContinuationToken, binding)
           : undefined,
     };
   }
@@ -580,11 +598,11 @@ export class TenantS3 {
   }
 
   #expiry(options: PresignOptions): number {
-    const s = options.expiresIn ?? this.#s.settings.presignDefault;
-    if (!Number.isInteger(s) || s < 1 || s > this.#s.settings.presignMax) {
+    const s = options.expiresIn ?? this.#scope.settings.presignDefault;
+    if (!Number.isInteger(s) || s < 1 || s > this.#scope.settings.presignMax) {
       throw s3Error(
         'S3_PRESIGN_EXPIRY',
-        `expiresIn must be an integer from 1 to ${this.#s.settings.presignMax} seconds`,
+        `expiresIn must be an integer from 1 to ${this.#scope.settings.presignMax} seconds`,
       );
     }
     return s;
@@ -595,7 +613,9 @@ export class TenantS3 {
     const Key = this.#full(key);
     const expiresIn = this.#expiry(options);
     try {
-      return await getSignedUrl(this.#s.client, new GetObjectCommand({ Bucket: this.#s.bucket, Key }), { expiresIn });
+      return await getSignedUrl(this.#scope.client, new GetObjectCommand({ Bucket: this.#scope.bucket, Key }), {
+        expiresIn,
+      });
     } catch (err) {
       throw wrapSdkError(err, 'presign GetObject');
     }
@@ -607,8 +627,8 @@ export class TenantS3 {
     const expiresIn = this.#expiry(options);
     try {
       return await getSignedUrl(
-        this.#s.client,
-        new PutObjectCommand({ Bucket: this.#s.bucket, Key, ContentType: options.contentType }),
+        this.#scope.client,
+        new PutObjectCommand({ Bucket: this.#scope.bucket, Key, ContentType: options.contentType }),
         { expiresIn },
       );
     } catch (err) {
@@ -618,7 +638,7 @@ export class TenantS3 {
 
   /** Logs and JSON show the tenant only. */
   toJSON(): { tenant_id: string } {
-    return { tenant_id: this.#s.tenantId };
+    return { tenant_id: this.#scope.tenantId };
   }
 }
 

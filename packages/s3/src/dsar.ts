@@ -6,6 +6,7 @@
  * `S3_DSAR_MISMATCH` rather than ignored.
  */
 import type { Readable } from 'node:stream';
+import type { DeleteResult, StoreCount, TenantDataOps } from '@tenantscope/core';
 import type { TenantS3 } from './client.ts';
 import { s3Error } from './errors.ts';
 
@@ -37,10 +38,14 @@ export interface DeleteAllResult {
   recount: number;
 }
 
+/**
+ * @deprecated use `scopedS3(...).tenantData(tenant)` (a verified Tenant), which gives
+ * `count()`, `export()` (an async iterable) and `delete()` like every other adapter.
+ */
 export class TenantData {
   readonly #files: TenantS3;
 
-  /** @internal Use `scopedS3(...).tenantData(id)`. */
+  /** @internal Use `scopedS3(...).tenantData(tenant)`. */
   constructor(files: TenantS3) {
     this.#files = files;
   }
@@ -91,13 +96,18 @@ export class TenantData {
       done.objects++;
       done.bytes += got.size;
     }
+    return { ...done, recount: await this.checkExported(done) };
+  }
+
+  /** @internal Recounts; throws `S3_DSAR_MISMATCH` unless the recount equals what was exported. */
+  async checkExported(done: TenantCount): Promise<TenantCount> {
     const recount = await this.#countOnce();
     if (recount.objects !== done.objects || recount.bytes !== done.bytes) {
       throw s3Error('S3_DSAR_MISMATCH', 'export incomplete: the recount differs from what was exported', {
         details: { exported: done, recount },
       });
     }
-    return { ...done, recount };
+    return recount;
   }
 
   /** Deletes every object under the tenant's prefix, then recounts; throws unless 0 remain. */
@@ -120,4 +130,59 @@ export class TenantData {
     }
     return { deleted, recount };
   }
+}
+
+/** `TenantData` under the shared contract: `StoreCount`s, an async-iterable export, delete with before/after. */
+export class S3TenantData implements TenantDataOps<ExportedObject> {
+  readonly store = 's3';
+  readonly #data: TenantData;
+  readonly #files: TenantS3;
+
+  /** @internal Built by `scopedS3(...).tenantData(tenant)`. */
+  constructor(data: TenantData, files: TenantS3) {
+    this.#data = data;
+    this.#files = files;
+  }
+
+  /** Objects (the total) and bytes under the tenant's prefix, counted twice; throws if the two passes differ. */
+  async count(): Promise<StoreCount> {
+    return storeCount(await this.#data.count());
+  }
+
+  /**
+   * Every object, one at a time: consume `body` before asking for the next (an unread body is
+   * closed). Afterwards recounts and throws `S3_DSAR_MISMATCH` if it differs from what was exported.
+   */
+  async *export(): AsyncGenerator<ExportedObject> {
+    const done = { objects: 0, bytes: 0 };
+    for await (const info of this.#files.iterate()) {
+      const got = await this.#files.get(info.key);
+      try {
+        yield {
+          key: info.key,
+          size: got.size,
+          contentType: got.contentType,
+          metadata: got.metadata,
+          lastModified: got.lastModified,
+          body: got.body,
+        };
+      } finally {
+        if (!got.body.readableEnded) got.body.destroy();
+      }
+      done.objects++;
+      done.bytes += got.size;
+    }
+    await this.#data.checkExported(done);
+  }
+
+  /** Deletes every object under the tenant's prefix; throws `S3_DSAR_MISMATCH` unless the recount is 0. */
+  async delete(): Promise<DeleteResult> {
+    const before = await this.count();
+    await this.#data.deleteAll();
+    return { before, after: storeCount({ objects: 0, bytes: 0 }) };
+  }
+}
+
+function storeCount(c: TenantCount): StoreCount {
+  return { store: 's3', total: c.objects, parts: { objects: c.objects, bytes: c.bytes } };
 }

@@ -24,7 +24,14 @@ export {
   type VendedCredentialsOption,
 } from './credentials.ts';
 export { checkBucketPolicy, comparePolicies, type PolicyFinding, type PolicyFindingCode } from './doctor.ts';
-export { type DeleteAllResult, type ExportedObject, type ExportResult, type TenantCount, TenantData } from './dsar.ts';
+export {
+  type DeleteAllResult,
+  type ExportedObject,
+  type ExportResult,
+  S3TenantData,
+  type TenantCount,
+  TenantData,
+} from './dsar.ts';
 export { S3_ERROR_CODES, S3_ERROR_STATUS, type S3ErrorCode, s3Error } from './errors.ts';
 export { checkKey, type KeyProblem, keyProblem, MAX_KEY_BYTES } from './keys.ts';
 export {
@@ -32,6 +39,7 @@ export {
   defaultPrefix,
   type Placement,
   type PlacementResolver,
+  type S3Placement,
   sharedBucket,
   type TenantRef,
   tieredPlacement,

@@ -7,7 +7,7 @@
  * placement's bucket and prefix.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { TenantScopeError } from '@tenantscope/core';
+import { type PlacementBase, TenantScopeError, type Tier } from '@tenantscope/core';
 import { checkPrefix } from './keys.ts';
 
 /**
@@ -19,9 +19,9 @@ export interface TenantRef {
   readonly id: string;
 }
 
-export interface Placement {
+export interface S3Placement extends PlacementBase {
   /** `shared`: a bucket shared by tenants, isolated by prefix. `dedicated`: the tenant's own bucket. */
-  tier: 'shared' | 'dedicated';
+  tier: Tier;
   /** The bucket. */
   bucket: string;
   /** The tenant's prefix inside it; always ends in `/` (so `t1/` never matches `t10/`). */
@@ -30,8 +30,11 @@ export interface Placement {
   client?: S3Client;
 }
 
+/** @deprecated use `S3Placement` (the same type). */
+export type Placement = S3Placement;
+
 /** Resolves a tenant's placement. Called on every `forTenant`; keep it cheap and pure. */
-export type PlacementResolver = (tenant: TenantRef) => Placement;
+export type PlacementResolver = (tenant: TenantRef) => S3Placement;
 
 /** The default prefix: `tenants/<id>/`. */
 export const defaultPrefix = (tenant: TenantRef): string => `tenants/${tenant.id}/`;
@@ -73,7 +76,7 @@ export function checkBucket(bucket: unknown): asserts bucket is string {
 }
 
 /** Validates a resolved placement; throws INVALID_CONFIG. */
-export function checkPlacement(p: Placement): Placement {
+export function checkPlacement(p: S3Placement): S3Placement {
   if (!p || (p.tier !== 'shared' && p.tier !== 'dedicated')) {
     throw new TenantScopeError('INVALID_CONFIG', 'placement.tier must be "shared" or "dedicated"');
   }
