@@ -18,8 +18,10 @@ beforeAll(async () => {
 
 /** A sink that also records where in the call its events land. */
 class TracingSink extends TestAuditSink {
-  constructor(readonly trace: string[]) {
+  readonly trace: string[];
+  constructor(trace: string[]) {
     super();
+    this.trace = trace;
   }
   override async write(event: AuditEvent): Promise<void> {
     this.trace.push(`audit:${event.event_type}:${event.reason}`);
@@ -217,13 +219,13 @@ describe('chain', () => {
     const seen: string[] = [];
     const ok: Outcome = { result: { content: [] }, status: 'ok', reason: null };
     const run = chain<number>()
-      .use(async (n, next) => {
+      .use<string>(async (n, next) => {
         seen.push(`a:${n}`);
         const out = await next(`${n + 1}`);
         seen.push('a:after');
         return out;
       })
-      .use(async (s: string, next) => (s === 'stop' ? { ...ok, reason: 'STOPPED' } : next({ s })))
+      .use<{ s: string }>(async (s, next) => (s === 'stop' ? { ...ok, reason: 'STOPPED' } : next({ s })))
       .end(async (c) => {
         seen.push(`end:${c.s}`);
         return ok;
