@@ -9,6 +9,7 @@ import { addDoctorCommand } from './doctor/run.ts';
 import { addDsarCommands } from './dsar/commands.ts';
 import { cliError, EXIT, exitCodeOf } from './errors.ts';
 import { runEvidence } from './evidence/run.ts';
+import { addKeysCommands } from './keys/commands.ts';
 
 /** Where the CLI writes; tests pass their own. */
 export interface Io {
@@ -205,6 +206,7 @@ export function program(
       setExit(EXIT.OK);
     });
   addDsarCommands(root, io, setExit);
+  addKeysCommands(root, io, setExit);
   addDoctorCommand(root, io, setExit);
   return root;
 }

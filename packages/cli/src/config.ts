@@ -6,6 +6,7 @@ import { doctorSectionSchema } from './doctor/config.ts';
 import { dsarSectionSchema } from './dsar/config.ts';
 import { keysSectionSchema } from './keys/config.ts';
 import { cliError } from './errors.ts';
+import { keysSectionSchema } from './keys/config.ts';
 
 const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const tenantId = z.string().regex(TENANT_ID, 'a tenant id: lowercase letters, digits, _ and -, at most 63');
@@ -142,6 +143,8 @@ export const configSchema = z.strictObject({
   evidence: evidenceSectionSchema.optional(),
   /** Stores for `tenant export|delete` and `subject export|erase` (see dsar/config.ts). */
   dsar: dsarSectionSchema.optional(),
+  /** The API key table for `tenantscope keys` (see keys/config.ts). */
+  keys: keysSectionSchema.optional(),
   /** The API key table for `tenantscope keys` (see keys/config.ts). */
   keys: keysSectionSchema.optional(),
   /** Options of `tenantscope doctor` (see doctor/config.ts); the stores come from `dsar`. */

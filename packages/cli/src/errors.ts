@@ -22,6 +22,8 @@ export const CLI_ERROR_CODES = {
   CLI_UNKNOWN_TENANT: 400,
   /** A DSAR store failed or did not reach the expected count (a rerun resumes a deletion). */
   CLI_STORE_FAILED: 502,
+  /** `keys revoke` of an id no key has; nothing was changed. */
+  CLI_UNKNOWN_KEY: 400,
 } as const;
 
 export type CliErrorCode = keyof typeof CLI_ERROR_CODES;

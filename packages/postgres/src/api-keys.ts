@@ -85,9 +85,15 @@ export class PostgresApiKeyStore implements ApiKeyStore {
     }
   }
 
-  /** Creates the table (needs a role that may create it). */
+  /**
+   * Creates the table (needs a role that may create it). One multi-statement query is one
+   * transaction, so the advisory lock serialises replicas starting together (CREATE … IF NOT EXISTS
+   * can race) and holds through a transaction pooler too.
+   */
   async migrate(): Promise<void> {
-    await this.#pool.query(apiKeyStoreSql({ schema: this.#s.slice(1, -1) }));
+    await this.#pool.query(
+      `select pg_advisory_xact_lock(hashtext('tenantscope.api-keys'));${apiKeyStoreSql({ schema: this.#s.slice(1, -1) })}`,
+    );
   }
 
   async insert(record: ApiKeyRecord): Promise<boolean> {
