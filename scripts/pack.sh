@@ -2,6 +2,9 @@
 # Builds every publishable package (tsc -p tsconfig.build.json into dist/) and packs it with
 # `pnpm pack` (which applies publishConfig and turns workspace:* into real versions).
 #   scripts/pack.sh [outdir]      outdir defaults to .tmp/pack/
+#   scripts/pack.sh --cached      packs once per content of the package sources, into
+#                                 .tmp/pack-cache/<key>/, and reuses that folder while the sources
+#                                 are unchanged (the quickstart test and CI's packaging pass share it)
 # Prints one tarball path per line on stdout (progress goes to stderr). Fails if a tarball
 # contains test code (*.test.*, testing/, test-support, test-helpers) or TypeScript sources.
 source "$(dirname "$0")/toolchain.sh"
@@ -10,7 +13,32 @@ cd "$ROOT"
 mkdir -p .tmp
 exec 9>".tmp/pack.lock"
 flock -w 600 9 || { echo "pack: another scripts/pack.sh held .tmp/pack.lock for 600 s" >&2; exit 1; }
-outdir="${1:-.tmp/pack}"
+
+# The cache key: git's blob id of every file the build reads (packages/ minus what .gitignore
+# drops, i.e. dist/ and node_modules/; this script; tsconfig.base.json), committed or not, with its
+# path. A clean checkout of one commit always gets the same key; any edit gets a new one.
+sources_key() {
+  local files
+  files="$(git ls-files -z --cached --others --exclude-standard -- packages scripts/pack.sh tsconfig.base.json |
+    while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\n' "$f"; done | LC_ALL=C sort)" || return 1
+  [ -n "$files" ] || return 1
+  paste -d ' ' <(git hash-object --stdin-paths <<<"$files") <(printf '%s\n' "$files") | sha256sum | cut -c1-16
+}
+cached=0
+if [ "${1:-}" = "--cached" ]; then
+  cached=1
+  key="$(sources_key)" || { echo "pack: --cached needs a git checkout (could not hash the package sources)" >&2; exit 1; }
+  outdir=".tmp/pack-cache/$key"
+  if [ -e "$outdir/.complete" ]; then
+    echo "pack: reusing $outdir (same package sources)" >&2
+    touch "$outdir/.complete" "$outdir"
+    ls "$ROOT/$outdir"/tenantscope-*.tgz
+    exit 0
+  fi
+  rm -rf "$outdir"
+else
+  outdir="${1:-.tmp/pack}"
+fi
 mkdir -p "$outdir"
 outdir="$(cd "$outdir" && pwd)"
 rm -f "$outdir"/tenantscope-*.tgz
@@ -93,4 +121,14 @@ for tgz in "$outdir"/tenantscope-*.tgz; do
   fi
   echo "$tgz"
 done
+if [ "$cached" -eq 1 ] && [ "$status" -eq 0 ]; then
+  # A tarball without dist/index.js means something removed dist/ mid-pack: never marked complete.
+  for tgz in "$outdir"/tenantscope-*.tgz; do
+    # grep without -q reads to the end: under pipefail, -q would SIGPIPE tar and fail the check.
+    tar -tzf "$tgz" | grep -x package/dist/index.js >/dev/null || { echo "pack: $tgz has no dist/index.js" >&2; exit 1; }
+  done
+  touch "$outdir/.complete"
+  # Bounded: the three most recently used keys stay.
+  ls -1td "$ROOT"/.tmp/pack-cache/*/ 2>/dev/null | tail -n +4 | while read -r old; do rm -rf "$old"; done
+fi
 exit "$status"

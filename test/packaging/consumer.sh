@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The packaging test: what a user installing from the registry gets.
-#  1. scripts/pack.sh builds and packs every publishable package (and refuses test code in them).
+#  1. scripts/pack.sh --cached builds and packs every publishable package (and refuses test code
+#     in them), or reuses the tarballs it made for these same sources (.tmp/pack-cache/<key>).
 #  2. publint and @arethetypeswrong/cli (pinned in the root package.json) check every tarball.
-#  3. The tarballs of core and every adapter are installed with plain npm into a fresh folder
+#  3. The tarballs of core, every adapter and the CLI are installed with plain npm into a fresh folder
 #     outside the workspace (mktemp -d), next to the third-party packages the READMEs tell users to add.
 #  4. test/packaging/consumer/main.ts is type-checked under moduleResolution NodeNext and Bundler,
-#     compiled, and run on Node 22 and on Node 24 (.tools/node24).
+#     compiled, and run on Node 22 and on Node 24 (.tools/node24); `npx tenantscope --help` runs
+#     the CLI's bin from its tarball on both.
 # Ends with "N passed, N failed" (one per check). Run once per CI by .ci/passes.d/40-packaging.sh;
 # locally: bash test/packaging/consumer.sh
 set -uo pipefail
@@ -27,14 +29,15 @@ finish() {
 work="$(mktemp -d "${TMPDIR:-/tmp}/tenantscope-consumer.XXXXXX")"
 case "$work" in "$ROOT"/*) echo "consumer folder must be outside the workspace: $work" >&2; exit 1 ;; esac
 trap 'rm -rf "$work"' EXIT
-pack="$work/pack"
 app="$work/app"
 
-if ! tarballs="$(bash scripts/pack.sh "$pack")"; then
-  bad "scripts/pack.sh (build, pack, no test code)"
+# The tarballs of these exact sources: packed once per CI run (the quickstart test of the main pass
+# usually packed them already) and reused from .tmp/pack-cache/<key>.
+if ! tarballs="$(bash scripts/pack.sh --cached)"; then
+  bad "scripts/pack.sh --cached (build, pack, no test code)"
   finish
 fi
-ok "scripts/pack.sh: $(echo "$tarballs" | wc -l) tarballs, no test code"
+ok "scripts/pack.sh --cached: $(echo "$tarballs" | wc -l) tarballs in $(dirname "$(echo "$tarballs" | head -1)"), no test code"
 
 # publint and attw, two tarballs at a time (two cores on CI). attw: the packages are ESM only
 # ("type": "module", no require condition), so the node16-cjs resolution is not a target.
@@ -62,7 +65,7 @@ echo "lint done ($(($(date +%s) - started)) s)"
 mkdir -p "$app"
 cp test/packaging/consumer/main.ts test/packaging/consumer/package.json \
   test/packaging/consumer/tsconfig.nodenext.json test/packaging/consumer/tsconfig.bundler.json "$app/"
-# Core and every adapter; testkit is for tests and is only linted above.
+# Core, every adapter and the CLI; testkit is for tests and is only linted above.
 install=()
 for tgz in $tarballs; do case "$tgz" in *testkit*) ;; *) install+=("$tgz") ;; esac; done
 if (cd "$app" && npm install --no-audit --no-fund --loglevel=error --prefer-offline "${install[@]}") >"$work/npm.log" 2>&1; then
@@ -133,6 +136,16 @@ for node in "$node22" "$node24"; do
     ok "consumer app runs on node $v"
   else
     bad "consumer app on node $v"; sed 's/^/  /' "$work/run.log" | tail -40
+  fi
+  # The CLI's bin from its tarball (dist/bin.js and its shebang), the way a user runs it: npx in
+  # the app folder, with this Node first on PATH (`#!/usr/bin/env node` picks it).
+  if (cd "$app" && PATH="$(dirname "$node"):$PATH" && [ "$(node --version)" = "$v" ] &&
+      timeout 60 npx --no-install tenantscope --help) >"$work/bin.log" 2>&1 &&
+    grep -q '^Usage: tenantscope' "$work/bin.log" && grep -qE '^ +tenant ' "$work/bin.log" &&
+    grep -qE '^ +verify-export ' "$work/bin.log"; then
+    ok "npx tenantscope --help from the tarball on node $v"
+  else
+    bad "npx tenantscope --help on node $v"; sed 's/^/  /' "$work/bin.log" | tail -40
   fi
 done
 finish

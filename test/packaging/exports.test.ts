@@ -15,6 +15,7 @@ interface Manifest {
   exports: Record<string, unknown>;
   publishConfig?: { exports?: Record<string, unknown> };
   files?: string[];
+  bin?: Record<string, string>;
   dependencies?: Record<string, string>;
   peerDependencies?: Record<string, string>;
   peerDependenciesMeta?: Record<string, { optional?: boolean }>;
@@ -33,7 +34,8 @@ const EXPORTS: Record<string, Record<string, string>> = {
   s3: { '.': 'index' },
   secrets: { '.': 'index', './aws': 'aws', './postgres': 'postgres' },
   audit: { '.': 'index', './postgres': 'postgres/index', './otel': 'otel' },
-  testkit: { '.': 'index' },
+  testkit: { '.': 'index', './adapter': 'adapter/index' },
+  cli: { '.': 'index' },
 };
 
 function expectedMap(entries: Record<string, string>, dir: 'src' | 'dist'): Record<string, unknown> {
@@ -61,6 +63,47 @@ describe('export maps', () => {
       }
     });
   }
+});
+
+describe('the CLI bin', () => {
+  it('runs from TypeScript sources in the workspace and from built JS (with its shebang) when published', () => {
+    const m = manifest('cli') as Manifest & { publishConfig?: { bin?: Record<string, string> } };
+    expect(m.bin).toEqual({ tenantscope: './src/bin.ts' });
+    expect(m.publishConfig?.bin).toEqual({ tenantscope: './dist/bin.js' });
+    expect(readFileSync(join(root, 'packages/cli/src/bin.ts'), 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
+    expect(existsSync(join(root, 'packages/cli/tsconfig.build.json'))).toBe(true);
+  });
+});
+
+describe('the adapter contract names (issue 15)', () => {
+  /** Per adapter: entry, factory class or type guard, per-tenant class, errors, DSAR class. Values only (types are checked by tsc). */
+  const NAMES: Record<string, string[]> = {
+    postgres: ['scopedPool', 'ScopedPool', 'PG_ERROR_CODES', 'pgError', 'tenantData'],
+    s3: ['scopedS3', 'TenantS3', 'S3_ERROR_CODES', 's3Error', 'S3_ERROR_STATUS', 'S3TenantData', 'TenantData'],
+    qdrant: ['scopedQdrant', 'ScopedQdrant', 'QDRANT_ERROR_CODES', 'qdrantError', 'QdrantTenantData'],
+    secrets: [
+      'scopedSecrets',
+      'SECRETS_ERROR_CODES',
+      'secretsError',
+      'secretsInjector',
+      'SecretsInjector',
+      'SECRET_ERROR_CODES',
+      'secretError',
+    ],
+    testkit: ['codeOf', 'rejection'],
+  };
+  for (const [pkg, names] of Object.entries(NAMES)) {
+    it(`@tenantscope/${pkg} exports ${names.join(', ')}`, async () => {
+      const mod = (await import(`@tenantscope/${pkg}`)) as Record<string, unknown>;
+      for (const name of names) expect(mod[name], name).toBeDefined();
+    });
+  }
+  it('@tenantscope/testkit/adapter exports testAdapter and the checks as functions', async () => {
+    const mod = (await import('@tenantscope/testkit/adapter')) as Record<string, unknown>;
+    for (const name of ['testAdapter', 'runAdapterChecks', 'seedTenants', 'codeOf', 'rejection']) {
+      expect(typeof mod[name], name).toBe('function');
+    }
+  });
 });
 
 describe('peers', () => {

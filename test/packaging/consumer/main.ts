@@ -17,6 +17,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { ChainedJsonlAuditSink, verifyStream, withAnomalyDetection } from '@tenantscope/audit';
 import { withOpenTelemetry } from '@tenantscope/audit/otel';
 import { auditSchemaSql, PostgresAuditSink } from '@tenantscope/audit/postgres';
+import { cliError, EXIT, exitCodeOf } from '@tenantscope/cli';
 import {
   createVerifier,
   isTenantScopeError,
@@ -147,6 +148,13 @@ for (const [name, attempt] of refusals) {
 check(
   memory.events.some((e) => e.event_type === 'tool_call'),
   'the call was audited',
+);
+
+// The CLI's library entry shares the app's core: its errors are core's TenantScopeError.
+const usage = cliError('CLI_USAGE', 'consumer');
+check(
+  usage instanceof TenantScopeError && exitCodeOf(usage) === EXIT.USAGE,
+  '@tenantscope/cli throws core errors and maps them to exit codes',
 );
 
 await scope.close();
