@@ -111,7 +111,7 @@ export function tenantData(scoped: ScopedPool, options: TenantDataOptions): Tena
     async *export(tenant) {
       assertTenant(tenant, 'tenantData.export');
       const started = performance.now();
-      const { client, finish } = await scoped.cursorCheckout(tenant.id, true);
+      const { client, finish } = await scoped.cursorCheckout(tenant, true);
       let ok = false;
       let rows = 0;
       let reason: string | null = 'ABANDONED';

@@ -17,6 +17,12 @@ export const PG_ERROR_CODES = {
   PG_IDENTIFIER_INVALID: 400,
   /** The tenant's placement is not supported by this pool. */
   PG_PLACEMENT_UNSUPPORTED: 500,
+  /** The placement resolver returned something that is not a `PgPlacement` (nothing was run). */
+  PG_PLACEMENT_INVALID: 500,
+  /** The placement resolver threw or rejected (e.g. the registry is unreachable); nothing was run. Retryable. */
+  PG_PLACEMENT_FAILED: 503,
+  /** A dedicated database refused: its role may bypass RLS, or tenantscope is not installed there. */
+  PG_PLACEMENT_REFUSED: 500,
   /** The declared `pooler` mode does not match what is in front of PostgreSQL (a transaction pooler found behind 'none'/'session'). */
   PG_POOLER_MISMATCH: 500,
   /** `queryUntrusted`: the result passed the byte limit (`maxBytes`); reading stopped there and nothing was returned. */
@@ -56,9 +62,8 @@ export function wrapDriverError(err: unknown, what: string): TenantScopeError {
   if (isConnectionFailure(err)) {
     return pgError('PG_UNAVAILABLE', `${what}: database connection failed`, { cause: err, details: { sqlstate } });
   }
-  return pgError(
-    'PG_QUERY_FAILED',
-    `${what} failed${typeof sqlstate === 'string' ? ` (SQLSTATE ${sqlstate})` : ''}`,
-    { cause: err, details: typeof sqlstate === 'string' ? { sqlstate } : undefined },
-  );
+  return pgError('PG_QUERY_FAILED', `${what} failed${typeof sqlstate === 'string' ? ` (SQLSTATE ${sqlstate})` : ''}`, {
+    cause: err,
+    details: typeof sqlstate === 'string' ? { sqlstate } : undefined,
+  });
 }

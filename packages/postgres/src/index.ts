@@ -6,8 +6,23 @@ export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } 
 export { type ExportedRow, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode, pgError } from './errors.ts';
 export type { HotOptions } from './hot.ts';
-export { type Placement, type PlacementResolver, sharedPlacement } from './placement.ts';
+export {
+  type PgPlacement,
+  /** @deprecated use PgPlacement */
+  type PgPlacement as Placement,
+  type PgPlacementResolver,
+  /** @deprecated use PgPlacementResolver (core's PlacementResolver<PgPlacement>) */
+  type PgPlacementResolver as PlacementResolver,
+  sharedPlacement,
+} from './placement.ts';
 export type { PoolerMode } from './pooler.ts';
+export {
+  dropTenantDatabase,
+  type ProvisionResult,
+  type ProvisionTenantDatabaseOptions,
+  provisionTenantDatabase,
+  tenantDatabaseName,
+} from './provision.ts';
 export {
   checkTierTarget,
   databaseUrl,

@@ -267,8 +267,8 @@ describe('pool hygiene', () => {
   });
 });
 
-describe('placement seam', () => {
-  it('forTenant resolves placement through one function; only shared is served today', async () => {
+describe('placement', () => {
+  it('is resolved once per operation, not once per forTenant; schema-per-tenant fails closed per call', async () => {
     const seen: string[] = [];
     const s = scopedPool(
       { connectionString: fx.db.appUrl, max: 1 },
@@ -277,17 +277,18 @@ describe('placement seam', () => {
         pooler: fx.pooler,
         placement: (t) => {
           seen.push(t.id);
-          return t.id === 'initech' ? { kind: 'schema', schema: 'tenant_initech' } : { kind: 'shared' };
+          return (t.id === 'initech' ? { kind: 'schema', schema: 'tenant_initech' } : { tier: 'shared' }) as never;
         },
       },
     );
     try {
       const acme = s.forTenant(await fx.tenant('acme'));
+      expect(seen).toEqual([]);
       expect((await acme.query('SELECT 1 FROM customers')).rowCount).toBe(3);
-      expect(() => s.forTenant(scopedTenants.initech as never)).toThrow(
-        expect.objectContaining({ code: 'PG_PLACEMENT_UNSUPPORTED' }),
-      );
-      expect(seen).toEqual(['acme', 'initech']);
+      expect(await acme.transaction(async (tx) => (await tx.query('SELECT 1 FROM customers')).rowCount)).toBe(3);
+      const initech = s.forTenant(scopedTenants.initech as never);
+      expect(await codeOf(initech.query('SELECT 1 FROM customers'))).toBe('PG_PLACEMENT_UNSUPPORTED');
+      expect(seen).toEqual(['acme', 'acme', 'initech']);
     } finally {
       await s.end();
     }

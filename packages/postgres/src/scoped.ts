@@ -7,7 +7,7 @@ import { checkPoolerMode } from './doctor-pooler.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 import { HotLanes, type HotOptions } from './hot.ts';
 import { Multiplexer } from './multiplex.ts';
-import { type PlacementResolver, resolvePlacement, sharedPlacement } from './placement.ts';
+import { type PgPlacement, type PgPlacementResolver, resolvePlacement, SHARED, sharedPlacement } from './placement.ts';
 import {
   detectTransactionPooler,
   namedStatementsSurvive,
@@ -17,6 +17,7 @@ import {
   sessionCleanup,
 } from './pooler.ts';
 import { assertSettingName } from './sql.ts';
+import { checkTenantDatabase, type Lease, TierPools } from './tier-pools.ts';
 import {
   assertUntrustedStatement,
   type ByteCap,
@@ -35,8 +36,21 @@ export interface ScopedPoolOptions {
   bindingKey: Uint8Array | string;
   /** Setting that carries the binding. Default `app.tenant_id`; must match the install. */
   setting?: string;
-  /** Where a tenant's data lives. Default: everyone in the shared, RLS-separated tables. */
-  placement?: PlacementResolver;
+  /**
+   * Where a tenant's data lives, resolved once per operation (query, transaction, export), so a
+   * moved tenant's next call reaches its new database. May return a Promise (a registry lookup).
+   * Default: everyone in the shared, RLS-separated tables of this pool's database.
+   */
+  placement?: PgPlacementResolver;
+  /**
+   * Dedicated tier: most tenant-database pools open at once (a bounded LRU; the least recently
+   * used idle one is ended to open another). Default 16.
+   */
+  maxTenantPools?: number;
+  /** Dedicated tier: connections per tenant-database pool (`max` of each). Default 4. */
+  tenantPoolMax?: number;
+  /** Dedicated tier: how long an operation waits for a free tenant-database pool slot, in ms. Default 10000. */
+  tenantPoolAcquireTimeoutMs?: number;
   /**
    * Tenant-affine connections for hot tenants (the fast path). Off unless given. Each hot tenant
    * gets its own pipelined connection, bound once to it at start; nothing else ever uses it.
@@ -147,7 +161,9 @@ export class ScopedPool {
   readonly #ownsPool: boolean;
   readonly #tokens: TokenCache;
   readonly #setting: string;
-  readonly #placement: PlacementResolver;
+  readonly #placement: PgPlacementResolver;
+  readonly #options: ScopedPoolOptions;
+  #tiers: TierPools<ScopedPool> | undefined;
   readonly #hot: HotLanes | undefined;
   readonly #mux: Multiplexer | undefined;
   readonly #untrustedTimeoutMs: number;
@@ -169,6 +185,9 @@ export class ScopedPool {
     assertSettingName(this.#setting);
     this.#tokens = new TokenCache(key, this.#setting);
     this.#placement = options.placement ?? sharedPlacement;
+    if (typeof this.#placement !== 'function')
+      throw new TenantScopeError('INVALID_CONFIG', 'placement must be a function');
+    this.#options = options;
     this.#untrustedTimeoutMs = options.untrustedTimeoutMs ?? 5000;
     this.#untrustedMaxBytes = checkMaxBytes(
       options.untrustedMaxBytes ?? DEFAULT_UNTRUSTED_MAX_BYTES,
@@ -198,6 +217,8 @@ export class ScopedPool {
           named: this.#named,
         })
       : undefined;
+    // Checks the dedicated-tier options now; the pools open on first use.
+    if (options.placement) this.#tiers = this.#tierPools(options);
   }
 
   /** The wrapped pool, unscoped: statements on it see no tenant (policies return no rows). */
@@ -222,9 +243,19 @@ export class ScopedPool {
     hotQueries: number /** Statements that checked a connection out of the pool. */;
     sharedQueries: number;
     multiplexedQueries: number;
+    /** Dedicated tier: tenant-database pools open now (draining ones included) and the most at once. */
+    tenantPools: number;
+    tenantPoolsPeak: number;
   } {
     const hot = this.#hot?.stats() ?? { hotTenants: 0, hotConnections: 0, hotQueries: 0 };
-    return { ...hot, sharedQueries: this.#shared, multiplexedQueries: this.#mux?.units ?? 0 };
+    const tiers = this.#tiers?.stats();
+    return {
+      ...hot,
+      sharedQueries: this.#shared,
+      multiplexedQueries: this.#mux?.units ?? 0,
+      tenantPools: tiers?.pools ?? 0,
+      tenantPoolsPeak: tiers?.peak ?? 0,
+    };
   }
   #shared = 0;
 
@@ -232,8 +263,43 @@ export class ScopedPool {
   forTenant(tenant: Tenant): TenantDb {
     assertTenant(tenant, 'scopedPool.forTenant');
     assertBindableTenantId(tenant.id);
-    resolvePlacement(this.#placement, tenant);
     const id = tenant.id;
+    if (this.#placement === sharedPlacement) return this.#sharedDb(id);
+    // Placement is resolved per operation; a sync answer of shared takes the same path as above.
+    return Object.freeze({
+      tenantId: id,
+      query: <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => {
+        const p = this.#place(tenant);
+        return p === SHARED
+          ? this.#query<R>(id, text, params)
+          : this.#placed(p, tenant, (db) => db.query<R>(text, params));
+      },
+      transaction: <T>(fn: (tx: ScopedTransaction) => Promise<T>, opts?: TransactionOptions) => {
+        const p = this.#place(tenant);
+        return p === SHARED
+          ? this.#transaction(id, fn, opts)
+          : this.#placed(p, tenant, (db) => db.transaction(fn, opts));
+      },
+      queryUntrusted: <R extends pg.QueryResultRow>(text: string, params?: unknown[], opts?: UntrustedQueryOptions) => {
+        const p = this.#place(tenant);
+        return p === SHARED
+          ? this.#untrusted<R>(id, text, params, opts)
+          : this.#placed(p, tenant, (db) => db.queryUntrusted<R>(text, params, opts));
+      },
+    });
+  }
+
+  /** The tenant's placement for one operation: `SHARED` (sync), a placement, or a (possibly rejected) Promise of one. */
+  #place(tenant: Tenant): PgPlacement | Promise<PgPlacement> {
+    try {
+      return resolvePlacement(this.#placement, tenant);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The handle on this pool's own (shared) database. */
+  #sharedDb(id: string): TenantDb {
     return Object.freeze({
       tenantId: id,
       query: <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => this.#query<R>(id, text, params),
@@ -241,6 +307,79 @@ export class ScopedPool {
         this.#transaction(id, fn, opts),
       queryUntrusted: <R extends pg.QueryResultRow>(text: string, params?: unknown[], opts?: UntrustedQueryOptions) =>
         this.#untrusted<R>(id, text, params, opts),
+    });
+  }
+
+  /**
+   * One operation on a placement that was not a sync `shared`: an async resolver's answer, or a
+   * dedicated database (a pool from the bounded LRU, held until the operation ends).
+   */
+  async #placed<T>(
+    placement: PgPlacement | Promise<PgPlacement>,
+    tenant: Tenant,
+    op: (db: TenantDb) => Promise<T>,
+  ): Promise<T> {
+    const p = await placement;
+    if (p === SHARED || p.tier === 'shared') return op(this.#sharedDb(tenant.id));
+    const lease = await this.#tierLease(p.connectionString);
+    try {
+      return await op(lease.pool.forTenant(tenant));
+    } finally {
+      lease.release();
+    }
+  }
+
+  async #tierLease(connectionString: string): Promise<Lease<ScopedPool>> {
+    if (this.#ended) throw pgError('PG_UNAVAILABLE', 'scoped pool has ended');
+    // A tenant database behind this pool's own host:port: one pooler probe serves both.
+    if (!this.#poolerOk && frontOf(connectionString) === frontOf(this.#config)) await this.#checkPooler();
+    this.#tiers ??= this.#tierPools(this.#options);
+    return this.#tiers.acquire(connectionString);
+  }
+
+  /**
+   * The dedicated tier: one ScopedPool per tenant database, with this pool's binding key, setting,
+   * pooler and limits (no hot lanes, no multiplexing), its connection target taken from the
+   * placement's URL only. Each is checked before first use (`checkTenantDatabase`).
+   */
+  #tierPools(options: ScopedPoolOptions): TierPools<ScopedPool> {
+    const max = options.tenantPoolMax ?? 4;
+    if (!Number.isInteger(max) || max < 1 || max > 1000)
+      throw new TenantScopeError('INVALID_CONFIG', 'tenantPoolMax must be an integer from 1 to 1000');
+    const acquireTimeoutMs = options.tenantPoolAcquireTimeoutMs ?? 10_000;
+    if (!Number.isInteger(acquireTimeoutMs) || acquireTimeoutMs < 1)
+      throw new TenantScopeError('INVALID_CONFIG', 'tenantPoolAcquireTimeoutMs must be a positive integer');
+    const {
+      connectionString: _cs,
+      host: _h,
+      port: _p,
+      database: _d,
+      user: _u,
+      password: _pw,
+      max: _m,
+      ...base
+    } = this.#config;
+    const inner: ScopedPoolOptions = {
+      bindingKey: options.bindingKey,
+      setting: this.#setting,
+      pooler: this.#pooler.mode,
+      poolerPreparedStatements: options.poolerPreparedStatements,
+      detectPooler: options.detectPooler,
+      untrustedTimeoutMs: this.#untrustedTimeoutMs,
+      untrustedMaxBytes: this.#untrustedMaxBytes,
+    };
+    return new TierPools<ScopedPool>({
+      maxPools: options.maxTenantPools ?? 16,
+      acquireTimeoutMs,
+      // The pooler probe looks at what answers on host:port: proven once for this pool's own front, not again.
+      create: (connectionString) =>
+        new ScopedPool(
+          { ...base, connectionString, max },
+          this.#poolerOk && frontOf(connectionString) === frontOf(this.#config)
+            ? { ...inner, detectPooler: false }
+            : inner,
+        ),
+      check: (pool) => checkTenantDatabase(pool.unscopedPool),
     });
   }
 
@@ -254,9 +393,27 @@ export class ScopedPool {
    * (pipelined clients refuse them). The caller must `finish(ok)`. @internal
    */
   async cursorCheckout(
-    tenantId: string,
+    tenant: Tenant | string,
     readOnly: boolean,
   ): Promise<{ client: pg.Client; finish(ok: boolean): Promise<void> }> {
+    if (typeof tenant !== 'string') {
+      assertTenant(tenant, 'scopedPool.cursorCheckout');
+      const p = await resolvePlacement(this.#placement, tenant);
+      if (p.tier === 'dedicated') {
+        const lease = await this.#tierLease(p.connectionString);
+        try {
+          const c = await lease.pool.cursorCheckout(tenant.id, readOnly);
+          return { client: c.client, finish: (ok) => c.finish(ok).finally(lease.release) };
+        } catch (err) {
+          lease.release();
+          throw err;
+        }
+      }
+    } else if (this.#placement !== sharedPlacement) {
+      // A bare id cannot be placed: only a verified Tenant goes through the resolver.
+      throw pgError('PG_PLACEMENT_UNSUPPORTED', 'cursorCheckout needs the Tenant when a placement resolver is set');
+    }
+    const tenantId = typeof tenant === 'string' ? tenant : tenant.id;
     assertBindableTenantId(tenantId);
     if (!this.#poolerOk) await this.#checkPooler();
     const client = new pg.Client({ ...this.#config, pipeline: false } as pg.ClientConfig);
@@ -312,6 +469,7 @@ export class ScopedPool {
   async end(): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
+    await this.#tiers?.end();
     await this.#hot?.end();
     await this.#mux?.end();
     if (this.#ownsPool) await this.#pool.end();
@@ -577,6 +735,18 @@ export class ScopedPool {
  */
 const LEAVES_SESSION_STATE =
   /(^|;)\s*(declare|prepare|deallocate|listen|set|reset|discard|create|do|call|load|copy|begin|start|commit|end|rollback|abort|savepoint|release|lock)\b|set_config|\bpg_(try_)?advisory_lock(_shared)?\s*\(|\bwith\s+hold\b|\binto\s+(temp|temporary|unlogged)\b|;\s*\S|\/\*|--/i;
+
+/** `host:port` a config or URL dials, or undefined when it cannot be told. */
+function frontOf(c: string | pg.ClientConfig): string | undefined {
+  try {
+    const cfg = typeof c === 'string' ? { connectionString: c } : c;
+    const u = cfg.connectionString ? new URL(cfg.connectionString) : undefined;
+    const host = u?.hostname || cfg.host;
+    return host ? `${host}:${u?.port || cfg.port || 5432}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function checkText(text: unknown, params: unknown): void {
   if (typeof text !== 'string' || text.trim() === '') {

@@ -3,7 +3,7 @@ import { createTestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { installSideChannelGuards } from '../side-channels.ts';
-import { installTenantScope, tenantTableSql } from '../sql.ts';
+import { installTenantScope, type Queryable, tenantTableSql } from '../sql.ts';
 import { createScratchDatabase, type ScratchDatabase } from './scratch.ts';
 
 declare module 'vitest' {
@@ -46,6 +46,16 @@ export interface PgFixture {
   close(): Promise<void>;
 }
 
+/** The fixture's tenant tables `customers` and `notes` (idempotent), made tenant tables for `appRole`. */
+export async function createFixtureTables(owner: Queryable, appRole: string): Promise<void> {
+  await owner.query(`
+    CREATE TABLE IF NOT EXISTS customers (id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text);
+    CREATE TABLE IF NOT EXISTS notes (id uuid PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
+  `);
+  await owner.query(tenantTableSql({ table: 'customers', idColumn: 'id', indexColumns: ['id'], grantTo: appRole }));
+  await owner.query(tenantTableSql({ table: 'notes', idColumn: 'id', grantTo: appRole }));
+}
+
 /**
  * One scratch database per test file: tenantscope installed by the owner role, a tenant table
  * `customers` (and `notes`) with uuid ids, `rows` rows seeded per tenant in `tenants`, and (unless
@@ -60,12 +70,7 @@ export async function pgFixture(
   const db = await createScratchDatabase(inject('databaseUrl'), label);
   const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 3 });
   const { bindingKey } = await installTenantScope(owner, { appRole: db.appRole });
-  await owner.query(`
-    CREATE TABLE customers (id uuid PRIMARY KEY, tenant_id text NOT NULL, name text NOT NULL, email text);
-    CREATE TABLE notes (id uuid PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL);
-  `);
-  await owner.query(tenantTableSql({ table: 'customers', idColumn: 'id', indexColumns: ['id'], grantTo: db.appRole }));
-  await owner.query(tenantTableSql({ table: 'notes', idColumn: 'id', grantTo: db.appRole }));
+  await createFixtureTables(owner, db.appRole);
   // Seed as the owner with RLS forced: bind nothing, so go through a superuser insert.
   const su = new pg.Client({ connectionString: db.superUrl });
   await su.connect();
