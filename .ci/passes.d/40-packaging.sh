@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # Sourced by .ci/run, once (not per runtime: it runs the consumer app on Node 22 and 24 itself).
-# test/packaging/consumer.sh packs every package, runs publint and attw on each tarball, installs
-# the tarballs with plain npm outside the workspace, compiles a consumer app under NodeNext and
-# Bundler, and runs it on Node 22 and 24. Its last line is "N passed, N failed".
+# test/packaging/consumer.sh takes the tarballs of every package from `scripts/pack.sh --cached`
+# (the main pass's quickstart test packed these same sources already, so they are reused), runs
+# publint and attw on each, installs them with plain npm outside the workspace, compiles a consumer
+# app under NodeNext and Bundler, runs it and the CLI's bin (`npx tenantscope --help`) on Node 22
+# and 24. Its last line is "N passed, N failed".
 echo "=== pass: packaging"
 set +e
 bash test/packaging/consumer.sh 2>&1 | tee .tmp/pass-packaging.log
