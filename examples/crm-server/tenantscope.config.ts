@@ -40,4 +40,12 @@ export default {
     signingKey: '../../.tmp/dsar/private.jwk.json',
     actor: 'dpo@example.test',
   },
+  // `tenantscope keys create acme --tools whoami --config …`: API keys for a server started with
+  // TENANTSCOPE_API_KEYS=1 (the key table sits in its replica-state schema, in DATABASE_URL's database).
+  keys: {
+    postgres: { urlEnv: 'DATABASE_URL' },
+    schema: process.env.TENANTSCOPE_STATE_SCHEMA || 'tenantscope_state',
+    revocationSchema: process.env.TENANTSCOPE_STATE_SCHEMA || 'tenantscope_state',
+    tenants: { file: 'tenants.json' },
+  },
 };

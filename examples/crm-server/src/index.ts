@@ -23,6 +23,7 @@ import {
 } from '@tenantscope/core';
 import { PostgresCallLimiter, PostgresRevocationStore, pg, replicaStateSql } from '@tenantscope/postgres';
 import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
+import { apiKeysFromEnv } from './api-keys.ts';
 import { adminHandler, SubjectRevocations, withSubjectRevocation } from './ops.ts';
 import type { CrmPlugin, StartedPlugin } from './plugin.ts';
 import { directPostgresUrl, poolerFromEnv, sharedPostgres } from './services.ts';
@@ -205,7 +206,14 @@ export async function startCrmServer(
       });
     }
     const verifier: TokenVerifier = withSubjectRevocation(
-      await createVerifier({ issuer: cfg.issuer, audience, keys, revocations }),
+      // TENANTSCOPE_API_KEYS=1: API keys (tsk_…) beside JWTs, in the same state database.
+      await apiKeysFromEnv(
+        await createVerifier({ issuer: cfg.issuer, audience, keys, revocations }),
+        statePool,
+        revocations,
+        schema,
+        env,
+      ),
       subjects,
     );
     const directory = await loadTenantDirectory(cfg.tenantsFile);
