@@ -1,5 +1,14 @@
 import type { QdrantClient, Schemas } from '@qdrant/js-client-rest';
-import { assertTenant, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
+import {
+  assertTenant,
+  type DeleteResult,
+  type ResourceProvider,
+  type ScopedAdapter,
+  type StoreCount,
+  type Tenant,
+  type TenantDataOps,
+  TenantScopeError,
+} from '@tenantscope/core';
 import { qdrantError, wrapDriverError } from './errors.ts';
 import { type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
 import {
@@ -113,7 +122,7 @@ const atLeast = (v: Version, min: Version) => (v[0] - min[0] || v[1] - min[1] ||
  * The tenant-scoping factory around a `QdrantClient` you built. `forTenant(tenant)` gives the
  * client a tool uses; `provider()` plugs it in as `ctx.vectors`.
  */
-export class ScopedQdrant {
+export class ScopedQdrant implements ScopedAdapter<TenantQdrant, Schemas['Record']> {
   /** The shared collection. */
   readonly collection: string;
   /** The payload field that holds the tenant id. */
@@ -205,11 +214,11 @@ export class ScopedQdrant {
   }
 
   /**
-   * DSAR operations for one tenant: exact count, a streamed export (paged scroll), and a delete
-   * that is verified by a recount.
+   * DSAR operations for one tenant: exact count (`parts: { points }`), a streamed export (paged
+   * scroll), and a delete that is verified by a recount.
    */
-  tenantData(tenant: Tenant): TenantData {
-    return this.forTenant(tenant).data;
+  tenantData(tenant: Tenant): QdrantTenantData {
+    return new QdrantTenantData(this.forTenant(tenant).data);
   }
 
   /** Refuses (QDRANT_SERVER_UNSUPPORTED) unless the server is at least `min`; the version is read once. */
@@ -294,7 +303,7 @@ export class TenantQdrant {
   readonly #client: QdrantClient;
   readonly #cond: TenantCondition;
   readonly #field: string;
-  readonly #in: Internals;
+  readonly #internals: Internals;
 
   /** @internal Use `ScopedQdrant.forTenant`; any other caller gets NOT_A_TENANT. */
   constructor(key: symbol, scope: ScopedQdrant, tenantId: string, placement: QdrantPlacement, internals: Internals) {
@@ -309,14 +318,16 @@ export class TenantQdrant {
     this.placement = placement;
     this.#field = scope.tenantField;
     this.#cond = tenantCondition(scope.tenantField, tenantId);
-    this.#in = internals;
+    this.#internals = internals;
     this.data = new TenantData(this, internals.exportPageSize, async () => {
-      await this.#run('dsar delete', () => this.#client.delete(this.#c, { filter: this.tenantFilter(), wait: true }));
+      await this.#run('dsar delete', () =>
+        this.#client.delete(this.#collection, { filter: this.tenantFilter(), wait: true }),
+      );
     });
     Object.freeze(this);
   }
 
-  get #c(): string {
+  get #collection(): string {
     return this.placement.collection;
   }
 
@@ -330,7 +341,9 @@ export class TenantQdrant {
   /** Universal query. Tenant filter on the request and every prefetch; example ids must be this tenant's. */
   async query(args: QueryArgs): Promise<Result<'query'>> {
     const scoped = await this.#scopeQuery(args as Record<string, unknown>);
-    return this.#run('query', () => this.#client.query(this.#c, scoped as Parameters<QdrantClient['query']>[1]));
+    return this.#run('query', () =>
+      this.#client.query(this.#collection, scoped as Parameters<QdrantClient['query']>[1]),
+    );
   }
 
   /** Several queries in one request, each scoped as `query`. */
@@ -344,12 +357,12 @@ export class TenantQdrant {
     }
     const examples: ExampleIds = { byCollection: new Map() };
     const scoped = args.searches.map((s) =>
-      scopeQueryRequest(s as Record<string, unknown>, this.#cond, this.#in.lookup, examples),
+      scopeQueryRequest(s as Record<string, unknown>, this.#cond, this.#internals.lookup, examples),
     );
     await this.#verifyExamples(examples);
     const searches = await Promise.all(scoped.map((s) => this.#confineIdf(s)));
     return this.#run('query batch', () =>
-      this.#client.queryBatch(this.#c, {
+      this.#client.queryBatch(this.#collection, {
         searches: searches as Schemas['QueryRequest'][],
         consistency: args.consistency,
         timeout: args.timeout,
@@ -361,7 +374,7 @@ export class TenantQdrant {
   async queryGroups(args: QueryGroupsArgs): Promise<Result<'queryGroups'>> {
     const scoped = await this.#scopeQuery(args as Record<string, unknown>);
     return this.#run('query groups', () =>
-      this.#client.queryGroups(this.#c, scoped as Parameters<QdrantClient['queryGroups']>[1]),
+      this.#client.queryGroups(this.#collection, scoped as Parameters<QdrantClient['queryGroups']>[1]),
     );
   }
 
@@ -396,7 +409,9 @@ export class TenantQdrant {
   async scroll(args: ScrollArgs = {}): Promise<Result<'scroll'>> {
     this.#noShardKey(args);
     const { filter, ...rest } = args;
-    return this.#run('scroll', () => this.#client.scroll(this.#c, { ...rest, filter: this.#f(filter) }));
+    return this.#run('scroll', () =>
+      this.#client.scroll(this.#collection, { ...rest, filter: this.#scopedFilter(filter) }),
+    );
   }
 
   /**
@@ -406,7 +421,11 @@ export class TenantQdrant {
   async count(args: CountArgs = {}): Promise<number> {
     this.#noShardKey(args);
     const r = await this.#run('count', () =>
-      this.#client.count(this.#c, { exact: true, timeout: args.timeout, filter: this.#f(args.filter) }),
+      this.#client.count(this.#collection, {
+        exact: true,
+        timeout: args.timeout,
+        filter: this.#scopedFilter(args.filter),
+      }),
     );
     return r.count;
   }
@@ -418,7 +437,9 @@ export class TenantQdrant {
       throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'facet needs a key');
     }
     const { filter, ...rest } = args;
-    return this.#run('facet', () => this.#client.facet(this.#c, { ...rest, exact: true, filter: this.#f(filter) }));
+    return this.#run('facet', () =>
+      this.#client.facet(this.#collection, { ...rest, exact: true, filter: this.#scopedFilter(filter) }),
+    );
   }
 
   /** Distance matrix (pairs) over a sample of this tenant's points. */
@@ -426,7 +447,7 @@ export class TenantQdrant {
     await this.#matrixNotOnIdf(args);
     const { filter, ...rest } = args;
     return this.#run('search matrix', () =>
-      this.#client.searchMatrixPairs(this.#c, { ...rest, filter: this.#f(filter) }),
+      this.#client.searchMatrixPairs(this.#collection, { ...rest, filter: this.#scopedFilter(filter) }),
     );
   }
 
@@ -435,7 +456,7 @@ export class TenantQdrant {
     await this.#matrixNotOnIdf(args);
     const { filter, ...rest } = args;
     return this.#run('search matrix', () =>
-      this.#client.searchMatrixOffsets(this.#c, { ...rest, filter: this.#f(filter) }),
+      this.#client.searchMatrixOffsets(this.#collection, { ...rest, filter: this.#scopedFilter(filter) }),
     );
   }
 
@@ -445,9 +466,9 @@ export class TenantQdrant {
    */
   async retrieve(args: RetrieveArgs): Promise<Schemas['Record'][]> {
     if (!isPlainObject(args)) throw qdrantError('QDRANT_POINT_INVALID', 'retrieve needs {ids}');
-    const ids = dedupe(checkPointIds(args.ids, this.#in.maxIds));
+    const ids = dedupe(checkPointIds(args.ids, this.#internals.maxIds));
     const r = await this.#run('retrieve', () =>
-      this.#client.scroll(this.#c, {
+      this.#client.scroll(this.#collection, {
         filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
         limit: ids.length,
         with_payload: args.with_payload ?? true,
@@ -476,8 +497,8 @@ export class TenantQdrant {
     if (mode !== undefined && mode !== 'upsert' && mode !== 'insert_only' && mode !== 'update_only') {
       throw qdrantError('QDRANT_POINT_INVALID', 'update_mode must be upsert, insert_only or update_only');
     }
-    await this.#in.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
-    if (mode !== undefined) await this.#in.ensureServer(UPDATE_MODE_MIN, 'update_mode');
+    await this.#internals.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
+    if (mode !== undefined) await this.#internals.ensureServer(UPDATE_MODE_MIN, 'update_mode');
     const ids = dedupe(points.map((p) => p.id));
     const before = await this.#ownIds(ids);
     // Two phases, so a conflict changes nothing of this tenant's either: first the ids this tenant
@@ -489,7 +510,7 @@ export class TenantQdrant {
     const owned = mode === 'insert_only' ? [] : points.filter((p) => before.has(idKey(p.id)));
     const send = (batch: typeof points) =>
       this.#run('upsert', () =>
-        this.#client.upsert(this.#c, {
+        this.#client.upsert(this.#collection, {
           wait: true,
           ordering: args.ordering,
           timeout: args.timeout,
@@ -531,7 +552,7 @@ export class TenantQdrant {
     if (args.key !== undefined) checkNotTenantPath(args.key, this.#field, 'key');
     const filter = this.#selector(args);
     return this.#run('set payload', () =>
-      this.#client.setPayload(this.#c, {
+      this.#client.setPayload(this.#collection, {
         payload,
         key: args.key,
         filter,
@@ -547,7 +568,7 @@ export class TenantQdrant {
     const payload = { ...checkPayload(args?.payload, this.#field, this.tenantId), [this.#field]: this.tenantId };
     const filter = this.#selector(args);
     return this.#run('overwrite payload', () =>
-      this.#client.overwritePayload(this.#c, {
+      this.#client.overwritePayload(this.#collection, {
         payload,
         filter,
         wait: true,
@@ -565,7 +586,13 @@ export class TenantQdrant {
     const keys = args.keys.map((k) => checkNotTenantPath(k, this.#field, 'keys'));
     const filter = this.#selector(args);
     return this.#run('delete payload', () =>
-      this.#client.deletePayload(this.#c, { keys, filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
+      this.#client.deletePayload(this.#collection, {
+        keys,
+        filter,
+        wait: true,
+        ordering: args.ordering,
+        timeout: args.timeout,
+      }),
     );
   }
 
@@ -573,7 +600,7 @@ export class TenantQdrant {
   async clearPayload(args: Selector & WriteOpts): Promise<UpdateResult> {
     const filter = this.#selector(args);
     return this.#run('clear payload', () =>
-      this.#client.overwritePayload(this.#c, {
+      this.#client.overwritePayload(this.#collection, {
         payload: { [this.#field]: this.tenantId },
         filter,
         wait: true,
@@ -592,14 +619,14 @@ export class TenantQdrant {
     if (!isPlainObject(args) || !Array.isArray(args.points) || args.points.length === 0) {
       throw qdrantError('QDRANT_POINT_INVALID', 'points must be a non-empty list');
     }
-    if (args.points.length > this.#in.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many points');
+    if (args.points.length > this.#internals.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many points');
     const points = args.points.map((p) => {
       if (!isPlainObject(p)) throw qdrantError('QDRANT_POINT_INVALID', 'each point must be {id, vector}');
       if (p.vector === undefined || p.vector === null)
         throw qdrantError('QDRANT_POINT_INVALID', 'each point needs a vector');
       return { id: checkPointId(p.id), vector: p.vector };
     });
-    await this.#in.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
+    await this.#internals.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
     const ids = dedupe(points.map((p) => p.id));
     const own = await this.#ownIds(ids);
     const missing = ids.filter((id) => !own.has(idKey(id)));
@@ -610,7 +637,7 @@ export class TenantQdrant {
     }
     return this.#run('update vectors', async () => {
       const res = await this.#client.api().updateVectors({
-        collection_name: this.#c,
+        collection_name: this.#collection,
         wait: true,
         ordering: args.ordering,
         timeout: args.timeout,
@@ -628,7 +655,7 @@ export class TenantQdrant {
     }
     const filter = this.#selector(args);
     return this.#run('delete vectors', () =>
-      this.#client.deleteVectors(this.#c, {
+      this.#client.deleteVectors(this.#collection, {
         vector: args.vector,
         filter,
         wait: true,
@@ -642,13 +669,13 @@ export class TenantQdrant {
   async delete(args: Selector & WriteOpts): Promise<UpdateResult> {
     const filter = this.#selector(args);
     return this.#run('delete', () =>
-      this.#client.delete(this.#c, { filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
+      this.#client.delete(this.#collection, { filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
     );
   }
 
   // ---------------------------------------------------------------- internals
 
-  #f(filter: unknown): Filter {
+  #scopedFilter(filter: unknown): Filter {
     return scopeFilter(this.#cond, filter);
   }
 
@@ -671,7 +698,7 @@ export class TenantQdrant {
     if (hasPoints === hasFilter) throw qdrantError('QDRANT_POINT_INVALID', 'give exactly one of points or filter');
     if (hasPoints)
       return scopeFilter(this.#cond, undefined, {
-        has_id: dedupe(checkPointIds(args.points, this.#in.maxIds, 'points')),
+        has_id: dedupe(checkPointIds(args.points, this.#internals.maxIds, 'points')),
       });
     const f = checkFilter(args.filter);
     if (!f)
@@ -702,7 +729,8 @@ export class TenantQdrant {
       throw qdrantError('QDRANT_POINT_INVALID', 'give exactly one of points or batch');
     }
     if (raw.length === 0) throw qdrantError('QDRANT_POINT_INVALID', 'no points to upsert');
-    if (raw.length > this.#in.maxIds) throw qdrantError('QDRANT_POINT_INVALID', `more than ${this.#in.maxIds} points`);
+    if (raw.length > this.#internals.maxIds)
+      throw qdrantError('QDRANT_POINT_INVALID', `more than ${this.#internals.maxIds} points`);
     return raw.map((p, i) => {
       if (!isPlainObject(p)) throw qdrantError('QDRANT_POINT_INVALID', `point ${i} must be {id, vector, payload?}`);
       for (const k of Object.keys(p)) {
@@ -724,7 +752,7 @@ export class TenantQdrant {
   /** Which of these ids are this tenant's (a tenant-scoped scroll on has_id). */
   async #ownIds(ids: PointId[]): Promise<Set<string>> {
     const r = await this.#run('ownership check', () =>
-      this.#client.scroll(this.#c, {
+      this.#client.scroll(this.#collection, {
         filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
         limit: ids.length,
         with_payload: false,
@@ -736,14 +764,17 @@ export class TenantQdrant {
 
   async #deleteOwn(ids: PointId[]): Promise<void> {
     await this.#run('delete', () =>
-      this.#client.delete(this.#c, { filter: scopeFilter(this.#cond, undefined, { has_id: ids }), wait: true }),
+      this.#client.delete(this.#collection, {
+        filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
+        wait: true,
+      }),
     );
   }
 
   async #scopeQuery(args: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (!isPlainObject(args)) throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'query needs an arguments object');
     const examples: ExampleIds = { byCollection: new Map() };
-    const scoped = scopeQueryRequest(args, this.#cond, this.#in.lookup, examples);
+    const scoped = scopeQueryRequest(args, this.#cond, this.#internals.lookup, examples);
     await this.#verifyExamples(examples);
     return this.#confineIdf(scoped);
   }
@@ -757,9 +788,9 @@ export class TenantQdrant {
   async #confineIdf(scoped: Record<string, unknown>): Promise<Record<string, unknown>> {
     const used = vectorsUsed(scoped);
     if (used.size === 0) return scoped;
-    const idf = await this.#in.idfVectors(this.#c);
+    const idf = await this.#internals.idfVectors(this.#collection);
     if (![...used].some((n) => idf.has(n))) return scoped;
-    await this.#in.ensureServer(IDF_CORPUS_MIN, 'a query on a sparse vector with the IDF modifier');
+    await this.#internals.ensureServer(IDF_CORPUS_MIN, 'a query on a sparse vector with the IDF modifier');
     return forceIdfCorpus(scoped, this.#cond, idf);
   }
 
@@ -768,7 +799,7 @@ export class TenantQdrant {
     this.#noShardKey(args);
     const using = (args as { using?: unknown }).using;
     if (typeof using !== 'string') return;
-    if ((await this.#in.idfVectors(this.#c)).has(using)) {
+    if ((await this.#internals.idfVectors(this.#collection)).has(using)) {
       throw qdrantError('QDRANT_IDF_REFUSED', 'the search matrix cannot confine IDF statistics to the tenant');
     }
   }
@@ -781,8 +812,8 @@ export class TenantQdrant {
   async #verifyExamples(examples: ExampleIds): Promise<void> {
     for (const [collection, all] of examples.byCollection) {
       const ids = dedupe(all);
-      if (ids.length > this.#in.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many example ids');
-      const target = collection === '' ? this.#c : collection;
+      if (ids.length > this.#internals.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many example ids');
+      const target = collection === '' ? this.#collection : collection;
       const r = await this.#run('example check', () =>
         this.#client.scroll(target, {
           filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
@@ -810,7 +841,10 @@ export class TenantQdrant {
   }
 }
 
-/** DSAR operations for one tenant's points. */
+/**
+ * DSAR operations for one tenant's points.
+ * @deprecated use `scopedQdrant(...).tenantData(tenant)` (the shared contract: `StoreCount`s, delete with before/after).
+ */
 export class TenantData {
   readonly #q: TenantQdrant;
   readonly #pageSize: number;
@@ -895,4 +929,35 @@ function batchToPoints(batch: Record<string, unknown>): unknown[] {
     vector: vectorAt(i),
     ...(Array.isArray(payloads) && payloads[i] !== null && payloads[i] !== undefined ? { payload: payloads[i] } : {}),
   }));
+}
+
+/** One tenant's points under the shared DSAR contract (`TenantDataOps`). */
+export class QdrantTenantData implements TenantDataOps<Schemas['Record']> {
+  readonly store = 'qdrant';
+  readonly #data: TenantData;
+
+  /** @internal Built by `ScopedQdrant.tenantData`. */
+  constructor(data: TenantData) {
+    this.#data = data;
+  }
+
+  /** Exact number of the tenant's points. */
+  async count(): Promise<StoreCount> {
+    return pointCount(await this.#data.count());
+  }
+
+  /** Streams every point of the tenant (payload, and vectors if asked) by paging a scroll. */
+  export(options: { withVectors?: boolean; pageSize?: number } = {}): AsyncGenerator<Schemas['Record']> {
+    return this.#data.export(options);
+  }
+
+  /** Deletes every point of the tenant; throws QDRANT_DSAR_INCOMPLETE unless the recount is 0. */
+  async delete(): Promise<DeleteResult> {
+    const { deleted } = await this.#data.delete();
+    return { before: pointCount(deleted), after: pointCount(0) };
+  }
+}
+
+function pointCount(points: number): StoreCount {
+  return { store: 'qdrant', total: points, parts: { points } };
 }

@@ -3,6 +3,7 @@ export { QdrantClient, type QdrantClientParams } from '@qdrant/js-client-rest';
 export {
   type CountArgs,
   type FacetArgs,
+  QdrantTenantData,
   type QueryArgs,
   type QueryGroupsArgs,
   type RetrieveArgs,

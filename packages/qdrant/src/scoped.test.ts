@@ -171,7 +171,8 @@ describe('named vectors: delete vectors stays in the tenant', () => {
 describe('DSAR: count, streamed export, delete verified by recount', () => {
   it('exports every own point in pages and deletes only the tenant', async () => {
     const issuerTenant = h.acme;
-    const data = h.scoped.tenantData(issuerTenant);
+    // the deprecated TenantData (forTenant(t).data) keeps its shapes; tenantData(t) is in contract.test.ts
+    const data = h.scoped.forTenant(issuerTenant).data;
     expect(await data.count()).toBe(ACME_IDS.length);
     h.proxy.clear();
     const exported: unknown[] = [];

@@ -40,7 +40,7 @@ async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
   try {
     const out: StoreCounts = { postgres: await s.postgres.count(tenant) };
     if (s.s3) out.s3 = { objects: (await s.s3.tenantData(tenantId).count()).objects };
-    if (s.qdrant) out.qdrant = { points: await s.qdrant.tenantData(tenant).count() };
+    if (s.qdrant) out.qdrant = { points: (await s.qdrant.tenantData(tenant).count()).total };
     if (s.secrets) out.secrets = { names: (await s.secrets.exportTenant(tenant)).secrets.length };
     return out;
   } catch (err) {
