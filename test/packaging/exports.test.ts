@@ -100,7 +100,7 @@ describe('the adapter contract names (issue 15)', () => {
   }
   it('@tenantscope/testkit/adapter exports testAdapter and the checks as functions', async () => {
     const mod = (await import('@tenantscope/testkit/adapter')) as Record<string, unknown>;
-    for (const name of ['testAdapter', 'runAdapterChecks', 'seedTenants', 'codeOf', 'rejection']) {
+    for (const name of ['testAdapter', 'runAdapterChecks', 'seedTenants', 'caught']) {
       expect(typeof mod[name], name).toBe('function');
     }
   });

@@ -4,7 +4,8 @@
  * which a stray globex row is planted so that the second wall (RLS, still on there) is what hides it.
  * Behind PgBouncer (DATABASE_URL through it) the tenant databases are reached through it too.
  */
-import { isTenantScopeError, type Tenant, TenantScopeError } from '@tenantscope/core';
+import { type Tenant, TenantScopeError } from '@tenantscope/core';
+import { codeOf } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -59,16 +60,6 @@ async function asSuperuser<T>(database: string, fn: (c: pg.Client) => Promise<T>
   } finally {
     await c.end();
   }
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isTenantScopeError(err)) return err.code;
-    throw err;
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {

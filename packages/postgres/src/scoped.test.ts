@@ -1,4 +1,5 @@
 import { isTenantScopeError } from '@tenantscope/core';
+import { codeOf } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ScopedPool, scopedPool } from './index.ts';
@@ -15,16 +16,6 @@ afterAll(async () => {
   await scoped?.end();
   await fx?.close();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (isTenantScopeError(err)) return err.code;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('scoped queries', () => {
   it('sees only its own tenant rows', async () => {

@@ -3,7 +3,7 @@
  * dropped, the server stops), fails with PG_RESULT_TOO_LARGE, and memory stays bounded even with
  * several such calls at once.
  */
-import { isTenantScopeError } from '@tenantscope/core';
+import { codeOf } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ScopedPool, scopedPool, type TenantDb } from './index.ts';
 import { type PgFixture, pgFixture } from './testing/fixture.ts';
@@ -23,16 +23,6 @@ afterAll(async () => {
   await scoped?.end();
   await fx?.close();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (err) {
-    if (isTenantScopeError(err)) return err.code;
-    throw err;
-  }
-}
 
 describe('queryUntrusted byte limit', () => {
   it('refuses a 40 MB result with PG_RESULT_TOO_LARGE (default 1 MiB), and the pool keeps working', async () => {

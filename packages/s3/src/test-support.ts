@@ -114,15 +114,8 @@ export async function s3Outcome(fn: () => Promise<unknown>): Promise<string> {
   }
 }
 
-/** Runs `fn` and returns the error code it threw (or 'NO_ERROR'). */
-export async function codeOf(fn: () => unknown): Promise<string> {
-  try {
-    await fn();
-    return 'NO_ERROR';
-  } catch (err) {
-    return (err as { code?: string }).code ?? `untyped: ${(err as Error).message}`;
-  }
-}
+/** Runs `fn` and returns the error code it threw, or 'ok' (the testkit's). */
+export { codeOf } from '@tenantscope/testkit';
 
 /** The configuration of the per-tenant clients: the test server's, without credentials. */
 export function clientConfig(conn: S3Connection) {

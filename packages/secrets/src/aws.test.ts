@@ -5,7 +5,7 @@
  */
 import { CreateSecretCommand, DeleteSecretCommand } from '@aws-sdk/client-secrets-manager';
 import type { Tenant } from '@tenantscope/core';
-import { createTestIssuer, SecretsManagerProtocolDouble, type TestIssuer } from '@tenantscope/testkit';
+import { createTestIssuer, rejection, SecretsManagerProtocolDouble, type TestIssuer } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { awsSecretsManager } from './aws.ts';
 import { secretsInjector } from './injector.ts';
@@ -24,15 +24,6 @@ async function seed(tenant: Tenant, name: string, value: string): Promise<string
   const out = await inj.unscopedAdmin(tenant).put(name, value);
   created.push(`tenants/${tenant.id}/${name}`);
   return out.versionId;
-}
-
-async function rejection(p: Promise<unknown> | (() => unknown)): Promise<{ code?: string; message: string }> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 beforeAll(async () => {

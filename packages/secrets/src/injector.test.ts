@@ -3,7 +3,7 @@
  * (env, LocalStack or the protocol double). A controllable clock makes the TTL edges exact.
  */
 import { CreateSecretCommand, DeleteSecretCommand } from '@aws-sdk/client-secrets-manager';
-import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
+import { createTestIssuer, rejection, type TestIssuer } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { awsSecretsManager } from './aws.ts';
 import { DEFAULT_TTL_MS, MAX_TTL_MS, secretsInjector } from './injector.ts';
@@ -33,15 +33,6 @@ async function seeded(label: string, names: Record<string, string>) {
     created.push(`tenants/${t.id}/${n}`);
   }
   return t;
-}
-
-async function rejection(p: Promise<unknown> | (() => unknown)): Promise<{ code?: string }> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return e as { code?: string };
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('secretsInjector configuration', () => {

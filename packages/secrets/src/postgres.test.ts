@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Tenant } from '@tenantscope/core';
 import { installSideChannelGuards, installTenantScope, type ScopedPool, scopedPool } from '@tenantscope/postgres';
-import { createTestIssuer, type TestIssuer } from '@tenantscope/testkit';
+import { createTestIssuer, rejection, type TestIssuer } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { secretsInjector } from './injector.ts';
@@ -76,15 +76,6 @@ afterAll(async () => {
   await c.query(`DROP ROLE IF EXISTS ${OWNER}`);
   await c.end();
 });
-
-async function rejection(p: Promise<unknown> | (() => unknown)): Promise<{ code?: string; message: string }> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return e as { code?: string; message: string };
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('Postgres secrets provider (envelope encryption, RLS)', () => {
   it('start-up checks pass for the app role with the secrets tables installed', async () => {

@@ -1,4 +1,5 @@
 export { type MintOptions, type TestIssuer, type TestIssuerOptions, createTestIssuer } from './tokens.ts';
+export { codeOf, type Rejection, rejection } from './errors.ts';
 export { type ResolvedService, type ServiceSource, containerRuntimeAvailable } from './services/runtime.ts';
 export { type ResolvedPostgres, freePort, resolvePostgres, startEmbeddedPostgres } from './services/postgres.ts';
 // Adapters add their service resolvers and protocol doubles below, one line each.

@@ -142,15 +142,8 @@ function isOwnSeedId(id: unknown, tenant: string): boolean {
   return tenant === 'acme' ? typeof id === 'number' && id < 100 : typeof id === 'number' && id >= 100;
 }
 
-/** Error code of a rejected promise, or 'resolved'. */
-export async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-    return 'resolved';
-  } catch (err) {
-    return String((err as { code?: unknown }).code ?? (err as Error).message);
-  }
-}
+/** Error code of a rejected promise, or 'ok' (the testkit's). */
+export { codeOf } from '@tenantscope/testkit';
 
 const WRITE_PATHS = [
   /^PUT \/collections\/[^/]+\/points$/,

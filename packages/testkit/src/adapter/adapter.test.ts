@@ -12,7 +12,7 @@ import {
 } from '@tenantscope/core';
 import { describe, expect, it } from 'vitest';
 import { createTestIssuer } from '../tokens.ts';
-import { AdapterCheckFailure, type AdapterHarness, rejection, runAdapterChecks, testAdapter } from './index.ts';
+import { AdapterCheckFailure, type AdapterHarness, caught, runAdapterChecks, testAdapter } from './index.ts';
 
 type Leak =
   | 'none'
@@ -150,7 +150,7 @@ describe('the suite fails a leaky adapter', () => {
   ];
   for (const leak of leaks) {
     it(`catches ${leak}`, async () => {
-      const err = await rejection(async () => runAdapterChecks(await toyHarness(leak)));
+      const err = await caught(async () => runAdapterChecks(await toyHarness(leak)));
       expect(err, `${leak} passed the suite`).toBeInstanceOf(AdapterCheckFailure);
     });
   }

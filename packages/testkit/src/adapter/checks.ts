@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type ScopedAdapter, Tenant, type TenantDataOps } from '@tenantscope/core';
+import type { Rejection } from '../errors.ts';
 
 /** One item as the raw (unscoped) store holds it. */
 export interface RawItem {
@@ -60,21 +61,8 @@ function fail(message: string): never {
 /** A stable code: an upper-case identifier (`NOT_A_TENANT`, `PG_QUERY_FAILED`, ...). */
 export const STABLE_CODE = /^[A-Z][A-Z0-9_]{2,63}$/;
 
-/** The `code` of what `fn` threw or rejected with, or `undefined` if it did not fail. */
-export async function codeOf(fn: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
-  const err = await rejection(fn);
-  return err === undefined ? undefined : String(err.code ?? err.message);
-}
-
-/** What a failed call threw: `code` and `message` typed, the rest reachable. */
-export interface Rejection {
-  code?: string;
-  message: string;
-  [field: string]: unknown;
-}
-
-/** What `fn` threw or rejected with, or `undefined` if it did not fail. */
-export async function rejection(fn: Promise<unknown> | (() => unknown)): Promise<Rejection | undefined> {
+/** What `fn` threw or rejected with, or `undefined` if it succeeded. */
+export async function caught(fn: Promise<unknown> | (() => unknown)): Promise<Rejection | undefined> {
   try {
     await (typeof fn === 'function' ? fn() : fn);
     return undefined;
@@ -102,7 +90,7 @@ export function expectSafeError(err: unknown, secrets: readonly string[], what: 
 }
 
 async function expectNotATenant(fn: () => unknown, what: string): Promise<void> {
-  const err = await rejection(fn);
+  const err = await caught(fn);
   if (err === undefined) fail(`${what} was accepted: it must throw NOT_A_TENANT`);
   if (err.code !== 'NOT_A_TENANT') fail(`${what} threw ${String(err.code ?? err.message)}, not NOT_A_TENANT`);
 }
@@ -221,7 +209,7 @@ export async function checkReadsIsolated<H, I>(ctx: AdapterCheckContext<H, I>): 
   const listed = await h.list(handle);
   for (const key of own.keys()) if (!listed.includes(key)) fail(`list: tenant ${a.id} does not see its own ${key}`);
   for (const key of own.keys()) {
-    const got = await rejection(async () => {
+    const got = await caught(async () => {
       const v = await h.get(handle, key);
       if (v !== own.get(key)) fail(`get(${key}): tenant ${a.id} read ${JSON.stringify(v)}, not its own value`);
     });
@@ -230,7 +218,7 @@ export async function checkReadsIsolated<H, I>(ctx: AdapterCheckContext<H, I>): 
   const bOnly = [...(ctx.seeded.items.get(b.id)?.keys() ?? [])].filter((k) => !own.has(k));
   for (const key of [...own.keys(), ...bOnly]) {
     let value: string | undefined;
-    const err = await rejection(async () => {
+    const err = await caught(async () => {
       value = await h.get(handle, key);
     });
     if (err) expectSafeError(err, foreign, `get(${key})`);
@@ -272,7 +260,7 @@ export async function checkWritesIsolated<H, I>(ctx: AdapterCheckContext<H, I>):
   const own = ctx.seeded.items.get(a.id) as Map<string, string>;
   const bItems = ctx.seeded.items.get(b.id) as Map<string, string>;
   const removeAsWriter = async (key: string) => {
-    const delErr = await rejection(() => h.remove(handle, key));
+    const delErr = await caught(() => h.remove(handle, key));
     if (delErr) expectSafeError(delErr, foreign, `remove(${key}) by ${a.id}`);
     else own.delete(key);
     await expectRawIntact(ctx, `after ${a.id} deleted ${key}`, a);
@@ -281,7 +269,7 @@ export async function checkWritesIsolated<H, I>(ctx: AdapterCheckContext<H, I>):
     // a key the writer may not have: delete first, then write, then delete its own copy
     if (!own.has(key)) await removeAsWriter(key);
     const value = `overwrite-by-${a.id}-${key}-${ctx.seeded.run}`;
-    const putErr = await rejection(() => h.put(handle, key, value));
+    const putErr = await caught(() => h.put(handle, key, value));
     if (putErr) expectSafeError(putErr, foreign, `put(${key}) by ${a.id}`);
     else own.set(key, value);
     await expectRawIntact(ctx, `after ${a.id} wrote ${key}`, a);
