@@ -188,8 +188,10 @@ export interface ScopedS3 extends ScopedAdapter<TenantS3, ExportedObject> {
   tenantData(tenant: Tenant): TenantDataOps<ExportedObject>;
   /** @deprecated pass the verified `Tenant`: `tenantData(tenant)` (count / export / delete). */
   tenantData(tenantId: string): TenantData;
-  /** Where a tenant's objects live. */
+  /** Where a tenant's objects live (a synchronous resolver only; INVALID_CONFIG for an async one). */
   placementOf(tenant: TenantRef): S3Placement;
+  /** Where a tenant's objects live, with any resolver. */
+  resolvePlacement(tenant: TenantRef): Promise<S3Placement>;
   /** The raw client, with no tenant scope. Reach for it only on purpose (migrations, admin). */
   readonly unscopedClient: S3Client;
 }
@@ -227,19 +229,60 @@ export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
     throw new TenantScopeError('INVALID_CONFIG', 'partSize must be an integer of at least 5 MiB');
   }
 
-  const placementOf = (tenant: TenantRef): S3Placement => checkPlacement(resolver({ id: tenant.id }));
   const vended = options.credentials ? vendedClients(options.credentials, client) : undefined;
-  const scope = (tenantId: string, signal?: AbortSignal): Scope => {
-    const p = placementOf({ id: tenantId });
+  /** Bucket, prefix and client of one placement; the last one per tenant is reused while it does not change. */
+  const whereOf = (tenantId: string, raw: S3Placement, last: Where | undefined): Where => {
+    const p = checkPlacement(raw);
+    if (last && last.bucket === p.bucket && last.prefix === p.prefix && last.from === (p.client ?? client)) return last;
     return {
-      tenantId,
       client: vended ? vended(tenantId, p) : (p.client ?? client),
+      from: p.client ?? client,
       bucket: p.bucket,
       prefix: p.prefix,
       prefixBytes: byteLength(p.prefix),
+    };
+  };
+  const placementOf = (tenant: TenantRef): S3Placement => {
+    const p = resolver({ id: tenant.id });
+    if (isPromise(p)) {
+      throw new TenantScopeError('INVALID_CONFIG', 'the placement resolver is async: use resolvePlacement(tenant)');
+    }
+    return checkPlacement(p);
+  };
+  const scope = (tenantId: string, signal?: AbortSignal): Scope => {
+    let last: Where | undefined;
+    const s: Scope = {
+      tenantId,
+      // Once per operation: a moved tenant's next call goes to the new place.
+      where: () => {
+        let p: S3Placement | Promise<S3Placement>;
+        try {
+          p = resolver({ id: tenantId });
+        } catch (err) {
+          throw resolverFailed(err);
+        }
+        if (!isPromise(p)) {
+          last = whereOf(tenantId, p, last);
+          return last;
+        }
+        return p.then(
+          (raw) => {
+            last = whereOf(tenantId, raw, last);
+            return last;
+          },
+          (err) => {
+            throw resolverFailed(err);
+          },
+        );
+      },
       signal,
       settings,
     };
+    // A synchronous resolver's bad placement fails here, at forTenant, as before; an async one
+    // is looked up now (warming its cache) and fails on the operation.
+    const first = s.where();
+    if (isPromise(first)) first.catch(() => undefined);
+    return s;
   };
 
   return {
@@ -267,6 +310,9 @@ export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
       return new TenantData(new TenantS3(constructKey, scope(tenant)));
     }) as ScopedS3['tenantData'],
     placementOf,
+    async resolvePlacement(tenant: TenantRef) {
+      return checkPlacement(await resolver({ id: tenant.id }));
+    },
     get unscopedClient() {
       return client;
     },
@@ -286,15 +332,33 @@ interface Settings {
   concurrency: number;
 }
 
-/** @internal Everything a tenant client knows. Kept in a private field. */
-export interface Scope {
-  tenantId: string;
+/** @internal Where one operation goes: resolved from the placement at its start. */
+export interface Where {
   client: S3Client;
+  /** The placement's own client (or the default), before vending. */
+  from: S3Client;
   bucket: string;
   prefix: string;
   prefixBytes: number;
+}
+
+/** @internal Everything a tenant client knows. Kept in a private field. */
+export interface Scope {
+  tenantId: string;
+  /** The placement, resolved per operation (synchronously when the resolver is). */
+  where(): Where | Promise<Where>;
   signal: AbortSignal | undefined;
   settings: Settings;
+}
+
+/** A resolver's own typed refusal (e.g. PLACEMENT_PAUSED) passes through; anything else is UNAVAILABLE. */
+function resolverFailed(err: unknown): TenantScopeError {
+  if (err instanceof TenantScopeError) return err;
+  return new TenantScopeError('UNAVAILABLE', 'the placement of this tenant could not be resolved', { cause: err });
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown })?.then === 'function';
 }
 
 /** Only `scopedS3(...)` (after `assertTenant`) may build a TenantS3. */
@@ -322,22 +386,22 @@ export class TenantS3 {
   }
 
   /** @internal Full key for a relative one, after the key rule. */
-  #full(key: unknown, what = 'key'): string {
-    checkKey(key, this.#scope.prefixBytes, what);
-    return this.#scope.prefix + key;
+  #full(w: Where, key: unknown, what = 'key'): string {
+    checkKey(key, w.prefixBytes, what);
+    return w.prefix + key;
   }
 
   /** @internal Relative key for a full one from the server; refuses anything outside the prefix. */
-  #relative(full: string | undefined): string {
-    if (typeof full !== 'string' || !full.startsWith(this.#scope.prefix) || full.length === this.#scope.prefix.length) {
+  #relative(w: Where, full: string | undefined): string {
+    if (typeof full !== 'string' || !full.startsWith(w.prefix) || full.length === w.prefix.length) {
       throw s3Error('S3_SCOPE_VIOLATION', 'the server returned a key outside the tenant prefix');
     }
-    return full.slice(this.#scope.prefix.length);
+    return full.slice(w.prefix.length);
   }
 
-  async #send<T>(operation: string, command: object): Promise<T> {
+  async #send<T>(w: Where, operation: string, command: object): Promise<T> {
     try {
-      return (await this.#scope.client.send(command as never, { abortSignal: this.#scope.signal })) as T;
+      return (await w.client.send(command as never, { abortSignal: this.#scope.signal })) as T;
     } catch (err) {
       throw wrapSdkError(err, operation);
     }
@@ -348,13 +412,15 @@ export class TenantS3 {
    * `@aws-sdk/lib-storage` (single PUT when small, multipart when large).
    */
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<{ key: string; etag: string | undefined }> {
-    const Key = this.#full(key);
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
     const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body instanceof Uint8Array ? body : null;
     if (bytes === null) return this.upload(key, body, options);
     const out = await this.#send<{ ETag?: string }>(
+      w,
       'PutObject',
       new PutObjectCommand({
-        Bucket: this.#scope.bucket,
+        Bucket: w.bucket,
         Key,
         Body: bytes,
         ContentLength: bytes.byteLength,
@@ -370,7 +436,8 @@ export class TenantS3 {
     body: PutBody,
     options: UploadOptions = {},
   ): Promise<{ key: string; etag: string | undefined }> {
-    const Key = this.#full(key);
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
     const Body = uploadBody(body);
     const partSize = options.partSize ?? this.#scope.settings.partSize;
     if (!Number.isInteger(partSize) || partSize < 5 * MIB) {
@@ -381,8 +448,8 @@ export class TenantS3 {
     const onAbort = () => abortController.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     const upload = new Upload({
-      client: this.#scope.client,
-      params: { Bucket: this.#scope.bucket, Key, Body, ...headers(options, typeof body === 'string') },
+      client: w.client,
+      params: { Bucket: w.bucket, Key, Body, ...headers(options, typeof body === 'string') },
       partSize,
       queueSize: options.concurrency ?? this.#scope.settings.concurrency,
       leavePartsOnError: false,
@@ -404,10 +471,12 @@ export class TenantS3 {
 
   /** Reads an object. Throws `S3_NOT_FOUND` if the tenant has no object under that key. */
   async get(key: string, options: { range?: string } = {}): Promise<GetResult> {
-    const Key = this.#full(key);
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
     const out = await this.#send<ObjectHeaders & { Body?: unknown }>(
+      w,
       'GetObject',
-      new GetObjectCommand({ Bucket: this.#scope.bucket, Key, Range: options.range }),
+      new GetObjectCommand({ Bucket: w.bucket, Key, Range: options.range }),
     );
     const body = toReadable(out.Body);
     const bytes = async () => {
@@ -435,11 +504,9 @@ export class TenantS3 {
 
   /** An object's size, type and metadata. Throws `S3_NOT_FOUND` if absent. */
   async head(key: string): Promise<HeadResult> {
-    const Key = this.#full(key);
-    const out = await this.#send<ObjectHeaders>(
-      'HeadObject',
-      new HeadObjectCommand({ Bucket: this.#scope.bucket, Key }),
-    );
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
+    const out = await this.#send<ObjectHeaders>(w, 'HeadObject', new HeadObjectCommand({ Bucket: w.bucket, Key }));
     return headResult(key, out);
   }
 
@@ -456,8 +523,9 @@ export class TenantS3 {
 
   /** Deletes an object (no error if it does not exist, as in S3). */
   async delete(key: string): Promise<void> {
-    const Key = this.#full(key);
-    await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#scope.bucket, Key }));
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
+    await this.#send(w, 'DeleteObject', new DeleteObjectCommand({ Bucket: w.bucket, Key }));
   }
 
   /**
@@ -465,11 +533,12 @@ export class TenantS3 {
    * sent and `S3_KEY_INVALID` names its index. Sent in batches of 1,000.
    */
   async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
+    const w = await this.#scope.where();
     if (!Array.isArray(keys)) throw new TenantScopeError('INVALID_ARGUMENT', 'deleteMany needs an array of keys');
     const full: string[] = [];
     keys.forEach((k, i) => {
       try {
-        full.push(this.#full(k));
+        full.push(this.#full(w, k));
       } catch (err) {
         const e = err as TenantScopeError;
         throw s3Error('S3_KEY_INVALID', `deleteMany: key #${i}: ${e.message}; nothing was deleted`, {
@@ -484,9 +553,10 @@ export class TenantS3 {
       let out: { Deleted?: { Key?: string }[]; Errors?: { Key?: string; Code?: string }[] };
       try {
         out = await this.#send(
+          w,
           'DeleteObjects',
           new DeleteObjectsCommand({
-            Bucket: this.#scope.bucket,
+            Bucket: w.bucket,
             Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
           }),
         );
@@ -495,22 +565,22 @@ export class TenantS3 {
         // (vended) are refused the whole batch: delete the keys one by one instead, each checked
         // by the server against its own key.
         if ((err as TenantScopeError).details?.s3Code !== 'AccessDenied') throw err;
-        out = await this.#deleteOneByOne(batch);
+        out = await this.#deleteOneByOne(w, batch);
       }
-      for (const d of out.Deleted ?? []) result.deleted.push(this.#relative(d.Key));
-      for (const e of out.Errors ?? []) result.errors.push({ key: this.#relative(e.Key), code: e.Code ?? 'Error' });
+      for (const d of out.Deleted ?? []) result.deleted.push(this.#relative(w, d.Key));
+      for (const e of out.Errors ?? []) result.errors.push({ key: this.#relative(w, e.Key), code: e.Code ?? 'Error' });
     }
     return result;
   }
 
-  async #deleteOneByOne(keys: string[]) {
+  async #deleteOneByOne(w: Where, keys: string[]) {
     const out = { Deleted: [] as { Key: string }[], Errors: [] as { Key: string; Code: string }[] };
     let next = 0;
     const worker = async () => {
       while (next < keys.length) {
         const Key = keys[next++] as string;
         try {
-          await this.#send('DeleteObject', new DeleteObjectCommand({ Bucket: this.#scope.bucket, Key }));
+          await this.#send(w, 'DeleteObject', new DeleteObjectCommand({ Bucket: w.bucket, Key }));
           out.Deleted.push({ Key });
         } catch (err) {
           out.Errors.push({ Key, Code: String((err as TenantScopeError).details?.s3Code ?? 'Error') });
@@ -523,17 +593,19 @@ export class TenantS3 {
 
   /** Copies an object; both keys are inside this tenant. */
   async copy(from: string, to: string, options: PutOptions = {}): Promise<{ key: string; etag: string | undefined }> {
-    const src = this.#full(from, 'source key');
-    const Key = this.#full(to, 'destination key');
+    const w = await this.#scope.where();
+    const src = this.#full(w, from, 'source key');
+    const Key = this.#full(w, to, 'destination key');
     const replace = options.contentType !== undefined || options.metadata !== undefined;
     const out = await this.#send<{ CopyObjectResult?: { ETag?: string } }>(
+      w,
       'CopyObject',
       new CopyObjectCommand({
-        Bucket: this.#scope.bucket,
+        Bucket: w.bucket,
         Key,
         // The copy source travels in a header the server URL-decodes once: encode every segment,
         // so a literal `%2e` in a key stays literal and cannot name another object.
-        CopySource: `${this.#scope.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
+        CopySource: `${w.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
         ...(replace ? { MetadataDirective: 'REPLACE' as const, ...headers(options, false) } : {}),
       }),
     );
@@ -542,8 +614,9 @@ export class TenantS3 {
 
   /** One page of the tenant's objects. Keys come back relative to the tenant. */
   async list(options: ListOptions = {}): Promise<ListResult> {
+    const w = await this.#scope.where();
     const sub = options.prefix ?? '';
-    checkListPrefix(sub, this.#scope.prefixBytes);
+    checkListPrefix(sub, w.prefixBytes);
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
       throw new TenantScopeError('INVALID_ARGUMENT', 'limit must be an integer from 1 to 1000');
@@ -551,8 +624,8 @@ export class TenantS3 {
     if (options.delimiter !== undefined && options.delimiter !== '/') {
       throw new TenantScopeError('INVALID_ARGUMENT', 'delimiter must be "/"');
     }
-    const Prefix = this.#scope.prefix + sub;
-    const binding = JSON.stringify([this.#scope.tenantId, this.#scope.bucket, Prefix, options.delimiter ?? '']);
+    const Prefix = w.prefix + sub;
+    const binding = JSON.stringify([this.#scope.tenantId, w.bucket, Prefix, options.delimiter ?? '']);
     const ContinuationToken =
       options.continuationToken === undefined
         ? undefined
@@ -563,9 +636,10 @@ export class TenantS3 {
       IsTruncated?: boolean;
       NextContinuationToken?: string;
     }>(
+      w,
       'ListObjectsV2',
       new ListObjectsV2Command({
-        Bucket: this.#scope.bucket,
+        Bucket: w.bucket,
         Prefix,
         Delimiter: options.delimiter,
         MaxKeys: limit,
@@ -574,12 +648,12 @@ export class TenantS3 {
     );
     return {
       objects: (out.Contents ?? []).map((o) => ({
-        key: this.#relative(o.Key),
+        key: this.#relative(w, o.Key),
         size: o.Size ?? 0,
         etag: o.ETag,
         lastModified: o.LastModified,
       })),
-      folders: (out.CommonPrefixes ?? []).map((p) => this.#relative(p.Prefix)),
+      folders: (out.CommonPrefixes ?? []).map((p) => this.#relative(w, p.Prefix)),
       nextContinuationToken:
         out.IsTruncated && out.NextContinuationToken
           ? this.#scope.settings.sealer.seal(out.NextContinuationToken, binding)
@@ -610,10 +684,11 @@ export class TenantS3 {
 
   /** A presigned GET URL for one of the tenant's keys. Default expiry 5 minutes, capped. */
   async presignGet(key: string, options: PresignOptions = {}): Promise<string> {
-    const Key = this.#full(key);
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
     const expiresIn = this.#expiry(options);
     try {
-      return await getSignedUrl(this.#scope.client, new GetObjectCommand({ Bucket: this.#scope.bucket, Key }), {
+      return await getSignedUrl(w.client, new GetObjectCommand({ Bucket: w.bucket, Key }), {
         expiresIn,
       });
     } catch (err) {
@@ -623,12 +698,13 @@ export class TenantS3 {
 
   /** A presigned PUT URL for one of the tenant's keys. Default expiry 5 minutes, capped. */
   async presignPut(key: string, options: PresignPutOptions = {}): Promise<string> {
-    const Key = this.#full(key);
+    const w = await this.#scope.where();
+    const Key = this.#full(w, key);
     const expiresIn = this.#expiry(options);
     try {
       return await getSignedUrl(
-        this.#scope.client,
-        new PutObjectCommand({ Bucket: this.#scope.bucket, Key, ContentType: options.contentType }),
+        w.client,
+        new PutObjectCommand({ Bucket: w.bucket, Key, ContentType: options.contentType }),
         { expiresIn },
       );
     } catch (err) {

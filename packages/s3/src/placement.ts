@@ -2,7 +2,7 @@
  * Placement: where one tenant's objects live. The shared tier keeps every tenant in one bucket
  * under its own prefix (logical isolation); the dedicated tier gives a tenant a bucket of its own
  * (physical isolation), keeping the same prefix inside it as a second wall. The scoped client
- * reads bucket, prefix and client from the placement on every `forTenant`, so tool code does not
+ * reads bucket, prefix and client from the placement on every operation, so tool code does not
  * change when a tenant moves; with vended credentials the tenant's credentials are scoped to the
  * placement's bucket and prefix.
  */
@@ -33,14 +33,24 @@ export interface S3Placement extends PlacementBase {
 /** @deprecated use `S3Placement` (the same type). */
 export type Placement = S3Placement;
 
-/** Resolves a tenant's placement. Called on every `forTenant`; keep it cheap and pure. */
-export type PlacementResolver = (tenant: TenantRef) => S3Placement;
+/**
+ * Resolves a tenant's placement. Called once per operation (not once per `forTenant`), so a moved
+ * tenant's next call goes to its new bucket. It may return a Promise (e.g. a cached lookup in the
+ * placement registry of `@tenantscope/postgres`); a synchronous answer keeps the call free of waits.
+ */
+export type PlacementResolver = (tenant: TenantRef) => S3Placement | Promise<S3Placement>;
+
+/** A resolver that answers synchronously (`sharedBucket`, `tieredPlacement`). */
+export type SyncPlacementResolver = (tenant: TenantRef) => S3Placement;
 
 /** The default prefix: `tenants/<id>/`. */
 export const defaultPrefix = (tenant: TenantRef): string => `tenants/${tenant.id}/`;
 
 /** Shared bucket with a per-tenant prefix. */
-export function sharedBucket(bucket: string, prefix: (tenant: TenantRef) => string = defaultPrefix): PlacementResolver {
+export function sharedBucket(
+  bucket: string,
+  prefix: (tenant: TenantRef) => string = defaultPrefix,
+): SyncPlacementResolver {
   checkBucket(bucket);
   return (tenant) => ({ tier: 'shared', bucket, prefix: prefix(tenant) });
 }
@@ -52,10 +62,10 @@ export function sharedBucket(bucket: string, prefix: (tenant: TenantRef) => stri
  * tier's `tenants/<id>/`, so keys are the same on both tiers and a wrong bucket still misses.
  */
 export function tieredPlacement(
-  shared: PlacementResolver,
+  shared: SyncPlacementResolver,
   bucketOf: (tenant: TenantRef) => string | undefined,
   prefix: (tenant: TenantRef) => string = defaultPrefix,
-): PlacementResolver {
+): SyncPlacementResolver {
   return (tenant) => {
     const own = bucketOf(tenant);
     if (own === undefined) return shared(tenant);
