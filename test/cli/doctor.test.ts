@@ -4,8 +4,7 @@
  * Manager (moto in CI, or the double). One good fixture (exit 0), then one bad state per store,
  * seeded once, whose every problem must be reported with its code (exit 1).
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -21,7 +20,7 @@ import { tenantBucketPolicy } from '@tenantscope/s3';
 import { createTestBucket, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type PgFixture, pgFixture } from '../../packages/postgres/src/testing/fixture.ts';
-import { runCli, writeJson } from './helpers.ts';
+import { runCli, writeJson, writeSigningKey } from './helpers.ts';
 
 const SLOW = 180_000;
 const TENANTS = ['acme', 'globex'];
@@ -137,10 +136,7 @@ beforeAll(async () => {
   process.env.DOCTOR_TEST_SM_KEY = smc.accessKeyId;
   process.env.DOCTOR_TEST_SM_SECRET = smc.secretAccessKey;
   process.env.DOCTOR_TEST_QDRANT_KEY = inject('qdrantApiKey');
-  await writeFile(
-    join(dir, 'signing.pem'),
-    generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }),
-  );
+  await writeSigningKey(dir);
   // The doctor checks the role the application connects as, not the owner the DSAR commands use.
   const doctor = { postgres: { url: fx.db.appUrl } };
   good = await writeJson(join(dir, 'good.json'), { dsar: dsarFor('good'), doctor });
@@ -268,7 +264,6 @@ describe('tenantscope doctor', () => {
       } else {
         console.warn('doctor: S3 ACL/versioning/policy checks not asserted: s3rver does not implement them');
       }
-
     },
     SLOW,
   );

@@ -16,7 +16,7 @@ import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestBucket, createTestIssuer, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
-import { runCli, writeJson } from './helpers.ts';
+import { runCli, writeJson, writeSigningKey } from './helpers.ts';
 
 const TABLES = ['invoices', 'customers'];
 /** Each case runs the bin several times; a loaded CI machine takes seconds per start. */
@@ -214,10 +214,7 @@ beforeAll(async () => {
   process.env.DSAR_TEST_S3_KEY = conn.accessKeyId;
   process.env.DSAR_TEST_QDRANT_KEY = inject('qdrantApiKey');
   process.env.DSAR_TEST_S3_SECRET = conn.secretAccessKey;
-  const { privateKey, publicKey: pub } = generateKeyPairSync('ed25519');
-  await writeFile(join(dir, 'signing.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  publicKey = join(dir, 'signing.pub.pem');
-  await writeFile(publicKey, pub.export({ type: 'spki', format: 'pem' }));
+  publicKey = (await writeSigningKey(dir)).publicKey;
   config = await writeJson(join(dir, 'tenantscope.config.json'), {
     dsar: {
       tenants: ['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3'],

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeKeyPair } from '@tenantscope/cli';
@@ -51,4 +52,13 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
 export async function writeJson(path: string, value: unknown): Promise<string> {
   await writeFile(path, JSON.stringify(value, null, 2));
   return path;
+}
+
+/** An Ed25519 key pair for DSAR configs: `signing.pem` (dsar.signingKey) and `signing.pub.pem` in `dir`. */
+export async function writeSigningKey(dir: string): Promise<{ privateKey: string; publicKey: string }> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const files = { privateKey: join(dir, 'signing.pem'), publicKey: join(dir, 'signing.pub.pem') };
+  await writeFile(files.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  await writeFile(files.publicKey, publicKey.export({ type: 'spki', format: 'pem' }));
+  return files;
 }

@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { addAuditCommands } from './audit/commands.ts';
 import { formatJson, formatJUnit, formatTable } from './check/output.ts';
 import { type CheckReport, runCheck, VERSION } from './check/run.ts';
 import { writeKeyPair } from './check/tokens.ts';
@@ -9,7 +10,6 @@ import { addDoctorCommand } from './doctor/run.ts';
 import { addDsarCommands } from './dsar/commands.ts';
 import { cliError, EXIT, exitCodeOf } from './errors.ts';
 import { runEvidence } from './evidence/run.ts';
-import { addKeysCommands } from './keys/commands.ts';
 
 /** Where the CLI writes; tests pass their own. */
 export interface Io {
@@ -206,8 +206,8 @@ export function program(
       setExit(EXIT.OK);
     });
   addDsarCommands(root, io, setExit);
-  addKeysCommands(root, io, setExit);
   addDoctorCommand(root, io, setExit);
+  addAuditCommands(root, io, setExit);
   return root;
 }
 

@@ -1,5 +1,4 @@
 import { dirname, resolve } from 'node:path';
-import { verifyJsonl } from '@tenantscope/audit';
 import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
 import { parseConfig, readConfigValue, type TenantscopeConfig } from '../config.ts';
@@ -7,10 +6,10 @@ import { cliError, EXIT } from '../errors.ts';
 import { type DsarConfig, dsarSection, knownTenant } from './config.ts';
 import { deleteTenant } from './delete.ts';
 import { exportTenant, readVerifyKey, verifyExport } from './export.ts';
-import { anchorStore, openStores, type Stores } from './stores.ts';
+import { openStores, type Stores } from './stores.ts';
 import { eraseSubject, exportSubject } from './subject.ts';
 
-interface Flags {
+export interface Flags {
   config?: string;
   json?: boolean;
 }
@@ -27,16 +26,18 @@ export async function load(flags: Flags): Promise<{ cfg: DsarConfig; base: strin
     cfg: {
       ...cfg,
       signingKey: resolve(base, cfg.signingKey),
-      audit: {
-        ...cfg.audit,
-        jsonlDir: resolve(base, cfg.audit.jsonlDir),
-        ...(cfg.audit.anchorsDir ? { anchorsDir: resolve(base, cfg.audit.anchorsDir) } : {}),
-      },
+      audit:
+        'jsonlDir' in cfg.audit
+          ? {
+              jsonlDir: resolve(base, cfg.audit.jsonlDir),
+              ...(cfg.audit.anchorsDir ? { anchorsDir: resolve(base, cfg.audit.anchorsDir) } : {}),
+            }
+          : cfg.audit,
     },
   };
 }
 
-async function withStores<T>(cfg: DsarConfig, fn: (s: Stores) => Promise<T>): Promise<T> {
+export async function withStores<T>(cfg: DsarConfig, fn: (s: Stores) => Promise<T>): Promise<T> {
   const s = await openStores(cfg);
   try {
     return await fn(s);
@@ -135,30 +136,6 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
               .join('\n')}\n`,
       );
       setExit(EXIT.OK);
-    });
-  root
-    .command('audit')
-    .description('the audit log named in the dsar section')
-    .command('verify')
-    .description('verify the hash chains (one tenant or every stream) against the anchors; exit 1 on a break')
-    .option('--tenant <tenant>', 'only this tenant')
-    .option('-c, --config <file>', 'config file with a dsar section')
-    .option('--json', 'print the report as JSON')
-    .action(async (flags: Flags & { tenant?: string }) => {
-      const { cfg, base } = await load(flags);
-      if (flags.tenant !== undefined) await knownTenant(cfg, flags.tenant, base);
-      const report = await verifyJsonl({ dir: cfg.audit.jsonlDir, anchors: anchorStore(cfg), tenant: flags.tenant });
-      io.stdout(
-        flags.json
-          ? `${JSON.stringify(report, null, 2)}\n`
-          : `${report.streams
-              .map(
-                (r) =>
-                  `${r.ok ? 'ok    ' : 'BROKEN'} ${r.stream}: ${r.events} events${r.break ? ` (${JSON.stringify(r.break)})` : ''}`,
-              )
-              .join('\n')}\n${report.ok ? 'every chain verifies' : 'a chain is broken'}\n`,
-      );
-      setExit(report.ok ? EXIT.OK : EXIT.FAILED);
     });
   root
     .command('verify-export')

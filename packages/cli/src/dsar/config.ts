@@ -111,13 +111,36 @@ export const dsarSectionSchema = z.strictObject({
         .default('tenants/{tenant}/'),
     })
     .optional(),
-  /** The audit log the CLI writes to (DSAR events, deletion certificates) and exports from. */
-  audit: z.strictObject({
-    /** Hash-chained JSONL audit directory (`ChainedJsonlAuditSink`). */
-    jsonlDir: z.string().min(1),
-    /** Directory of the anchor store, for verification. Default: no anchors. */
-    anchorsDir: z.string().min(1).optional(),
-  }),
+  /**
+   * The audit log the CLI writes to (DSAR events, deletion certificates), verifies and exports:
+   * `{ jsonlDir, anchorsDir? }` or `{ postgres: { url | urlEnv, schema?, writerRole?, auditorRole? } }`.
+   */
+  audit: z.union([
+    z.strictObject({
+      /** Hash-chained JSONL audit directory (`ChainedJsonlAuditSink`). */
+      jsonlDir: z.string().min(1),
+      /** Directory of the anchor store, for verification. Default: no anchors. */
+      anchorsDir: z.string().min(1).optional(),
+    }),
+    z.strictObject({
+      /** The Postgres audit log (`@tenantscope/audit/postgres`, set up with `migrateAuditSchema`). */
+      postgres: z
+        .strictObject({
+          /** Connection URL of the audit database, or the env var holding it (`urlEnv`). */
+          url: z.string().min(1).optional(),
+          urlEnv: z.string().min(1).optional(),
+          /** Schema of the audit tables. Default `tenantscope_audit`. */
+          schema: column.default('tenantscope_audit'),
+          /**
+           * The writer and auditor roles, when the URL logs in as another role (e.g. behind a
+           * pooler): each write or read then runs in a transaction that starts with SET LOCAL ROLE.
+           */
+          writerRole: column.optional(),
+          auditorRole: column.optional(),
+        })
+        .refine((p) => !p.url !== !p.urlEnv, { message: 'give exactly one of url, urlEnv' }),
+    }),
+  ]),
   /** Ed25519 private key (PEM PKCS#8 or a JWK JSON file) that signs export manifests. */
   signingKey: z.string().min(1),
   /** Recorded as the subject of the audit events. Default `tenantscope-cli`. */

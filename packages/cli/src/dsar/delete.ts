@@ -1,7 +1,7 @@
 import { argsHash } from '@tenantscope/core';
 import { quoteIdent } from '@tenantscope/postgres';
 import { cliError } from '../errors.ts';
-import { auditHasEvent, type Stores, writeOperatorEvent } from './stores.ts';
+import { type Stores, writeOperatorEvent } from './stores.ts';
 
 export const CERTIFICATE_EVENT = 'dsar_deletion_certificate';
 
@@ -157,7 +157,7 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
   const certificate = job.certificate as DeletionCertificate;
   const hash = argsHash(certificate);
   let written = false;
-  if (!(await auditHasEvent(s.cfg.audit.jsonlDir, tenantId, CERTIFICATE_EVENT, hash))) {
+  if (!(await s.audit.hasEvent(tenantId, CERTIFICATE_EVENT, hash))) {
     const details: Record<string, number | string> = { job_id: certificate.job_id };
     for (const [store, items] of Object.entries(certificate.stores)) {
       for (const [t, c] of Object.entries(items)) {

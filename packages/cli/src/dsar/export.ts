@@ -4,9 +4,10 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { canonicalJson } from '@tenantscope/core';
+import { exportAuditStream } from '../audit/export.ts';
 import { VERSION } from '../check/run.ts';
 import { cliError } from '../errors.ts';
-import { auditFiles, type Stores, verifyTenantAudit } from './stores.ts';
+import type { Stores } from './stores.ts';
 
 export const EXPORT_FORMAT = 'tenantscope-export/1';
 
@@ -190,23 +191,13 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
   }
 
   // Audit: the tenant's stream as stored (so the chain can be re-verified), and its verification now.
-  await mkdir(join(out, 'audit'));
-  let events = 0;
-  for (const src of await auditFiles(s.cfg.audit.jsonlDir, tenantId)) {
-    const name = `audit/${src.split(sep).pop()}`;
-    const f = new HashedFile(join(out, name));
-    const stream = createReadStream(src);
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      for (const b of chunk) if (b === 0x0a) events++;
-      await f.write(chunk);
-    }
-    files[name] = await f.close();
-  }
-  const verification = await verifyTenantAudit(s, tenantId);
+  const audit = await exportAuditStream(s.audit, tenantId, out, 'audit');
+  Object.assign(files, audit.files);
+  const verification = await s.audit.verify(tenantId);
   const vf = new HashedFile(join(out, 'audit', 'verification.json'));
   await vf.write(`${JSON.stringify(verification, null, 2)}\n`);
   files['audit/verification.json'] = await vf.close();
-  counts.audit = { events, verified: verification.ok ? 1 : 0 };
+  counts.audit = { events: audit.events, verified: verification.ok ? 1 : 0 };
 
   const manifest: Manifest = {
     format: EXPORT_FORMAT,

@@ -1,18 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { S3Client } from '@aws-sdk/client-s3';
 import { QdrantClient } from '@qdrant/js-client-rest';
-import { type AnchorStore, ChainedJsonlAuditSink, JsonlAnchorStore, parseLine, verifyJsonl } from '@tenantscope/audit';
-import { type AuditEvent, createVerifier, streamName, type Tenant } from '@tenantscope/core';
+import { type AuditEvent, createVerifier, type Tenant } from '@tenantscope/core';
 import { pg, readBindingKey, type ScopedPool, scopedPool, type TenantData, tenantData } from '@tenantscope/postgres';
 import { type ScopedQdrant, scopedQdrant } from '@tenantscope/qdrant';
 import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
 import { type SecretsInjector, secretsInjector } from '@tenantscope/secrets';
 import { type AwsSecretsManagerProvider, awsSecretsManager } from '@tenantscope/secrets/aws';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { type AuditBackend, openAudit } from '../audit/backend.ts';
 import { cliError } from '../errors.ts';
 import { type DsarConfig, postgresUrl } from './config.ts';
 
@@ -22,8 +18,8 @@ export interface Stores {
   /** Unscoped admin connection (job records only; never tenant data). */
   admin: pg.Pool;
   scoped: ScopedPool;
-  audit: ChainedJsonlAuditSink;
-  anchors: AnchorStore;
+  /** The configured audit log (JSONL or Postgres). */
+  audit: AuditBackend;
   postgres: TenantData;
   /** The S3 store, when configured. */
   s3: ScopedS3 | undefined;
@@ -172,13 +168,6 @@ export function s3Store(cfg: DsarConfig): ScopedS3 | undefined {
   return scopedS3(client, { bucket: c.bucket, prefix: (t) => c.prefix.replace('{tenant}', t.id) });
 }
 
-const noAnchors: AnchorStore = { record: async () => undefined, list: async () => [] };
-
-/** The configured anchor store, or none (chains are then checked without anchors). */
-export function anchorStore(cfg: DsarConfig): AnchorStore {
-  return cfg.audit.anchorsDir ? new JsonlAnchorStore({ dir: cfg.audit.anchorsDir }) : noAnchors;
-}
-
 /** The binding key: hex in the env var `env` names (`field` is that config field), else read with `admin`. */
 export async function bindingKeyOf(env: string | undefined, field: string, admin: pg.Pool): Promise<Buffer> {
   if (env) {
@@ -215,8 +204,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     throw err;
   }
   const scoped = scopedPool({ connectionString: url, max: 3 }, { bindingKey, pooler: cfg.postgres.pooler });
-  const audit = new ChainedJsonlAuditSink({ dir: cfg.audit.jsonlDir });
-  const anchors = anchorStore(cfg);
+  const audit = openAudit(cfg);
   const tables = cfg.postgres.tables.map((t) => t.name);
   const mint = await operatorTenants(cfg.actor);
   return {
@@ -224,7 +212,6 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     admin,
     scoped,
     audit,
-    anchors,
     postgres: tenantData(scoped, { tables, audit, actor: cfg.actor }),
     s3,
     qdrant,
@@ -235,34 +222,6 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
       s3?.unscopedClient.destroy();
     },
   };
-}
-
-/** The tenant's audit stream files (`<dir>/<tenant>/<day>.jsonl`), oldest first. */
-export async function auditFiles(dir: string, tenant: string): Promise<string[]> {
-  const streamDir = join(dir, streamName({ tenant_id: tenant }));
-  try {
-    return (await readdir(streamDir))
-      .filter((f) => /^\d{4}-\d{2}-\d{2}\.jsonl$/.test(f))
-      .sort()
-      .map((f) => join(streamDir, f));
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return [];
-    throw err;
-  }
-}
-
-/** True when the tenant's audit stream holds an event of this type with this args_hash. */
-export async function auditHasEvent(dir: string, tenant: string, type: string, hash: string): Promise<boolean> {
-  for (const file of await auditFiles(dir, tenant)) {
-    // Line by line: a day file can be large.
-    for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY })) {
-      const row = parseLine(line);
-      if (!row) continue;
-      const e = JSON.parse(row.event) as { event_type?: string; args_hash?: string };
-      if (e.event_type === type && e.args_hash === hash) return true;
-    }
-  }
-  return false;
 }
 
 /** An operator event in the tenant's audit stream: numbers and hashes only, never a subject id. */
@@ -289,8 +248,4 @@ export async function writeOperatorEvent(
     details,
   };
   await s.audit.write(event);
-}
-
-export async function verifyTenantAudit(s: Stores, tenant: string) {
-  return verifyJsonl({ dir: s.cfg.audit.jsonlDir, anchors: s.anchors, tenant });
 }
