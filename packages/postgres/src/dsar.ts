@@ -3,12 +3,15 @@ import {
   type AuditSink,
   argsHash,
   assertTenant,
+  type DeleteResult,
+  type StoreCount,
   type Tenant,
+  type TenantDataOps,
   TenantScopeError,
 } from '@tenantscope/core';
 import type pg from 'pg';
 import QueryStream from 'pg-query-stream';
-import { wrapDriverError } from './errors.ts';
+import { pgError, wrapDriverError } from './errors.ts';
 import type { ScopedPool } from './scoped.ts';
 import { quoteIdent } from './sql.ts';
 
@@ -28,7 +31,10 @@ export interface ExportedRow {
   row: Record<string, unknown>;
 }
 
-/** Tenant data operations for data subject requests (DSAR), each its own transaction, each audited. */
+/**
+ * Tenant data operations for data subject requests (DSAR), each its own transaction, each audited.
+ * @deprecated use `scopedPool({ ..., dsar: { tables, audit } }).tenantData(tenant)`.
+ */
 export interface TenantData {
   /** Rows per table for the tenant, in one read-only snapshot. Audited as `dsar_count`. */
   count(tenant: Tenant): Promise<Record<string, number>>;
@@ -42,7 +48,10 @@ export interface TenantData {
   delete(tenant: Tenant): Promise<Record<string, number>>;
 }
 
-/** DSAR operations over `scoped`'s tenant tables. */
+/**
+ * DSAR operations over `scoped`'s tenant tables.
+ * @deprecated use `scopedPool({ ..., dsar: { tables, audit } }).tenantData(tenant)`.
+ */
 export function tenantData(scoped: ScopedPool, options: TenantDataOptions): TenantData {
   if (!options || !Array.isArray(options.tables) || options.tables.length === 0) {
     throw new TenantScopeError('INVALID_CONFIG', 'tenantData needs the list of tenant tables');
@@ -158,4 +167,43 @@ export function tenantData(scoped: ScopedPool, options: TenantDataOptions): Tena
       }
     },
   };
+}
+
+/** One tenant's rows under the shared DSAR contract (`TenantDataOps`); each operation is audited. */
+export class PgTenantData implements TenantDataOps<ExportedRow> {
+  readonly store = 'postgres';
+  readonly #data: TenantData;
+  readonly #tenant: Tenant;
+
+  /** @internal Built by `ScopedPool.tenantData`. */
+  constructor(data: TenantData, tenant: Tenant) {
+    this.#data = data;
+    this.#tenant = tenant;
+  }
+
+  /** Rows per table (`parts`) in one read-only snapshot. Audited as `dsar_count`. */
+  async count(): Promise<StoreCount> {
+    return rowCount(await this.#data.count(this.#tenant));
+  }
+
+  /** Every row, table by table, through a cursor in one REPEATABLE READ READ ONLY transaction. Audited as `dsar_export`. */
+  export(): AsyncGenerator<ExportedRow> {
+    return this.#data.export(this.#tenant);
+  }
+
+  /** Deletes every row in one transaction (audited as `dsar_delete` before COMMIT), then recounts; throws PG_DSAR_INCOMPLETE unless 0. */
+  async delete(): Promise<DeleteResult> {
+    const before = rowCount(await this.#data.delete(this.#tenant));
+    const after = await this.count();
+    if (after.total !== 0) {
+      throw pgError('PG_DSAR_INCOMPLETE', `${after.total} row(s) remained after the delete`, {
+        details: { remaining: after.total },
+      });
+    }
+    return { before, after };
+  }
+}
+
+function rowCount(parts: Record<string, number>): StoreCount {
+  return { store: 'postgres', total: Object.values(parts).reduce((a, b) => a + b, 0), parts };
 }

@@ -29,6 +29,8 @@ export const PG_ERROR_CODES = {
   PG_RESULT_TOO_LARGE: 413,
   /** `queryUntrusted`: the statement is not one it runs (SELECT, WITH, VALUES, TABLE, INSERT, UPDATE, DELETE, MERGE only). */
   PG_STATEMENT_REFUSED: 400,
+  /** `tenantData(tenant).delete()`: rows remained after the delete (recount not 0). */
+  PG_DSAR_INCOMPLETE: 500,
   /** `installSideChannelGuards` runs as a superuser only (catalog objects belong to the bootstrap superuser). */
   PG_SUPERUSER_REQUIRED: 500,
 } as const;

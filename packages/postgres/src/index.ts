@@ -3,7 +3,7 @@ export { default as pg } from 'pg';
 export { apiKeyStoreSql, PostgresApiKeyStore, type PostgresApiKeyStoreOptions } from './api-keys.ts';
 export { DEFAULT_TENANT_SETTING, generateBindingKey } from './binding.ts';
 export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } from './doctor.ts';
-export { type ExportedRow, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
+export { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode, pgError } from './errors.ts';
 export type { HotOptions } from './hot.ts';
 export {

@@ -1,8 +1,16 @@
-import { assertTenant, type CallInfo, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
+import {
+  assertTenant,
+  type CallInfo,
+  type ResourceProvider,
+  type ScopedAdapter,
+  type Tenant,
+  TenantScopeError,
+} from '@tenantscope/core';
 import pg from 'pg';
 import { assertBindableTenantId, DEFAULT_TENANT_SETTING, normaliseBindingKey, TokenCache } from './binding.ts';
 import { boundQuery } from './bound-query.ts';
 import { type DoctorOptions, type DoctorReport, runDoctor } from './doctor.ts';
+import { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 import { checkPoolerMode } from './doctor-pooler.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 import { HotLanes, type HotOptions } from './hot.ts';
@@ -90,6 +98,12 @@ export interface ScopedPoolOptions {
    * statement (two extra connections, once), and fail closed if one is found. Default true.
    */
   detectPooler?: boolean;
+  /**
+   * What `tenantData(tenant)` (export and erasure of one tenant) works on: the tenant tables and
+   * the audit sink every operation is recorded in (`actor`, `batchSize` optional). Without it
+   * `tenantData` throws INVALID_CONFIG.
+   */
+  dsar?: TenantDataOptions;
 }
 
 /** Options of one scoped transaction. */
@@ -156,8 +170,9 @@ export function scopedPool(poolOrConfig: pg.Pool | pg.PoolConfig, options: Scope
   return new ScopedPool(poolOrConfig, options);
 }
 
-export class ScopedPool {
+export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
   readonly #pool: PoolLike;
+  #dsar: TenantData | undefined;
   readonly #ownsPool: boolean;
   readonly #tokens: TokenCache;
   readonly #setting: string;
@@ -386,6 +401,20 @@ export class ScopedPool {
   /** A core ResourceProvider: `providers: { db: scoped.provider() }` gives tools `ctx.db`. */
   provider(): ResourceProvider<TenantDb> {
     return { forCall: (call: CallInfo) => this.forTenant(call.tenant) };
+  }
+
+  /**
+   * Export and erasure of one verified tenant's rows in the `dsar.tables` (each operation its own
+   * transaction, audited to `dsar.audit`): `count()` (`parts`: rows per table), `export()` (rows
+   * streamed through a cursor), `delete()` (one transaction, then a recount that must be 0).
+   */
+  tenantData(tenant: Tenant): PgTenantData {
+    assertTenant(tenant, 'scopedPool.tenantData');
+    if (!this.#options.dsar) {
+      throw new TenantScopeError('INVALID_CONFIG', 'scopedPool needs options.dsar ({ tables, audit }) for tenantData');
+    }
+    this.#dsar ??= tenantData(this, this.#options.dsar);
+    return new PgTenantData(this.#dsar, tenant);
   }
 
   /**
