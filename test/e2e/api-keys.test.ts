@@ -117,4 +117,12 @@ describe('API keys through the example server', () => {
     await new Promise((res) => setTimeout(res, 200));
     expect(events.filter((e) => e.reason === 'AUTH_API_KEY_INVALID').map((e) => e.tenant_id)).toEqual([null]);
   });
+
+  it('after 10 wrong secrets for one key id, even the right key is refused (AUTH_RATE_LIMITED) for the window', async () => {
+    const { key } = await createKey('acme', 'whoami');
+    const wrong = key.slice(0, -10) + (key.at(-10) === 'A' ? 'B' : 'A') + key.slice(-9);
+    for (let i = 0; i < 10; i++) expect((await mcpStatus(wrong)).code).toBe('AUTH_API_KEY_INVALID');
+    // The server's auth path answers 401 for every credential refusal; the code says why.
+    expect(await mcpStatus(key)).toEqual({ status: 401, code: 'AUTH_RATE_LIMITED' });
+  });
 });

@@ -1,5 +1,5 @@
 import { type RevocationStore, type TokenVerifier, withApiKeys } from '@tenantscope/core';
-import { PostgresApiKeyStore, type pg } from '@tenantscope/postgres';
+import { PostgresApiKeyAttemptLimiter, PostgresApiKeyStore, type pg } from '@tenantscope/postgres';
 
 /**
  * `TENANTSCOPE_API_KEYS=1`: the server also accepts `Authorization: Bearer tsk_…` API keys made with
@@ -16,5 +16,11 @@ export async function apiKeysFromEnv(
   if (env.TENANTSCOPE_API_KEYS !== '1') return jwt;
   const store = new PostgresApiKeyStore(pool, { schema });
   await store.migrate();
-  return withApiKeys(jwt, { store, revocations, pepper: env.TENANTSCOPE_API_KEY_PEPPER || undefined });
+  return withApiKeys(jwt, {
+    store,
+    revocations,
+    // Failed attempts per key id counted in the table: the limit holds across replicas.
+    attempts: new PostgresApiKeyAttemptLimiter(pool, { schema }),
+    pepper: env.TENANTSCOPE_API_KEY_PEPPER || undefined,
+  });
 }

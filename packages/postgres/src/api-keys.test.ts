@@ -13,7 +13,7 @@ import {
 } from '@tenantscope/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { apiKeyStoreSql, PostgresApiKeyStore } from './api-keys.ts';
+import { apiKeyStoreSql, PostgresApiKeyAttemptLimiter, PostgresApiKeyStore } from './api-keys.ts';
 import { PostgresRevocationStore } from './replica-state.ts';
 import { createScratchDatabase, type ScratchDatabase } from './testing/scratch.ts';
 
@@ -134,6 +134,35 @@ describe('PostgresApiKeyStore', () => {
     clock = t0 + 61_000;
     await store.touch(record.id, new Date(clock));
     expect((await store.get(record.id))?.lastUsedAt?.getTime()).toBe(t0 + 61_000);
+  });
+
+  it('failed attempts are limited per key id across replicas (counted in the table)', async () => {
+    const { key, record } = await createApiKey(store, { tenantId: 'acme' });
+    const other = await createApiKey(store, { tenantId: 'acme' });
+    const replica = () =>
+      withApiKeys(jwt, {
+        store,
+        attempts: new PostgresApiKeyAttemptLimiter(pool, { schema: 'keys_test', maxFailures: 3, windowMs: 60_000 }),
+      });
+    const [a, b] = [replica(), replica()];
+    const wrong = key.slice(0, -10) + (key.at(-10) === 'A' ? 'B' : 'A') + key.slice(-9);
+    expect([await code(a.verify(wrong)), await code(b.verify(wrong)), await code(a.verify(wrong))]).toEqual([
+      'AUTH_API_KEY_INVALID',
+      'AUTH_API_KEY_INVALID',
+      'AUTH_API_KEY_INVALID',
+    ]);
+    // Each replica saw fewer than 3 failures; together they reached the limit.
+    expect(await code(b.verify(key))).toBe('AUTH_RATE_LIMITED');
+    expect(await code(a.verify(key))).toBe('AUTH_RATE_LIMITED');
+    expect(await code(a.verify(other.key))).toBe('ACCEPTED');
+    // The window ends: the right key works again, and a new failure starts a new count.
+    await pool.query(`update keys_test.api_keys set failures_since = now() - interval '61 seconds' where id = $1`, [
+      record.id,
+    ]);
+    expect(await code(b.verify(key))).toBe('ACCEPTED');
+    expect(await code(a.verify(wrong))).toBe('AUTH_API_KEY_INVALID');
+    const r = await pool.query('select failed_attempts from keys_test.api_keys where id = $1', [record.id]);
+    expect(r.rows[0]?.failed_attempts).toBe(1);
   });
 
   it('insert never overwrites an id; list is per tenant, newest first, bounded', async () => {

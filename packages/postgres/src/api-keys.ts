@@ -1,4 +1,10 @@
-import { type ApiKeyHashAlgorithm, type ApiKeyRecord, type ApiKeyStore, TenantScopeError } from '@tenantscope/core';
+import {
+  type ApiKeyAttemptLimiter,
+  type ApiKeyHashAlgorithm,
+  type ApiKeyRecord,
+  type ApiKeyStore,
+  TenantScopeError,
+} from '@tenantscope/core';
 import type { Pool } from 'pg';
 
 /**
@@ -36,8 +42,12 @@ create table if not exists ${s}.api_keys (
   created_at timestamptz not null,
   expires_at timestamptz,
   last_used_at timestamptz,
-  revoked_at timestamptz
+  revoked_at timestamptz,
+  failed_attempts integer not null default 0,
+  failures_since timestamptz
 );
+alter table ${s}.api_keys add column if not exists failed_attempts integer not null default 0;
+alter table ${s}.api_keys add column if not exists failures_since timestamptz;
 create index if not exists api_keys_tenant on ${s}.api_keys (tenant_id, created_at desc);`;
 }
 
@@ -145,6 +155,53 @@ export class PostgresApiKeyStore implements ApiKeyStore {
       `update ${this.#s}.api_keys set last_used_at = $2
        where id = $1 and (last_used_at is null or last_used_at < $2::timestamptz - make_interval(secs => $3))`,
       [id, at, this.#writeMs / 1000],
+    );
+  }
+}
+
+/**
+ * Failed attempts per key id counted in the key table itself, so the limit holds across replicas
+ * behind a round-robin balancer (the memory limiter counts per replica). Bounded by the number of
+ * keys: only ids that exist are counted (an unknown id has no secret to guess).
+ */
+export class PostgresApiKeyAttemptLimiter implements ApiKeyAttemptLimiter {
+  readonly #pool: Pool;
+  readonly #s: string;
+  readonly #max: number;
+  readonly #windowSecs: number;
+
+  constructor(pool: Pool, options: { schema?: string; maxFailures?: number; windowMs?: number } = {}) {
+    this.#pool = pool;
+    this.#s = schemaOf(options);
+    this.#max = options.maxFailures ?? 10;
+    const windowMs = options.windowMs ?? 60_000;
+    if (!Number.isInteger(this.#max) || this.#max <= 0) {
+      throw new TenantScopeError('INVALID_CONFIG', 'maxFailures must be a positive integer');
+    }
+    if (!Number.isFinite(windowMs) || windowMs <= 0)
+      throw new TenantScopeError('INVALID_CONFIG', 'windowMs must be positive');
+    this.#windowSecs = windowMs / 1000;
+  }
+
+  async blocked(id: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      `select 1 from ${this.#s}.api_keys where id = $1 and failed_attempts >= $2
+         and failures_since > clock_timestamp() - make_interval(secs => $3)`,
+      [id, this.#max, this.#windowSecs],
+    );
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async fail(id: string): Promise<void> {
+    // A window that ended starts again at 1; one atomic update under the row lock.
+    await this.#pool.query(
+      `update ${this.#s}.api_keys set
+         failed_attempts = case when failures_since > clock_timestamp() - make_interval(secs => $2)
+                                then failed_attempts + 1 else 1 end,
+         failures_since = case when failures_since > clock_timestamp() - make_interval(secs => $2)
+                               then failures_since else clock_timestamp() end
+       where id = $1`,
+      [id, this.#windowSecs],
     );
   }
 }

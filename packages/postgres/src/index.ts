@@ -1,6 +1,11 @@
 /** The node-postgres module this package is built against, for admin set-up code that has no direct `pg` dependency. */
 export { default as pg } from 'pg';
-export { apiKeyStoreSql, PostgresApiKeyStore, type PostgresApiKeyStoreOptions } from './api-keys.ts';
+export {
+  apiKeyStoreSql,
+  PostgresApiKeyAttemptLimiter,
+  PostgresApiKeyStore,
+  type PostgresApiKeyStoreOptions,
+} from './api-keys.ts';
 export { DEFAULT_TENANT_SETTING, generateBindingKey } from './binding.ts';
 export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } from './doctor.ts';
 export { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
