@@ -36,6 +36,25 @@ export const SECTIONS: Section[] = [
     intro: 'Exactly one of these key sources (each row group is one alternative).',
   },
   {
+    title: '`withApiKeys(jwtVerifier, options)`',
+    file: 'packages/core/src/api-keys.ts',
+    type: 'ApiKeyVerifierOptions',
+    intro:
+      '`@tenantscope/core`. A verifier that also accepts `Bearer tsk_…` API keys; every other token goes to `jwtVerifier`.',
+  },
+  {
+    title: '`createApiKey(store, options)`',
+    file: 'packages/core/src/api-keys.ts',
+    type: 'CreateApiKeyOptions',
+    intro: 'Creates a key and stores only its hash; the returned key is the only copy.',
+  },
+  {
+    title: '`new PostgresApiKeyStore(pool, options)`',
+    file: 'packages/postgres/src/api-keys.ts',
+    type: 'PostgresApiKeyStoreOptions',
+    intro: '`@tenantscope/postgres`. The API key table shared by replicas and `tenantscope keys`.',
+  },
+  {
     title: '`tenantScope(options)`',
     file: 'packages/core/src/server.ts',
     type: 'TenantScopeOptions',
