@@ -1,6 +1,9 @@
 /** The shared adapter contract on S3: the guarded per-tenant handle, `tenantData(tenant)`, the deprecated names. */
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { createTestIssuer } from '@tenantscope/testkit';
+import { testAdapter } from '@tenantscope/testkit/adapter';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3_ERROR_CODES, S3_ERROR_STATUS, s3Error, TenantData, TenantS3 } from './index.ts';
+import { type ExportedObject, S3_ERROR_CODES, S3_ERROR_STATUS, s3Error, TenantData, TenantS3 } from './index.ts';
 import { type S3Fixture, s3Fixture } from './test-support.ts';
 
 let f: S3Fixture;
@@ -8,6 +11,40 @@ beforeAll(async () => {
   f = await s3Fixture('contract');
 });
 afterAll(async () => f?.cleanup());
+
+async function text(body: AsyncIterable<Uint8Array> | undefined): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of body ?? []) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+testAdapter<TenantS3, ExportedObject>('s3', async () => {
+  const issuer = await createTestIssuer();
+  return {
+    adapter: f.s3,
+    tenants: [await issuer.tenant('hooli'), await issuer.tenant('umbrella')],
+    put: async (files, key, value) => {
+      await files.put(key, value);
+    },
+    get: async (files, key) => ((await files.exists(key)) ? files.getText(key) : undefined),
+    list: async (files) => (await files.list()).objects.map((o) => o.key),
+    remove: (files, key) => files.delete(key),
+    raw: async () => {
+      const out = await f.raw.send(new ListObjectsV2Command({ Bucket: f.bucket, Prefix: 'tenants/' }));
+      return Promise.all(
+        (out.Contents ?? []).map(async (o) => {
+          const [, tenant = '', ...rest] = String(o.Key).split('/');
+          const got = await f.raw.send(new GetObjectCommand({ Bucket: f.bucket, Key: o.Key }));
+          return { tenant, key: rest.join('/'), value: await text(got.Body as AsyncIterable<Uint8Array>) };
+        }),
+      );
+    },
+    itemKey: (o) => o.key,
+    itemValue: (o) => text(o.body),
+    // tenantData(tenantId: string) is the deprecated operator form the CLI still uses
+    tenantDataTakesIdString: true,
+  };
+});
 
 describe('TenantS3', () => {
   it('cannot be built outside forTenant: a hand-made scope for another tenant is refused with NOT_A_TENANT', async () => {
