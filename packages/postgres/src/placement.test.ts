@@ -89,9 +89,16 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await scoped?.end();
-  for (const d of extraDbs) await dropTenantDatabase({ adminConnectionString: directUrl(fx.db.superUrl), database: d });
-  await fx?.close();
+  try {
+    await scoped?.end();
+    for (const d of extraDbs) {
+      await dropTenantDatabase({ adminConnectionString: directUrl(fx.db.superUrl), database: d }).catch(
+        () => undefined,
+      );
+    }
+  } finally {
+    await fx?.close();
+  }
 }, 60_000);
 
 describe('provisionTenantDatabase', () => {
@@ -412,16 +419,22 @@ describe('the bounded LRU of tenant-database pools', () => {
     tenants = await Promise.all(ids.map((id) => fx.tenant(id)));
   }, 120_000);
 
-  /** Connections of the app role to the LRU tenants' databases, seen by the server itself. */
+  /** Connections of the app role to the LRU tenants' databases, seen by the server itself (one watcher connection). */
   async function appConnections(): Promise<number> {
-    return asSuperuser(fx.db.name, async (c) => {
-      const r = await c.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND datname = ANY($2)',
-        [fx.db.appRole, [...dbOf.values()]],
-      );
-      return r.rows[0]?.n ?? -1;
-    });
+    if (!watcher) {
+      watcher = new pg.Client({ connectionString: urlOn(fx.db.name, undefined, true) });
+      await watcher.connect();
+    }
+    const r = await watcher.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND datname = ANY($2)',
+      [fx.db.appRole, [...dbOf.values()]],
+    );
+    return r.rows[0]?.n ?? -1;
   }
+  let watcher: pg.Client | undefined;
+  afterAll(async () => {
+    await watcher?.end();
+  });
 
   const lruPool = (extra: Record<string, unknown> = {}) =>
     scopedPool(

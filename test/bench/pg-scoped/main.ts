@@ -17,7 +17,8 @@
  * Env knobs: DATABASE_URL (a superuser URL; default an embedded PostgreSQL), BENCH_TENANTS (1000),
  * BENCH_ROWS (1000), BENCH_POOL (10), BENCH_INFLIGHT (16), BENCH_SECONDS per workload and round (2),
  * BENCH_ROUNDS (2; workloads alternate round by round, the best round of each is reported), BENCH_HOT_LANES (10),
- * BENCH_MUX (multiplexed connections of the scoped pool; default BENCH_POOL), PGBOUNCER_URL (a
+ * BENCH_MUX (multiplexed connections of the scoped pool; default BENCH_POOL), BENCH_PLACEMENT (sync: a sync
+ * placement resolver answering shared on every scoped pool), PGBOUNCER_URL (a
  * superuser URL of PgBouncer in transaction mode in front of DATABASE_URL's server; without it the
  * PgBouncer rows are skipped, and the run says so).
  */
@@ -42,6 +43,12 @@ const SECONDS = num('BENCH_SECONDS', 2);
 const ROUNDS = num('BENCH_ROUNDS', 2);
 const HOT_LANES = num('BENCH_HOT_LANES', 10);
 const MUX = num('BENCH_MUX', POOL);
+/**
+ * BENCH_PLACEMENT=sync: the scoped pools get a sync placement resolver that answers shared (the
+ * per-operation resolution path); unset: no resolver (the default path).
+ */
+const SHARED_PLACEMENT = { tier: 'shared' } as const;
+const PLACEMENT = process.env.BENCH_PLACEMENT === 'sync' ? { placement: () => SHARED_PLACEMENT } : {};
 
 const tenantId = (i: number) => `t${String(i).padStart(4, '0')}`;
 
@@ -242,10 +249,13 @@ async function main() {
       // (before promotion) and closes those connections before timing.
       const hot = scopedPool(
         { connectionString: url, max: POOL, idleTimeoutMillis: 300 },
-        { bindingKey, pooler, hot: { maxTenants: POOL, promoteAfter: 20 } },
+        { bindingKey, pooler, hot: { maxTenants: POOL, promoteAfter: 20 }, ...PLACEMENT },
       );
       // Equal budget: POOL multiplexed connections, no hot lanes.
-      const mux = scopedPool({ connectionString: url, max: POOL }, { bindingKey, pooler, multiplex: POOL });
+      const mux = scopedPool(
+        { connectionString: url, max: POOL },
+        { bindingKey, pooler, multiplex: POOL, ...PLACEMENT },
+      );
       closers.push(
         () => raw.end(),
         () => hot.end(),
@@ -276,7 +286,7 @@ async function main() {
         // The default set-up: multiplexed bound statements for the long tail, hot lanes for hot tenants.
         const scoped = scopedPool(
           { connectionString: url, max: POOL },
-          { bindingKey, multiplex: MUX, hot: { maxTenants: HOT_LANES } },
+          { bindingKey, multiplex: MUX, hot: { maxTenants: HOT_LANES }, ...PLACEMENT },
         );
         scopedDefault = scoped;
         closers.push(() => scoped.end());
