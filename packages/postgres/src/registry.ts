@@ -9,7 +9,6 @@ import {
   errorFactory,
   type PlacementBase,
   type PlacementResolver,
-  type Tenant,
   TenantScopeError,
   type Tier,
 } from '@tenantscope/core';
@@ -151,6 +150,13 @@ interface Cached<P> {
   placement: P;
 }
 
+/**
+ * A core `PlacementResolver<P>` that reads only the tenant's id, so it also fits adapters that
+ * resolve by id (the S3 client's `TenantRef`).
+ */
+export type RegistryResolver<P extends PlacementBase> = PlacementResolver<P> &
+  ((tenant: { readonly id: string }) => P | Promise<P>);
+
 /** A database URL pointing at another database on the same server (same role, host and options). */
 export function databaseUrl(base: string, database: string): string {
   if (!TARGET.postgres.test(database)) throw placementError('PLACEMENT_INVALID', 'postgres: invalid database name');
@@ -255,21 +261,24 @@ create table if not exists ${t} (
   }
 
   /**
-   * A `PlacementResolver` for one store: `toPlacement` maps the row's tier and target to the
-   * store's placement (e.g. a database name to a connection string). Answers from a bounded cache
+   * A `PlacementResolver` for one store: `toPlacement` maps the row's tier and target (and the
+   * tenant id) to the store's placement (e.g. a database name to a connection string). Answers from a bounded cache
    * (synchronously when cached); a paused tenant's call waits up to `pauseWaitMs` for the switch,
    * then fails with PLACEMENT_PAUSED. A garbage row fails closed with PLACEMENT_INVALID.
    */
-  resolver<P extends PlacementBase>(store: PlacementStore, toPlacement: (t: TierTarget) => P): PlacementResolver<P> {
+  resolver<P extends PlacementBase>(
+    store: PlacementStore,
+    toPlacement: (t: TierTarget, tenantId: string) => P,
+  ): RegistryResolver<P> {
     checkStore(store);
     if (typeof toPlacement !== 'function')
       throw new TenantScopeError('INVALID_CONFIG', 'toPlacement must be a function');
     const cache = new BoundedLru<string, Cached<P>>(this.#maxEntries);
     this.#caches.add(cache as BoundedLru<string, Cached<unknown>>);
-    const place = (t: TierTarget): P => {
+    const place = (t: TierTarget, id: string): P => {
       let p: P;
       try {
-        p = toPlacement(t);
+        p = toPlacement(t, id);
       } catch (err) {
         throw placementError('PLACEMENT_INVALID', `${store}: toPlacement failed`, { cause: err });
       }
@@ -282,7 +291,7 @@ create table if not exists ${t} (
       for (;;) {
         const e = await this.#read(id, store);
         if (e?.state !== 'paused') {
-          const placement = place(e ? { tier: e.tier, target: e.target } : { tier: 'shared', target: null });
+          const placement = place(e ? { tier: e.tier, target: e.target } : { tier: 'shared', target: null }, id);
           if (this.#cacheMs > 0) cache.set(key, { until: Date.now() + this.#cacheMs, placement });
           return placement;
         }
@@ -295,7 +304,7 @@ create table if not exists ${t} (
         await sleep(Math.min(50, left));
       }
     };
-    return (tenant: Tenant) => {
+    return (tenant) => {
       const id = (tenant as { id?: unknown })?.id;
       if (typeof id !== 'string' || !TENANT.test(id))
         throw new TenantScopeError('NOT_A_TENANT', 'placement needs a tenant');
