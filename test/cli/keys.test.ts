@@ -6,8 +6,9 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { apiKeyTokenId, type TenantScopeError, type TokenVerifier, withApiKeys } from '@tenantscope/core';
+import { apiKeyTokenId, type TokenVerifier, withApiKeys } from '@tenantscope/core';
 import { PostgresApiKeyStore, PostgresRevocationStore, pg } from '@tenantscope/postgres';
+import { codeOf } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
 import { runCli, writeJson } from './helpers.ts';
@@ -50,15 +51,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ACCEPTED';
-  } catch (e) {
-    return (e as TenantScopeError).code;
-  }
-}
-
 async function rows(): Promise<Record<string, unknown>[]> {
   return (await pool.query('select * from keys_cli.api_keys order by created_at')).rows;
 }
@@ -100,7 +92,7 @@ describe('tenantscope keys', () => {
       const t = await verifier.verify(out.key);
       expect({ id: t.id, tools: t.allowedTools }).toEqual({ id: 'acme', tools: ['whoami', 'query_*'] });
       // Without the pepper the stored hash cannot even be checked.
-      expect(await code(withApiKeys(jwt, { store }).verify(out.key))).toBe('AUTH_API_KEY_INVALID');
+      expect(await codeOf(withApiKeys(jwt, { store }).verify(out.key))).toBe('AUTH_API_KEY_INVALID');
 
       // The human form shows the key once; list never shows a key or a hash.
       const human = await runCli(['keys', 'create', 'globex', '--expires', 'never', '--config', config], env);
@@ -125,11 +117,11 @@ describe('tenantscope keys', () => {
       const created = await runCli(['keys', 'create', 'initech', '--json', '--config', config], env);
       const { key, id, expires_at } = JSON.parse(created.stdout) as { key: string; id: string; expires_at: string };
       expect(Date.parse(expires_at) - Date.now()).toBeGreaterThan(89 * 86_400_000); // the 90d default
-      expect(await code(verifier.verify(key))).toBe('ACCEPTED');
+      expect(await codeOf(verifier.verify(key))).toBe('ok');
       const r = await runCli(['keys', 'revoke', id, '--json', '--config', config], env);
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({ id, tenant: 'initech', status: 'revoked' });
-      expect(await code(verifier.verify(key))).toBe('AUTH_API_KEY_REVOKED');
+      expect(await codeOf(verifier.verify(key))).toBe('AUTH_API_KEY_REVOKED');
       const revoked = await pool.query('select 1 from keys_cli.revoked_tokens where jti = $1', [apiKeyTokenId(id)]);
       expect(revoked.rowCount).toBe(1);
     },

@@ -3,14 +3,8 @@
  * In CI's PgBouncer pass DATABASE_URL is PgBouncer in transaction mode, so this file also runs
  * every store call through it (.ci/passes.d/25-pgbouncer.sh lists packages/postgres).
  */
-import {
-  apiKeyTokenId,
-  createApiKey,
-  revokeApiKey,
-  type TenantScopeError,
-  type TokenVerifier,
-  withApiKeys,
-} from '@tenantscope/core';
+import { apiKeyTokenId, createApiKey, revokeApiKey, type TokenVerifier, withApiKeys } from '@tenantscope/core';
+import { codeOf } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { apiKeyStoreSql, PostgresApiKeyAttemptLimiter, PostgresApiKeyStore } from './api-keys.ts';
@@ -41,15 +35,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ACCEPTED';
-  } catch (e) {
-    return (e as TenantScopeError).code;
-  }
-}
-
 describe('PostgresApiKeyStore', () => {
   it('stores the hash, never the key; a key verifies with its tenant and tools from the row', async () => {
     const { key, record } = await createApiKey(store, { tenantId: 'acme', tools: ['whoami'], label: 'ci bot' });
@@ -72,18 +57,18 @@ describe('PostgresApiKeyStore', () => {
   it('the row is the authority: a row moved to another tenant refuses the key instead of serving that tenant', async () => {
     const { key, record } = await createApiKey(store, { tenantId: 'acme' });
     const v = withApiKeys(jwt, { store });
-    expect(await code(v.verify(key))).toBe('ACCEPTED');
+    expect(await codeOf(v.verify(key))).toBe('ok');
     await pool.query(`update keys_test.api_keys set tenant_id = 'globex' where id = $1`, [record.id]);
-    expect(await code(v.verify(key))).toBe('AUTH_API_KEY_TENANT_MISMATCH');
+    expect(await codeOf(v.verify(key))).toBe('AUTH_API_KEY_TENANT_MISMATCH');
   });
 
   it('wrong secret, unknown id, stored hash as the key: refused', async () => {
     const { key, record } = await createApiKey(store, { tenantId: 'acme' });
     const v = withApiKeys(jwt, { store });
     const flipped = key.slice(0, -10) + (key.at(-10) === 'A' ? 'B' : 'A') + key.slice(-9);
-    expect(await code(v.verify(flipped))).toBe('AUTH_API_KEY_INVALID');
-    expect(await code(v.verify(`tsk_acme_${record.hash}`))).toBe('AUTH_API_KEY_INVALID');
-    expect(await code(v.verify(`tsk_acme_${record.id}${record.hash.slice(12)}`))).toBe('AUTH_API_KEY_INVALID');
+    expect(await codeOf(v.verify(flipped))).toBe('AUTH_API_KEY_INVALID');
+    expect(await codeOf(v.verify(`tsk_acme_${record.hash}`))).toBe('AUTH_API_KEY_INVALID');
+    expect(await codeOf(v.verify(`tsk_acme_${record.id}${record.hash.slice(12)}`))).toBe('AUTH_API_KEY_INVALID');
   });
 
   it('revocation: flag in the row plus the shared revocation table; another verifier refuses it too', async () => {
@@ -96,11 +81,11 @@ describe('PostgresApiKeyStore', () => {
       store: new PostgresApiKeyStore(pool, { schema: 'keys_test' }),
       revocations: new PostgresRevocationStore(pool, { schema: 'keys_test', cacheMs: 0 }),
     });
-    expect(await code(replicaB.verify(key))).toBe('ACCEPTED');
+    expect(await codeOf(replicaB.verify(key))).toBe('ok');
     const revoked = await revokeApiKey(store, record.id, { revocations });
     expect(revoked?.revokedAt).toBeInstanceOf(Date);
-    expect(await code(replicaA.verify(key))).toBe('AUTH_API_KEY_REVOKED');
-    expect(await code(replicaB.verify(key))).toBe('AUTH_API_KEY_REVOKED');
+    expect(await codeOf(replicaA.verify(key))).toBe('AUTH_API_KEY_REVOKED');
+    expect(await codeOf(replicaB.verify(key))).toBe('AUTH_API_KEY_REVOKED');
     const r = await pool.query('select expires_at from keys_test.revoked_tokens where jti = $1', [
       apiKeyTokenId(record.id),
     ]);
@@ -114,7 +99,7 @@ describe('PostgresApiKeyStore', () => {
     await pool.query(`update keys_test.api_keys set expires_at = now() - interval '1 second' where id = $1`, [
       record.id,
     ]);
-    expect(await code(withApiKeys(jwt, { store }).verify(key))).toBe('AUTH_API_KEY_EXPIRED');
+    expect(await codeOf(withApiKeys(jwt, { store }).verify(key))).toBe('AUTH_API_KEY_EXPIRED');
   });
 
   it('last-used is written at most once per interval, across verifiers', async () => {
@@ -146,21 +131,21 @@ describe('PostgresApiKeyStore', () => {
       });
     const [a, b] = [replica(), replica()];
     const wrong = key.slice(0, -10) + (key.at(-10) === 'A' ? 'B' : 'A') + key.slice(-9);
-    expect([await code(a.verify(wrong)), await code(b.verify(wrong)), await code(a.verify(wrong))]).toEqual([
+    expect([await codeOf(a.verify(wrong)), await codeOf(b.verify(wrong)), await codeOf(a.verify(wrong))]).toEqual([
       'AUTH_API_KEY_INVALID',
       'AUTH_API_KEY_INVALID',
       'AUTH_API_KEY_INVALID',
     ]);
     // Each replica saw fewer than 3 failures; together they reached the limit.
-    expect(await code(b.verify(key))).toBe('AUTH_RATE_LIMITED');
-    expect(await code(a.verify(key))).toBe('AUTH_RATE_LIMITED');
-    expect(await code(a.verify(other.key))).toBe('ACCEPTED');
+    expect(await codeOf(b.verify(key))).toBe('AUTH_RATE_LIMITED');
+    expect(await codeOf(a.verify(key))).toBe('AUTH_RATE_LIMITED');
+    expect(await codeOf(a.verify(other.key))).toBe('ok');
     // The window ends: the right key works again, and a new failure starts a new count.
     await pool.query(`update keys_test.api_keys set failures_since = now() - interval '61 seconds' where id = $1`, [
       record.id,
     ]);
-    expect(await code(b.verify(key))).toBe('ACCEPTED');
-    expect(await code(a.verify(wrong))).toBe('AUTH_API_KEY_INVALID');
+    expect(await codeOf(b.verify(key))).toBe('ok');
+    expect(await codeOf(a.verify(wrong))).toBe('AUTH_API_KEY_INVALID');
     const r = await pool.query('select failed_attempts from keys_test.api_keys where id = $1', [record.id]);
     expect(r.rows[0]?.failed_attempts).toBe(1);
   });
