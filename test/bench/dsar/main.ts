@@ -21,7 +21,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -86,6 +86,8 @@ interface Run {
   sampledPeakKib: number;
   /** The kernel's ru_maxrss of the CLI process at exit (KiB), when it is a CLI run. */
   maxRssKib: number | null;
+  /** CPU time (user + system, ms) the CLI process used, when it is a CLI run. */
+  cpuMs: number | null;
   /** performance.now() when each watched path was first seen. */
   seen: Record<string, number>;
   started: number;
@@ -109,7 +111,7 @@ function run(
     child.stdout?.on('data', (d) => {
       stdout += d;
     });
-    child.stderr.on('data', (d) => {
+    child.stderr?.on('data', (d) => {
       stderr += d;
     });
     let peak = 0;
@@ -124,9 +126,9 @@ function run(
       clearInterval(timer);
       const ms = performance.now() - started;
       for (const p of opts.watch ?? []) if (seen[p] === undefined && existsSync(p)) seen[p] = performance.now();
-      let maxRssKib: number | null = null;
-      if (opts.rssFile && existsSync(opts.rssFile)) maxRssKib = Number(readFileSync(opts.rssFile, 'utf8'));
-      done({ code, stdout, stderr, ms, sampledPeakKib: peak, maxRssKib, seen, started });
+      let usage = { maxRssKib: null as number | null, cpuMs: null as number | null };
+      if (opts.rssFile && existsSync(opts.rssFile)) usage = JSON.parse(readFileSync(opts.rssFile, 'utf8'));
+      done({ code, stdout, stderr, ms, sampledPeakKib: peak, ...usage, seen, started });
     });
   });
 }
@@ -317,7 +319,13 @@ try {
     const t = (r.seen[join(out, 'audit')] ?? 0) - (r.seen[join(out, 'postgres')] ?? 0);
     const bytes = statSync(join(out, 'postgres', 'events.ndjson')).size;
     await rm(out, { recursive: true, force: true });
-    return { rate: ROWS / (t / 1000), wall: ROWS / (r.ms / 1000), rss: r.maxRssKib ?? r.sampledPeakKib, bytes };
+    return {
+      rate: ROWS / (t / 1000),
+      wall: ROWS / (r.ms / 1000),
+      rss: r.maxRssKib ?? r.sampledPeakKib,
+      bytes,
+      cpu: r.cpuMs ?? Number.NaN,
+    };
   };
   const raw = async () => {
     const file = join(work, `raw-${n++}.txt`);
@@ -326,8 +334,13 @@ try {
     if (r.code !== 0) throw new Error(`psql COPY exited ${r.code}: ${r.stderr}`);
     const bytes = statSync(file).size;
     await rm(file, { force: true });
-    return { rate: ROWS / (r.ms / 1000), wall: ROWS / (r.ms / 1000), rss: r.sampledPeakKib, bytes };
+    return { rate: ROWS / (r.ms / 1000), wall: ROWS / (r.ms / 1000), rss: r.sampledPeakKib, bytes, cpu: Number.NaN };
   };
+  const idle = await run(process.execPath, ['--import', preload, bin, '--help'], { rssFile: join(work, 'rss-help') });
+  console.log(
+    `start-up alone (tenantscope --help): ${(idle.ms / 1000).toFixed(1)} s, CPU ${((idle.cpuMs ?? 0) / 1000).toFixed(1)} s, ` +
+      `peak RSS ${mb(idle.maxRssKib ?? 0)}`,
+  );
   t0 = performance.now();
   const warm = [await ours(), await raw()];
   console.log(
@@ -347,6 +360,14 @@ try {
   console.log(line(`raw COPY (SELECT * … WHERE tenant_id = $1) TO STDOUT (psql)`, sides.raw));
   const ratio = mean(sides.ours.map((x) => x.rate)) / mean(sides.raw.map((x) => x.rate));
   console.log(`ratio tenantscope / raw COPY: ${ratio.toFixed(2)}`);
+  // Machine-independent of other load: what one core of the CLI process gets through.
+  const cpu = mean(sides.ours.map((x) => x.cpu));
+  console.log(
+    `CPU time of the CLI process (whole command, start-up included): ${(cpu / 1000).toFixed(1)} s = ` +
+      `${fmt(ROWS / (cpu / 1000))} rows per CPU-second; load average at the end ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} on ${availableParallelism()} cores`,
+  );
 
   // ---- 2. the full export, every store
   const beforeOthers = await othersCounts();
@@ -369,7 +390,8 @@ try {
   console.log(phase(1, counts.s3?.objects ?? 0, 's3 objects'));
   console.log(phase(2, counts.qdrant?.points ?? 0, 'qdrant points'));
   console.log(
-    `  peak RSS of the CLI: ${mb(ex.maxRssKib ?? 0)} (ru_maxrss), ${mb(ex.sampledPeakKib)} (sampled, process tree)`,
+    `  peak RSS of the CLI: ${mb(ex.maxRssKib ?? 0)} (ru_maxrss), ${mb(ex.sampledPeakKib)} (sampled, process tree); ` +
+      `CPU ${((ex.cpuMs ?? 0) / 1000).toFixed(1)} s`,
   );
   const vr = await run(process.execPath, [bin, 'verify-export', out, '--config', join(work, 'all.json'), '--json'], {
     env,
