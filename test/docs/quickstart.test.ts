@@ -11,20 +11,10 @@
  * Needs `psql` on PATH (CI: .ci/services.d/25-psql.sh).
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -120,59 +110,23 @@ async function runUntilServer(): Promise<DocBlock[]> {
   throw new Error('the quickstart has no ```sh quickstart background``` block');
 }
 
-/** Hash of everything scripts/pack.sh reads: each package's sources, manifests and build configs. */
-function packageSourcesKey(): string {
-  const hash = createHash('sha256');
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      if (e.name === 'node_modules' || e.name === 'dist') continue;
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile())
-        hash
-          .update(`${relative(root, p)}\0`)
-          .update(readFileSync(p))
-          .update('\0');
-    }
-  };
-  walk(join(root, 'packages'));
-  hash.update(readFileSync(join(root, 'scripts/pack.sh'))).update(readFileSync(join(root, 'tsconfig.base.json')));
-  return hash.digest('hex').slice(0, 16);
-}
-
-/** Tarballs of the current package sources: packed by scripts/pack.sh once per content hash. */
+/**
+ * Tarballs of the current package sources: `scripts/pack.sh --cached` packs once per content of
+ * the sources into .tmp/pack-cache/<key> and reuses it after that (CI's Node 24 pass and the
+ * packaging pass reuse the main pass's).
+ */
 function packOnce(): string {
-  const cache = join(root, '.tmp/pack-cache');
-  const target = join(cache, packageSourcesKey());
-  const done = join(target, '.complete');
-  if (existsSync(done)) {
-    console.log(`[quickstart] reusing the tarballs in ${target} (same package sources)`);
-    return target;
-  }
-  mkdirSync(cache, { recursive: true });
   const t0 = Date.now();
-  // Two builders at once would remove each other's dist/: packing is serialised by a lock file.
-  // A tarball without dist/index.js means another build removed dist/ mid-pack (scripts/pack.sh
-  // run outside this lock): such a folder is never marked complete.
-  const script = `[ -e "$2/.complete" ] && exit 0; rm -rf "$2"; bash "$1" "$2" >/dev/null || exit 1
-    for t in "$2"/tenantscope-*.tgz; do
-      tar -tzf "$t" | grep -qx package/dist/index.js || { echo "pack: $t has no dist/index.js (a concurrent build?)" >&2; exit 1; }
-    done
-    touch "$2/.complete"`;
-  execFileSync('flock', [join(cache, '.lock'), 'bash', '-c', script, 'pack', join(root, 'scripts/pack.sh'), target], {
+  const out = execFileSync('bash', [join(root, 'scripts/pack.sh'), '--cached'], {
     cwd: root,
-    stdio: ['ignore', 'inherit', 'inherit'],
-    timeout: 300_000,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 600_000,
   });
-  console.log(`[quickstart] packed into ${target} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  // Keep the cache bounded: the newest few hashes only.
-  const old = readdirSync(cache)
-    .filter((n) => n !== '.lock' && join(cache, n) !== target)
-    .map((n) => ({ n, t: statSync(join(cache, n)).mtimeMs }))
-    .sort((a, b) => b.t - a.t)
-    .slice(2);
-  for (const { n } of old) rmSync(join(cache, n), { recursive: true, force: true });
-  return target;
+  const first = out.split('\n').find((l) => l.endsWith('.tgz'));
+  if (!first) throw new Error(`scripts/pack.sh --cached printed no tarball:\n${out}`);
+  console.log(`[quickstart] tarballs in ${dirname(first)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  return dirname(first);
 }
 
 let after: DocBlock[] = [];
@@ -181,8 +135,7 @@ beforeAll(async () => {
   expect(psqlMissing(), 'psql must be on PATH (CI installs it in .ci/services.d/25-psql.sh)').toBe(false);
   dir = mkdtempSync(join(tmpdir(), 'tenantscope-quickstart-'));
   // TENANTSCOPE_TARBALLS (a folder of tarballs made by scripts/pack.sh) skips the build when
-  // iterating locally; otherwise the tarballs of these exact package sources are packed once and
-  // kept in .tmp/pack-cache/<hash> (CI's second pass on Node 24 reuses the first pass's).
+  // iterating locally; otherwise the tarballs of these exact package sources (packOnce).
   let tarballs = process.env.TENANTSCOPE_TARBALLS ?? '';
   if (tarballs) console.log(`[quickstart] using the tarballs in ${tarballs} (TENANTSCOPE_TARBALLS)`);
   else tarballs = packOnce();
