@@ -3,6 +3,7 @@
  * against a real PostgreSQL (a scratch database with tenantscope installed) and a real hash-chained
  * JSONL audit log. Three tenants with several subjects each; the others are checksummed row by row.
  */
+import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,8 +16,9 @@ import { secretsInjector } from '@tenantscope/secrets';
 import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestBucket, createTestIssuer, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readTar } from '../../packages/cli/src/dsar/tar.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
-import { runCli, writeJson, writeSigningKey } from './helpers.ts';
+import { root, runCli, writeJson, writeSigningKey } from './helpers.ts';
 
 const TABLES = ['invoices', 'customers'];
 /** Each case runs the bin several times; a loaded CI machine takes seconds per start. */
@@ -456,6 +458,60 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       expect(await rows(tenant)).toBe(0);
       expect(await certificates(tenant)).toHaveLength(1);
       expect(await checksum('globex')).toEqual(others);
+    },
+    SLOW,
+  );
+
+  it(
+    '--out file.tar: the same signed export, streamed into one tar; verify-export reads it; one changed byte fails',
+    async () => {
+      const tar = join(dir, 'globex.tar');
+      const r = await runCli(['tenant', 'export', 'globex', '--out', tar, '--config', config, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe(''); // not a terminal: no progress bars
+      const manifest = JSON.parse(r.stdout);
+      const names: string[] = [];
+      await readTar(tar, async (e) => {
+        names.push(e.name);
+      });
+      expect(names[0]).toBe('manifest.json');
+      expect(names.slice(1).sort()).toEqual(Object.keys(manifest.files).sort());
+      expect((await readdir(dir)).filter((f) => f.endsWith('.tenantscope-export'))).toEqual([]);
+      const ok = await runCli(['verify-export', tar, '--public-key', publicKey, '--json']);
+      expect(ok.code, ok.stdout).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, tenant: 'globex' });
+      // The same length, one byte different, inside a file's content.
+      const bytes = await readFile(tar);
+      const at = bytes.indexOf('"tenant_id":"globex"');
+      bytes.write('"tenant_id":"globey"', at);
+      const tampered = join(dir, 'globex-tampered.tar');
+      await writeFile(tampered, bytes);
+      const bad = await runCli(['verify-export', tampered, '--public-key', publicKey, '--json']);
+      expect(bad.code).toBe(1);
+      expect(JSON.parse(bad.stdout).problems).toEqual([expect.stringMatching(/: content changed$/)]);
+      // An existing tar is never overwritten.
+      expect((await runCli(['tenant', 'export', 'globex', '--out', tar, '--config', config])).code).toBe(2);
+    },
+    SLOW,
+  );
+
+  it(
+    'progress bars on a terminal only: per store, up to the store count',
+    async () => {
+      const out = join(dir, 'export-tty');
+      const cmd = [process.execPath, 'packages/cli/src/bin.ts', 'tenant', 'export', 'initech', '--out', out];
+      // `script` gives the bin a pseudo-terminal, the way an operator runs it.
+      const tty = await new Promise<string>((resolve, reject) => {
+        execFile(
+          'script',
+          ['-qec', [...cmd, '--config', config].map((a) => `'${a}'`).join(' '), '/dev/null'],
+          { cwd: root, env: process.env, timeout: SLOW },
+          (err, stdout) => (err ? reject(err) : resolve(stdout)),
+        );
+      });
+      expect(tty).toMatch(/postgres +\[[^\]]*\] 45\/45/);
+      expect(tty).toMatch(/s3 +\[[^\]]*\] 3\/3/);
+      expect(tty).toContain(`exported initech to ${out}`);
     },
     SLOW,
   );

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
 import { load } from '../dsar/commands.ts';
 import { knownTenant } from '../dsar/config.ts';
+import { withTarOut } from '../dsar/tar.ts';
 import { cliError, EXIT } from '../errors.ts';
 import { type AuditBackend, openAudit } from './backend.ts';
 import { exportAudit, exportAuditFile } from './export.ts';
@@ -46,7 +47,10 @@ export function addAuditCommands(root: Command, io: Io, setExit: (code: number) 
       'copy the stored chains (one tenant or every stream) as JSONL day files with their verification and a signed manifest; exit 1 when a chain is broken',
     )
     .option('--tenant <tenant>', 'only this tenant')
-    .requiredOption('--out <dir|file.jsonl>', 'a new or empty directory, or (with --tenant) a new .jsonl file')
+    .requiredOption(
+      '--out <dir|file.tar|file.jsonl>',
+      'a new or empty directory, a new .tar file, or (with --tenant) a new .jsonl file',
+    )
     .option('-c, --config <file>', 'config file with a dsar section (its signingKey signs the manifest)')
     .option('--json', 'print the outcome as JSON')
     .action(async (flags: { config?: string; json?: boolean; tenant?: string; out: string }) => {
@@ -64,11 +68,13 @@ export function addAuditCommands(root: Command, io: Io, setExit: (code: number) 
         setExit(EXIT.OK);
         return;
       }
-      const r = await withAudit(cfg, (a) => exportAudit(a, cfg.signingKey, flags.tenant, flags.out));
+      const r = await withTarOut(flags.out, (dir) =>
+        withAudit(cfg, (a) => exportAudit(a, cfg.signingKey, flags.tenant, dir)),
+      );
       io.stdout(
         flags.json
-          ? `${JSON.stringify(r)}\n`
-          : `exported ${r.events} events in ${r.streams.length} stream(s) to ${r.out}\n${r.ok ? 'every chain verifies' : 'a chain is BROKEN (see verification.json)'}\n`,
+          ? `${JSON.stringify({ ...r, out: flags.out })}\n`
+          : `exported ${r.events} events in ${r.streams.length} stream(s) to ${flags.out}\n${r.ok ? 'every chain verifies' : 'a chain is BROKEN (see verification.json)'}\n`,
       );
       setExit(r.ok ? EXIT.OK : EXIT.FAILED);
     });

@@ -6,8 +6,10 @@ import { cliError, EXIT } from '../errors.ts';
 import { type DsarConfig, dsarSection, knownTenant } from './config.ts';
 import { deleteTenant } from './delete.ts';
 import { exportTenant, readVerifyKey, verifyExport } from './export.ts';
+import { progressBars } from './progress.ts';
 import { openStores, type Stores } from './stores.ts';
 import { eraseSubject, exportSubject } from './subject.ts';
+import { withTarOut } from './tar.ts';
 
 export interface Flags {
   config?: string;
@@ -58,17 +60,23 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .command('export')
     .description('stream every store of a tenant into a signed export directory')
     .argument('<tenant>', 'tenant id')
-    .requiredOption('--out <dir>', 'a new or empty directory')
+    .requiredOption('--out <dir|file.tar>', 'a new or empty directory, or a new .tar file')
     .option('-c, --config <file>', 'config file with a dsar section')
-    .option('--json', 'print the manifest as JSON')
+    .option('--json', 'print the manifest as JSON (no progress bars)')
     .action(async (id: string, flags: Flags & { out: string }) => {
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
-      const r = await withStores(cfg, (s) => exportTenant(s, id, flags.out));
+      const progress = progressBars(io, flags.json);
+      let r: Awaited<ReturnType<typeof exportTenant>>;
+      try {
+        r = await withTarOut(flags.out, (dir) => withStores(cfg, (s) => exportTenant(s, id, dir, progress)));
+      } finally {
+        progress.stop();
+      }
       io.stdout(
         flags.json
           ? `${JSON.stringify(r.manifest, null, 2)}\n`
-          : `exported ${id} to ${r.dir}\n${counts(r.manifest.counts)}\nmanifest signed (key sha256 ${r.manifest.signature.key_sha256})\n`,
+          : `exported ${id} to ${flags.out}\n${counts(r.manifest.counts)}\nmanifest signed (key sha256 ${r.manifest.signature.key_sha256})\n`,
       );
       setExit(EXIT.OK);
     });
@@ -101,17 +109,17 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .description("the subject's rows in every table with a subjectColumn, into a signed export directory")
     .argument('<tenant>', 'tenant id')
     .argument('<subject-id>', "the value of the tables' subjectColumn")
-    .requiredOption('--out <dir>', 'a new or empty directory')
+    .requiredOption('--out <dir|file.tar>', 'a new or empty directory, or a new .tar file')
     .option('-c, --config <file>', 'config file with a dsar section')
     .option('--json', 'print the manifest as JSON')
     .action(async (id: string, subjectId: string, flags: Flags & { out: string }) => {
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
-      const r = await withStores(cfg, (s) => exportSubject(s, id, subjectId, flags.out));
+      const r = await withTarOut(flags.out, (dir) => withStores(cfg, (s) => exportSubject(s, id, subjectId, dir)));
       io.stdout(
         flags.json
           ? `${JSON.stringify(r.manifest, null, 2)}\n`
-          : `exported to ${r.dir}\n${counts(r.manifest.counts)}\n`,
+          : `exported to ${flags.out}\n${counts(r.manifest.counts)}\n`,
       );
       setExit(EXIT.OK);
     });
@@ -140,7 +148,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
   root
     .command('verify-export')
     .description("check an export's signature, every file's SHA-256, and that nothing was added")
-    .argument('<dir>', 'the export directory')
+    .argument('<export>', 'the export: a directory or a .tar file')
     .option('-c, --config <file>', 'config file: the public half of dsar.signingKey is used')
     .option('--public-key <file>', 'Ed25519 public key (PEM or JWK) instead of the config')
     .option('--json', 'print the report as JSON')

@@ -35,7 +35,7 @@ function killPoint(point: string): void {
   if (process.env.TENANTSCOPE_TEST_KILL_AT === point) process.kill(process.pid, 'SIGKILL');
 }
 
-async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
+export async function countAll(s: Stores, tenantId: string): Promise<StoreCounts> {
   const tenant = await s.tenant(tenantId);
   try {
     const out: StoreCounts = { postgres: await s.postgres.count(tenant) };

@@ -1,13 +1,15 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { canonicalJson } from '@tenantscope/core';
 import { exportAuditStream } from '../audit/export.ts';
 import { VERSION } from '../check/run.ts';
 import { cliError } from '../errors.ts';
+import { countAll } from './delete.ts';
+import { noProgress, type Progress } from './progress.ts';
 import type { Stores } from './stores.ts';
+import { isTar, readTar, walk } from './tar.ts';
 
 export const EXPORT_FORMAT = 'tenantscope-export/1';
 
@@ -103,7 +105,12 @@ export interface ExportResult {
  * `audit/<day>.jsonl` (the tenant's hash-chained stream, as stored) and `audit/verification.json`,
  * then `manifest.json`, signed.
  */
-export async function exportTenant(s: Stores, tenantId: string, out: string): Promise<ExportResult> {
+export async function exportTenant(
+  s: Stores,
+  tenantId: string,
+  out: string,
+  progress: Progress = noProgress,
+): Promise<ExportResult> {
   const key = await readSigningKey(s.cfg.signingKey);
   await mkdir(out, { recursive: true });
   if ((await readdir(out)).length > 0) throw cliError('CLI_USAGE', `--out ${out}: not empty`);
@@ -112,6 +119,15 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
   const pgCounts: Record<string, number> = {};
   const counts: Record<string, Record<string, number>> = { postgres: pgCounts };
   const tenant = await s.tenant(tenantId);
+  if (progress.shown) {
+    const totals = await countAll(s, tenantId);
+    for (const [store, parts] of Object.entries(totals)) {
+      progress.start(
+        store,
+        Object.values(parts).reduce((a, b) => a + b, 0),
+      );
+    }
+  }
 
   // Postgres: one file per table, rows streamed through a cursor in one snapshot.
   await mkdir(join(out, 'postgres'));
@@ -124,6 +140,7 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
     for await (const { table, row } of s.postgres.export(tenant)) {
       await (open.get(table) as HashedFile).write(`${JSON.stringify(row)}\n`);
       pgCounts[table] = (pgCounts[table] ?? 0) + 1;
+      progress.tick('postgres');
     }
   } catch (err) {
     throw cliError('CLI_STORE_FAILED', `postgres export failed (${(err as Error).message})`, { cause: err });
@@ -147,6 +164,7 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
         files[name] = await f.close();
         const { key, size, contentType, metadata, lastModified } = o;
         await index.write(`${JSON.stringify({ key, file: name, size, contentType, metadata, lastModified })}\n`);
+        progress.tick('s3');
       });
     } catch (err) {
       throw cliError('CLI_STORE_FAILED', `s3 export failed (${(err as Error).message})`, { cause: err });
@@ -165,6 +183,7 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
       for await (const p of s.qdrant.tenantData(tenant).export({ withVectors: s.cfg.qdrant?.withVectors ?? false })) {
         await f.write(`${JSON.stringify(p)}\n`);
         n++;
+        progress.tick('qdrant');
       }
     } catch (err) {
       throw cliError('CLI_STORE_FAILED', `qdrant export failed (${(err as Error).message})`, { cause: err });
@@ -186,6 +205,7 @@ export async function exportTenant(s: Stores, tenantId: string, out: string): Pr
       throw cliError('CLI_STORE_FAILED', `secrets export failed (${(err as Error).message})`, { cause: err });
     }
     for (const n of names) await f.write(`${JSON.stringify({ name: n.name })}\n`);
+    progress.tick('secrets', names.length);
     files['secrets/names.ndjson'] = await f.close();
     counts.secrets = { names: names.length };
   }
@@ -225,28 +245,6 @@ export async function writeSignedManifest(out: string, key: KeyObject, manifest:
   return signed;
 }
 
-async function sha256File(path: string): Promise<FileEntry> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  await pipeline(createReadStream(path), async (src: AsyncIterable<Buffer>) => {
-    for await (const c of src) {
-      hash.update(c);
-      bytes += c.length;
-    }
-  });
-  return { sha256: hash.digest('hex'), bytes };
-}
-
-async function walk(dir: string, root = dir): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walk(p, root)));
-    else out.push(relative(root, p).split(sep).join('/'));
-  }
-  return out;
-}
-
 export interface VerifyExportReport {
   ok: boolean;
   tenant: string | null;
@@ -254,15 +252,76 @@ export interface VerifyExportReport {
   files: number;
 }
 
+async function sha256Of(src: AsyncIterable<Buffer>): Promise<FileEntry> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const c of src) {
+    hash.update(c);
+    bytes += c.length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+async function text(src: AsyncIterable<Buffer>): Promise<string> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of src) {
+    n += c.length;
+    if (n > MAX_MANIFEST_BYTES) throw new Error('manifest too large');
+    parts.push(c);
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/** What an export holds: its manifest text and, per other file, its hash (or why it is not a plain file). */
+interface Contents {
+  manifest: string | undefined;
+  files: Map<string, FileEntry | string>;
+}
+
+async function dirContents(dir: string): Promise<Contents> {
+  const files = new Map<string, FileEntry | string>();
+  let manifest: string | undefined;
+  for (const name of await walk(dir)) {
+    const path = join(dir, name);
+    if (!(await lstat(path)).isFile()) files.set(name, 'not a file');
+    else if (name === 'manifest.json') manifest = await text(createReadStream(path));
+    else files.set(name, await sha256Of(createReadStream(path)));
+  }
+  return { manifest, files };
+}
+
+async function tarContents(path: string): Promise<Contents> {
+  const files = new Map<string, FileEntry | string>();
+  let manifest: string | undefined;
+  await readTar(path, async (e) => {
+    const name = e.name.replace(/^\.\//, '');
+    if (files.has(name) || (name === 'manifest.json' && manifest !== undefined)) files.set(name, 'twice in the tar');
+    else if (e.type !== 'file') files.set(name, 'not a file');
+    else if (name === 'manifest.json') manifest = await text(e.body);
+    else files.set(name, await sha256Of(e.body));
+  });
+  return { manifest, files };
+}
+
 /**
- * Checks an export: the manifest's signature under `key`, every listed file's size and SHA-256, and
- * that no file was added. Every problem is listed.
+ * Checks an export (a directory or a `.tar`): the manifest's signature under `key`, every listed
+ * file's size and SHA-256, and that no file was added. Every problem is listed. A tar is read as
+ * a stream, once.
  */
-export async function verifyExport(dir: string, key: KeyObject): Promise<VerifyExportReport> {
+export async function verifyExport(path: string, key: KeyObject): Promise<VerifyExportReport> {
   const problems: string[] = [];
+  let got: Contents;
+  try {
+    got = isTar(path) && (await stat(path)).isFile() ? await tarContents(path) : await dirContents(path);
+  } catch (err) {
+    return { ok: false, tenant: null, problems: [`${path}: unreadable (${(err as Error).message})`], files: 0 };
+  }
   let m: SignedManifest;
   try {
-    m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as SignedManifest;
+    m = JSON.parse(got.manifest ?? '') as SignedManifest;
   } catch {
     return { ok: false, tenant: null, problems: ['manifest.json: missing or not JSON'], files: 0 };
   }
@@ -283,17 +342,13 @@ export async function verifyExport(dir: string, key: KeyObject): Promise<VerifyE
       problems.push(`${name}: path outside the export`);
       continue;
     }
-    try {
-      const st = await stat(join(dir, name));
-      if (!st.isFile()) throw new Error('not a file');
-      const got = await sha256File(join(dir, name));
-      if (got.sha256 !== want.sha256 || got.bytes !== want.bytes) problems.push(`${name}: content changed`);
-    } catch {
-      problems.push(`${name}: missing`);
-    }
+    const have = got.files.get(name);
+    if (have === undefined || typeof have === 'string') problems.push(`${name}: missing`);
+    else if (have.sha256 !== want.sha256 || have.bytes !== want.bytes) problems.push(`${name}: content changed`);
   }
-  for (const f of await walk(dir)) {
-    if (f !== 'manifest.json' && !(f in listed)) problems.push(`${f}: not in the manifest`);
+  for (const [name, have] of got.files) {
+    if (!(name in listed)) problems.push(`${name}: not in the manifest`);
+    else if (typeof have === 'string') problems.push(`${name}: ${have}`);
   }
   return {
     ok: problems.length === 0,
