@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { defineTool, ToolError } from '@tenantscope/core';
-import { type ScopedSecrets, secretsInjector } from '@tenantscope/secrets';
+import { type TenantSecrets, secretsInjector } from '@tenantscope/secrets';
 import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestIssuer } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -22,8 +22,8 @@ const PASSWORD_A = `pw_${randomBytes(10).toString('hex')}`;
 const JSON_A = JSON.stringify({ user: 'svc-mailer', password: PASSWORD_A });
 const ALL_SECRETS = [KEY_A, KEY_G, PASSWORD_A, JSON_A, Buffer.from(KEY_A).toString('base64')];
 
-const tool = defineTool<{ secrets: ScopedSecrets }>();
-let stash: ScopedSecrets | undefined;
+const tool = defineTool<{ secrets: TenantSecrets }>();
+let stash: TenantSecrets | undefined;
 const tools = [
   tool({
     name: 'leak_return',

@@ -10,7 +10,7 @@ import {
   type SecretsManagerClientConfig,
 } from '@aws-sdk/client-secrets-manager';
 import { isTenantScopeError, TenantScopeError } from '@tenantscope/core';
-import { type SecretErrorCode, secretError } from './errors.ts';
+import { type SecretsErrorCode, secretsError } from './errors.ts';
 import type { SecretsProvider, SecretValue } from './provider.ts';
 
 export interface AwsSecretsManagerOptions {
@@ -31,7 +31,7 @@ export interface AwsSecretsManagerOptions {
 }
 
 /** AWS error names mapped to this package's codes. Anything else is SECRET_BACKEND_FAILED. */
-const ERROR_MAP: Record<string, SecretErrorCode> = {
+const ERROR_MAP: Record<string, SecretsErrorCode> = {
   ResourceNotFoundException: 'SECRET_NOT_FOUND',
   AccessDeniedException: 'SECRET_ACCESS_DENIED',
   AccessDenied: 'SECRET_ACCESS_DENIED',
@@ -52,7 +52,7 @@ export function mapAwsError(errorName: string | undefined, name: string, cause?:
         : code === 'SECRET_UNAVAILABLE'
           ? 'is not readable now'
           : 'could not be read';
-  return secretError(code, `secret "${name}" ${what} (Secrets Manager: ${errorName ?? 'error'})`, {
+  return secretsError(code, `secret "${name}" ${what} (Secrets Manager: ${errorName ?? 'error'})`, {
     cause,
     details: { awsError: errorName ?? null },
   });
@@ -73,7 +73,7 @@ function toValue(out: { SecretString?: string; SecretBinary?: Uint8Array; Versio
   if (out.SecretBinary instanceof Uint8Array) {
     return { value: Buffer.from(out.SecretBinary).toString('base64'), versionId: out.VersionId };
   }
-  throw secretError('SECRET_BACKEND_FAILED', 'Secrets Manager returned neither SecretString nor SecretBinary');
+  throw secretsError('SECRET_BACKEND_FAILED', 'Secrets Manager returned neither SecretString nor SecretBinary');
 }
 
 /**
@@ -118,7 +118,7 @@ export class AwsSecretsManagerProvider implements SecretsProvider {
         }),
       );
       if (out.Name !== undefined && out.Name !== req.id && out.ARN !== req.id) {
-        throw secretError('SECRET_BACKEND_FAILED', 'Secrets Manager answered for another secret');
+        throw secretsError('SECRET_BACKEND_FAILED', 'Secrets Manager answered for another secret');
       }
       return toValue(out);
     } catch (err) {
@@ -155,7 +155,7 @@ export class AwsSecretsManagerProvider implements SecretsProvider {
       }
       const missing = chunk.find((id) => !out.has(id));
       if (missing !== undefined) {
-        throw secretError('SECRET_BACKEND_FAILED', `secret "${shortName(missing)}" was missing from the batch answer`);
+        throw secretsError('SECRET_BACKEND_FAILED', `secret "${shortName(missing)}" was missing from the batch answer`);
       }
     }
     return out;

@@ -4,7 +4,7 @@ import { errorFactory } from '@tenantscope/core';
  * The codes `@tenantscope/secrets` throws, with their HTTP status. Callers switch on `code`.
  * Messages name the tenant-relative secret name only, never a value and never another tenant's path.
  */
-export const SECRET_ERROR_CODES = {
+export const SECRETS_ERROR_CODES = {
   /** The name (or version selector) is not a valid secret name. Nothing was fetched. */
   SECRET_NAME_INVALID: 400,
   /** A value given to `put` is not a usable secret (not a string, or too short to redact). */
@@ -21,9 +21,18 @@ export const SECRET_ERROR_CODES = {
   SECRET_BACKEND_FAILED: 502,
   /** The secrets were read outside a call, or after the call ended. */
   SECRET_CONTEXT_CLOSED: 500,
+  /** `tenantData(tenant).delete()`: secrets remained after the delete (recount not 0). */
+  SECRET_DSAR_INCOMPLETE: 500,
 } as const;
 
-export type SecretErrorCode = keyof typeof SECRET_ERROR_CODES;
+export type SecretsErrorCode = keyof typeof SECRETS_ERROR_CODES;
 
 /** Builds a TenantScopeError with one of this package's codes and its status. */
-export const secretError = errorFactory(SECRET_ERROR_CODES);
+export const secretsError = errorFactory(SECRETS_ERROR_CODES);
+
+/** @deprecated use `SECRETS_ERROR_CODES` (the same table). */
+export const SECRET_ERROR_CODES = SECRETS_ERROR_CODES;
+/** @deprecated use `SecretsErrorCode`. */
+export type SecretErrorCode = SecretsErrorCode;
+/** @deprecated use `secretsError` (the same function). */
+export const secretError = secretsError;

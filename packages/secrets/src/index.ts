@@ -3,19 +3,30 @@
  * peers: `@tenantscope/secrets/aws` (`@aws-sdk/client-secrets-manager`) and
  * `@tenantscope/secrets/postgres` (`pg` and `@tenantscope/postgres`).
  */
-export { SECRET_ERROR_CODES, type SecretErrorCode, secretError } from './errors.ts';
+export {
+  SECRET_ERROR_CODES,
+  SECRETS_ERROR_CODES,
+  type SecretErrorCode,
+  type SecretsErrorCode,
+  secretError,
+  secretsError,
+} from './errors.ts';
 export {
   DEFAULT_MAX_ENTRIES,
   DEFAULT_TTL_MS,
+  type ForTenantOptions,
   type GetSecretOptions,
   MAX_TTL_MS,
   MIN_SECRET_LENGTH,
-  type ScopedSecrets,
+  ScopedSecrets,
+  type ScopedSecretsOptions,
   type SecretNameRecord,
   SecretsInjector,
   type SecretsInjectorOptions,
   type SecretsStats,
+  scopedSecrets,
   secretsInjector,
+  type TenantSecrets,
 } from './injector.ts';
 export {
   assertSecretName,

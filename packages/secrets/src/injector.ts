@@ -1,6 +1,16 @@
-import { assertTenant, type CallInfo, type ResourceProvider, type Tenant, TenantScopeError } from '@tenantscope/core';
+import {
+  assertTenant,
+  type CallInfo,
+  type DeleteResult,
+  type ResourceProvider,
+  type ScopedAdapter,
+  type StoreCount,
+  type Tenant,
+  type TenantDataOps,
+  TenantScopeError,
+} from '@tenantscope/core';
 import { SecretCache, type SecretsStats } from './cache.ts';
-import { secretError } from './errors.ts';
+import { secretsError } from './errors.ts';
 import {
   assertSecretName,
   defaultNaming,
@@ -20,7 +30,7 @@ export const DEFAULT_MAX_ENTRIES = 10_000;
 /** Values shorter than this cannot be redacted by core, so they are never handed out. */
 export const MIN_SECRET_LENGTH = 4;
 
-export interface SecretsInjectorOptions {
+export interface ScopedSecretsOptions {
   /** Where the secrets live: `awsSecretsManager(...)`, `postgresSecrets(...)`, or your own. */
   provider: SecretsProvider;
   /**
@@ -44,8 +54,16 @@ export interface SecretsInjectorOptions {
 /** Options for one read. */
 export interface GetSecretOptions extends VersionSelector {}
 
-/** What a tool sees as `ctx.secrets`: only the names its definition declared. */
-export interface ScopedSecrets {
+/** @deprecated use `ScopedSecretsOptions`. */
+export type SecretsInjectorOptions = ScopedSecretsOptions;
+
+/**
+ * One tenant's secrets. What a tool sees as `ctx.secrets`: only the names its definition declared.
+ * (Before 0.2 this type was called `ScopedSecrets`; that name is now the factory's.)
+ */
+export interface TenantSecrets {
+  /** The tenant these secrets belong to. */
+  readonly tenantId: string;
   /** Reads a declared secret for the calling tenant (current version unless pinned). */
   get(name: string, options?: GetSecretOptions): Promise<string>;
   /** Reads several declared secrets (current versions); all or nothing. */
@@ -58,8 +76,16 @@ export interface ScopedSecrets {
    * one key share a fetch.
    */
   refresh(name: string): Promise<string>;
-  /** The names this call may read. */
+  /** The names this call may read (empty for a `forTenant` handle built without `declared`: any name). */
   readonly declared: readonly string[];
+}
+
+/** Options of `forTenant`, for code outside a tool call (jobs, scripts). */
+export interface ForTenantOptions {
+  /** The only names the handle may read. Default: any valid name of the tenant. */
+  declared?: readonly string[];
+  /** Aborts reads in flight. */
+  signal?: AbortSignal;
 }
 
 export type { SecretsStats } from './cache.ts';
@@ -74,13 +100,13 @@ export interface SecretNameRecord {
  * the cache is keyed by (tenant, name, version) and every value handed to a call is registered
  * with the call for redaction.
  */
-export class SecretsInjector {
+export class ScopedSecrets implements ScopedAdapter<TenantSecrets, SecretNameRecord> {
   readonly #provider: SecretsProvider;
   readonly #naming: SecretNaming;
   readonly #prefix: (tenant: Tenant) => string;
   readonly #cache: SecretCache;
 
-  constructor(options: SecretsInjectorOptions) {
+  constructor(options: ScopedSecretsOptions) {
     if (!options?.provider) throw new TenantScopeError('INVALID_CONFIG', 'secretsInjector needs a provider');
     const ttl = options.ttl ?? DEFAULT_TTL_MS;
     if (!Number.isFinite(ttl) || ttl < 0 || ttl > MAX_TTL_MS) {
@@ -106,13 +132,65 @@ export class SecretsInjector {
   }
 
   /** The ResourceProvider to pass to core: `providers: { secrets: injector.provider() }`. */
-  provider(): ResourceProvider<ScopedSecrets> {
+  provider(): ResourceProvider<TenantSecrets> {
     return {
       forCall: (call) => this.#forCall(call),
       release: (resource) => {
         closers.get(resource)?.();
       },
     };
+  }
+
+  /**
+   * One tenant's secrets outside a tool call (jobs, scripts): reads only `declared` names when
+   * given. Values read here are not registered for redaction (there is no call); inside a tool use
+   * `ctx.secrets` from `provider()`.
+   */
+  forTenant(tenant: Tenant, options: ForTenantOptions = {}): TenantSecrets {
+    assertTenant(tenant, 'secrets.forTenant');
+    const noop = () => {};
+    return this.#forCall(
+      {
+        tenant,
+        subject: tenant.subject,
+        sessionId: '',
+        requestId: '',
+        toolName: 'forTenant',
+        declaredSecrets: options.declared ?? [],
+        signal: options.signal ?? new AbortController().signal,
+        logger: { debug: noop, info: noop, warn: noop, error: noop },
+        addRedaction: noop,
+      },
+      options.declared === undefined,
+    );
+  }
+
+  /**
+   * Export and erasure of one verified tenant's secrets: `count()` (`parts: { secrets }`),
+   * `export()` (names only, never values), `delete()` (every secret, then a recount that must be 0).
+   */
+  tenantData(tenant: Tenant): TenantDataOps<SecretNameRecord> {
+    assertTenant(tenant, 'secrets.tenantData');
+    const count = async (): Promise<StoreCount> => secretCount((await this.#listOwn(tenant)).length);
+    return {
+      store: 'secrets',
+      count,
+      export: () => this.#exportNames(tenant),
+      delete: async (): Promise<DeleteResult> => {
+        const { deleted } = await this.deleteTenant(tenant);
+        const after = await count();
+        if (after.total !== 0) {
+          throw secretsError('SECRET_DSAR_INCOMPLETE', `${after.total} secret(s) remained after the delete`, {
+            details: { remaining: after.total },
+          });
+        }
+        return { before: secretCount(deleted.length), after };
+      },
+    };
+  }
+
+  async *#exportNames(tenant: Tenant): AsyncGenerator<SecretNameRecord> {
+    for (const name of await this.#listNames(tenant)) yield { name };
   }
 
   /** Counters for tests and metrics. */
@@ -139,7 +217,7 @@ export class SecretsInjector {
       put: async (name, value) => {
         assertSecretName(name);
         if (typeof value !== 'string' || value.length < MIN_SECRET_LENGTH) {
-          throw secretError(
+          throw secretsError(
             'SECRET_VALUE_INVALID',
             `a secret value must be a string of at least ${MIN_SECRET_LENGTH} characters`,
           );
@@ -212,29 +290,30 @@ export class SecretsInjector {
 
   // --- per call -------------------------------------------------------------------------------
 
-  #forCall(call: CallInfo): ScopedSecrets {
+  #forCall(call: CallInfo, anyName = false): TenantSecrets {
     const tenant = call.tenant;
     assertTenant(tenant, 'secrets.forCall');
     const declared = Object.freeze([...new Set(call.declaredSecrets)]);
-    const allowed = new Set(declared);
+    const allowed = anyName ? undefined : new Set(declared);
     const refreshed = new Map<string, Promise<string>>();
     let closed = false;
 
     const admit = (name: unknown): string => {
-      if (closed) throw secretError('SECRET_CONTEXT_CLOSED', 'secrets cannot be read after the call ended');
+      if (closed) throw secretsError('SECRET_CONTEXT_CLOSED', 'secrets cannot be read after the call ended');
       assertSecretName(name);
-      if (!allowed.has(name)) {
-        throw secretError('SECRET_NOT_DECLARED', `secret "${name}" is not declared by tool ${call.toolName}`);
+      if (allowed && !allowed.has(name)) {
+        throw secretsError('SECRET_NOT_DECLARED', `secret "${name}" is not declared by tool ${call.toolName}`);
       }
       return name;
     };
     const hand = (value: string): string => {
-      if (closed) throw secretError('SECRET_CONTEXT_CLOSED', 'secrets cannot be read after the call ended');
+      if (closed) throw secretsError('SECRET_CONTEXT_CLOSED', 'secrets cannot be read after the call ended');
       registerRedactions(call, value);
       return value;
     };
 
-    const scoped: ScopedSecrets = {
+    const scoped: TenantSecrets = {
+      tenantId: tenant.id,
       declared,
       get: async (name, options = {}) => {
         const n = admit(name);
@@ -248,11 +327,11 @@ export class SecretsInjector {
         try {
           return JSON.parse(raw) as T;
         } catch {
-          throw secretError('SECRET_UNAVAILABLE', `secret "${name}" is not JSON`);
+          throw secretsError('SECRET_UNAVAILABLE', `secret "${name}" is not JSON`);
         }
       },
       getMany: async (names) => {
-        if (!Array.isArray(names)) throw secretError('SECRET_NAME_INVALID', 'getMany takes a list of names');
+        if (!Array.isArray(names)) throw secretsError('SECRET_NAME_INVALID', 'getMany takes a list of names');
         const list = [...new Set(names.map((n) => admit(n)))]; // every name checked before any fetch
         const values = await abortable(this.#readMany(tenant, list), call.signal);
         const out: Record<string, string> = {};
@@ -302,7 +381,7 @@ export class SecretsInjector {
       (missing) => this.#provider.getMany({ tenant, ids: missing.map((m) => m.ref) }),
       (values, name, id) => {
         const got = values.get(id);
-        if (!got) throw secretError('SECRET_BACKEND_FAILED', `secret "${name}" was missing from the batch answer`);
+        if (!got) throw secretsError('SECRET_BACKEND_FAILED', `secret "${name}" was missing from the batch answer`);
         return checkValue(got);
       },
     );
@@ -311,9 +390,20 @@ export class SecretsInjector {
 
 const closers = new WeakMap<object, () => void>();
 
-/** Creates a secrets injector; plug `injector.provider()` into core as `ctx.secrets`. */
-export function secretsInjector(options: SecretsInjectorOptions): SecretsInjector {
-  return new SecretsInjector(options);
+/** Creates the tenant-scoping secrets factory; plug `secrets.provider()` into core as `ctx.secrets`. */
+export function scopedSecrets(options: ScopedSecretsOptions): ScopedSecrets {
+  return new ScopedSecrets(options);
+}
+
+/** @deprecated use `scopedSecrets` (the same function). */
+export const secretsInjector = scopedSecrets;
+/** @deprecated use `ScopedSecrets` (the same class). */
+export const SecretsInjector = ScopedSecrets;
+/** @deprecated use `ScopedSecrets`. */
+export type SecretsInjector = ScopedSecrets;
+
+function secretCount(secrets: number): StoreCount {
+  return { store: 'secrets', total: secrets, parts: { secrets } };
 }
 
 const VERSION_ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -321,18 +411,18 @@ const VERSION_STAGE = /^[A-Za-z0-9_.-]{1,256}$/;
 
 function checkVersion(options: unknown): VersionSelector {
   if (options === null || typeof options !== 'object') {
-    throw secretError('SECRET_NAME_INVALID', 'read options must be an object');
+    throw secretsError('SECRET_NAME_INVALID', 'read options must be an object');
   }
   const { versionId, versionStage, ...rest } = options as Record<string, unknown>;
-  if (Object.keys(rest).length > 0) throw secretError('SECRET_NAME_INVALID', 'unknown read option');
+  if (Object.keys(rest).length > 0) throw secretsError('SECRET_NAME_INVALID', 'unknown read option');
   if (versionId !== undefined && (typeof versionId !== 'string' || !VERSION_ID.test(versionId))) {
-    throw secretError('SECRET_NAME_INVALID', 'invalid versionId');
+    throw secretsError('SECRET_NAME_INVALID', 'invalid versionId');
   }
   if (versionStage !== undefined && (typeof versionStage !== 'string' || !VERSION_STAGE.test(versionStage))) {
-    throw secretError('SECRET_NAME_INVALID', 'invalid versionStage');
+    throw secretsError('SECRET_NAME_INVALID', 'invalid versionStage');
   }
   if (versionId !== undefined && versionStage !== undefined) {
-    throw secretError('SECRET_NAME_INVALID', 'give versionId or versionStage, not both');
+    throw secretsError('SECRET_NAME_INVALID', 'give versionId or versionStage, not both');
   }
   const out: VersionSelector = {};
   if (versionId !== undefined) out.versionId = versionId as string;
@@ -342,11 +432,11 @@ function checkVersion(options: unknown): VersionSelector {
 
 function checkValue(got: SecretValue): string {
   if (!got || typeof got.value !== 'string') {
-    throw secretError('SECRET_BACKEND_FAILED', 'the provider returned no value');
+    throw secretsError('SECRET_BACKEND_FAILED', 'the provider returned no value');
   }
   if (got.value.length < MIN_SECRET_LENGTH) {
     // core cannot mask values this short, so handing one out could leak it.
-    throw secretError('SECRET_UNAVAILABLE', `secret values shorter than ${MIN_SECRET_LENGTH} characters are refused`);
+    throw secretsError('SECRET_UNAVAILABLE', `secret values shorter than ${MIN_SECRET_LENGTH} characters are refused`);
   }
   return got.value;
 }

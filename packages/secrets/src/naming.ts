@@ -1,5 +1,5 @@
 import { DEFAULT_TENANT_ID_PATTERN, type Tenant, TenantScopeError } from '@tenantscope/core';
-import { secretError } from './errors.ts';
+import { secretsError } from './errors.ts';
 
 /**
  * Maps a (tenant, name) pair to the backend's secret identifier. Only called with a verified
@@ -19,14 +19,14 @@ export const SECRET_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,63}$/;
 /** Throws SECRET_NAME_INVALID unless `name` matches {@link SECRET_NAME_PATTERN}. */
 export function assertSecretName(name: unknown): asserts name is string {
   if (typeof name !== 'string') {
-    throw secretError(
+    throw secretsError(
       'SECRET_NAME_INVALID',
       `a secret name must be a string, got ${name === null ? 'null' : typeof name}`,
     );
   }
   if (!SECRET_NAME_PATTERN.test(name)) {
     // Never echo the raw input: it may be another tenant's path or a value pasted by mistake.
-    throw secretError(
+    throw secretsError(
       'SECRET_NAME_INVALID',
       'invalid secret name: use 1-64 lowercase ASCII letters, digits, "_" or "-", starting with a letter',
       { details: { length: name.length } },

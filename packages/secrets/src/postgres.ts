@@ -18,7 +18,7 @@ import {
   type ScopedTransaction,
   tenantTableSql,
 } from '@tenantscope/postgres';
-import { secretError } from './errors.ts';
+import { secretsError } from './errors.ts';
 import type { SecretsProvider, SecretValue, VersionSelector } from './provider.ts';
 
 /** A key that wraps and unwraps tenants' data keys. Back it with a KMS in production. */
@@ -317,7 +317,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
         );
         for (const r of rows.rows) {
           const old = plain.get(r.key_version);
-          if (!old) throw secretError('SECRET_BACKEND_FAILED', 'a stored secret refers to a missing data key');
+          if (!old) throw secretsError('SECRET_BACKEND_FAILED', 'a stored secret refers to a missing data key');
           const aad = valueAad(tenant.id, r.name, r.version_id);
           const value = this.#openValue(old, r.sealed, aad);
           await tx.query(
@@ -394,7 +394,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
   ): Promise<Buffer> {
     const mk = this.#keys.find((k) => k.id === row.master_key_id);
     if (!mk) {
-      throw secretError(
+      throw secretsError(
         'SECRET_BACKEND_FAILED',
         'the data key is wrapped by a master key this provider does not have',
         {
@@ -407,7 +407,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
       if (dek.length !== 32) throw new Error('data key has the wrong length');
       return dek;
     } catch (cause) {
-      throw secretError('SECRET_BACKEND_FAILED', 'the data key could not be unwrapped', { cause });
+      throw secretsError('SECRET_BACKEND_FAILED', 'the data key could not be unwrapped', { cause });
     }
   }
 
@@ -415,7 +415,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
     try {
       return open(dek, sealed, aad);
     } catch (cause) {
-      throw secretError('SECRET_BACKEND_FAILED', 'a stored secret failed authentication and was not decrypted', {
+      throw secretsError('SECRET_BACKEND_FAILED', 'a stored secret failed authentication and was not decrypted', {
         cause,
       });
     }
@@ -424,14 +424,14 @@ export class PostgresSecretsProvider implements SecretsProvider {
   async #decrypt(tenant: Tenant, id: string, row: Row): Promise<string> {
     if (row.tenant_id !== tenant.id) {
       // RLS and the explicit filter both failed: never decrypt another tenant's row.
-      throw secretError('SECRET_BACKEND_FAILED', 'the database returned a row of another scope');
+      throw secretsError('SECRET_BACKEND_FAILED', 'the database returned a row of another scope');
     }
     const dek = await this.#unwrap(tenant, row);
     return this.#openValue(dek, row.sealed, valueAad(tenant.id, id, row.version_id)).toString('utf8');
   }
 
   #notFound(id: string): TenantScopeError {
-    return secretError('SECRET_NOT_FOUND', `secret "${id.slice(id.lastIndexOf('/') + 1)}" was not found`);
+    return secretsError('SECRET_NOT_FOUND', `secret "${id.slice(id.lastIndexOf('/') + 1)}" was not found`);
   }
 
   async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -440,7 +440,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
     } catch (err) {
       if (isTenantScopeError(err) && err.code.startsWith('SECRET_')) throw err;
       if (isTenantScopeError(err) && err.code === 'NOT_A_TENANT') throw err;
-      throw secretError(
+      throw secretsError(
         'SECRET_BACKEND_FAILED',
         `secret store operation failed (${what === 'batch' || what === 'listing' || what === 'erase' || what === 'rotation' || what === 'rewrap' ? what : `"${what.slice(what.lastIndexOf('/') + 1)}"`})`,
         { cause: err },

@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { defineTool, type Tenant, ToolError } from '@tenantscope/core';
-import { type ScopedSecrets, type SecretsInjector, secretsInjector } from '@tenantscope/secrets';
+import { type SecretsInjector, secretsInjector, type TenantSecrets } from '@tenantscope/secrets';
 import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestIssuer, SecretsManagerProtocolDouble } from '@tenantscope/testkit';
 import { z } from 'zod';
@@ -40,7 +40,7 @@ export interface SecretsExample extends StartedPlugin {
   describe: string;
 }
 
-const sendEmail = defineTool<{ secrets: ScopedSecrets }>();
+const sendEmail = defineTool<{ secrets: TenantSecrets }>();
 
 function makeTools(mailUrl: string) {
   return [
