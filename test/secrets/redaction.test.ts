@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { defineTool, ToolError } from '@tenantscope/core';
-import { type TenantSecrets, secretsInjector } from '@tenantscope/secrets';
+import { secretsInjector, type TenantSecrets } from '@tenantscope/secrets';
 import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestIssuer } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
