@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { cliError } from '../errors.ts';
 
 const ident = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'a lowercase SQL identifier');
+const tenantId = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'a tenant id: lowercase letters, digits, _ and -');
 
 /** The config's `keys` section: where `tenantscope keys` keeps API keys (the server reads the same table). */
 export const keysSectionSchema = z.strictObject({
@@ -22,7 +23,7 @@ export const keysSectionSchema = z.strictObject({
   /** Environment variable holding the pepper (32+ characters); the server must use the same one. */
   pepperEnv: z.string().min(1).optional(),
   /** The tenants keys may be created for: ids, or a JSON file whose `tenants` object is keyed by id. */
-  tenants: z.union([z.array(z.string()).min(1), z.strictObject({ file: z.string().min(1) })]).optional(),
+  tenants: z.union([z.array(tenantId).min(1), z.strictObject({ file: z.string().min(1) })]).optional(),
   /** Expiry of a key created without `--expires`: `<n>m|h|d` or `never`. Default `90d`. */
   defaultExpires: z.string().default('90d'),
 });
