@@ -25,20 +25,18 @@ import {
 } from './qdrant-store.ts';
 
 /** `count`: exact, or (exact: false) Qdrant's cardinality estimate, which is not limited to the filtered points. */
-export function count(store: QdrantStore, name: string, body: Record<string, unknown>): { count: number } {
-  const c = store.collection(name);
+export function count(store: QdrantStore, c: Collection, body: Record<string, unknown>): { count: number } {
   const exact = body.exact ?? true;
   if (typeof exact !== 'boolean') throw new DoubleUnsupported('Format error in JSON body: exact must be a bool');
-  const matching = store.select(name, body.filter);
+  const matching = store.select(c, body.filter);
   if (exact || body.filter === undefined || body.filter === null) return { count: matching.length };
   const points = [...c.points.values()].map((p) => view(c, p));
   return { count: estimateCount(body.filter, points, indexedOf(c)) };
 }
 
-export function scroll(store: QdrantStore, name: string, body: Record<string, unknown>): unknown {
-  const c = store.collection(name);
+export function scroll(store: QdrantStore, c: Collection, body: Record<string, unknown>): unknown {
   const limit = uint(body.limit, 10, 'limit');
-  let points = store.select(name, body.filter);
+  let points = store.select(c, body.filter);
   if (body.offset !== undefined && body.offset !== null) {
     const from = pointIdKey(body.offset);
     points = points.filter((p) => compareKeys(p.idKey, from) >= 0);
@@ -51,14 +49,13 @@ export function scroll(store: QdrantStore, name: string, body: Record<string, un
   };
 }
 
-export function facet(store: QdrantStore, name: string, body: Record<string, unknown>): unknown {
+export function facet(store: QdrantStore, c: Collection, body: Record<string, unknown>): unknown {
   if (typeof body.key !== 'string') throw new DoubleUnsupported('Format error: key');
-  const c = store.collection(name);
   if (!c.payloadSchema[body.key]) {
     throw new DoubleUnsupported(`Bad request: Index required but not found for "${body.key}"`);
   }
   const counts = new Map<string, { value: unknown; count: number }>();
-  for (const p of store.select(name, body.filter)) {
+  for (const p of store.select(c, body.filter)) {
     const raw = p.payload[body.key];
     const vals = new Set(
       (Array.isArray(raw) ? raw : [raw]).filter((v) => ['string', 'number', 'boolean'].includes(typeof v)),
@@ -75,9 +72,8 @@ export function facet(store: QdrantStore, name: string, body: Record<string, unk
 }
 
 /** Runs a query (with its prefetches) and returns scored points. */
-export function query(store: QdrantStore, name: string, body: Record<string, unknown>): unknown[] {
-  const c = store.collection(name);
-  const scored = runQuery(store, c, name, body, true);
+export function query(store: QdrantStore, c: Collection, body: Record<string, unknown>): unknown[] {
+  const scored = runQuery(store, c, body, true);
   const offset = uint(body.offset, 0, 'offset');
   const limit = uint(body.limit, 10, 'limit');
   return scored.slice(offset, offset + limit).map(({ p, score }) => ({
@@ -94,7 +90,6 @@ export function query(store: QdrantStore, name: string, body: Record<string, unk
 function runQuery(
   store: QdrantStore,
   c: Collection,
-  name: string,
   body: Record<string, unknown>,
   top: boolean,
 ): { p: StoredPoint; score: number }[] {
@@ -105,14 +100,14 @@ function runQuery(
   if (prefetches.length > 0) {
     for (const pf of prefetches) {
       if (!isObject(pf)) throw new DoubleUnsupported('Format error: a prefetch must be an object');
-      const r = runQuery(store, c, name, pf, false);
+      const r = runQuery(store, c, pf, false);
       prefetched.push(r.slice(0, uint(pf.limit, 10, 'limit')));
     }
     const byKey = new Map<string, StoredPoint>();
     for (const list of prefetched) for (const { p } of list) byKey.set(p.idKey, p);
     candidates = [...byKey.values()].filter((p) => matchesFilter(body.filter, view(c, p)));
   } else {
-    candidates = store.select(name, body.filter);
+    candidates = store.select(c, body.filter);
   }
   const using = typeof body.using === 'string' ? body.using : '';
   const lookup = lookupFrom(store, c, body.lookup_from, using);
@@ -141,7 +136,7 @@ function runQuery(
       `Validation error: search param \`idf\` requires a sparse vector with the \`idf\` modifier, which vector "${using}" is not`,
     );
   }
-  if (c.sparse.has(using)) return sparseSearch(store, c, name, q, using, candidates, idf, body.score_threshold);
+  if (c.sparse.has(using)) return sparseSearch(store, c, q, using, candidates, idf, body.score_threshold);
   const params = c.vectors.get(using);
   if (!params) throw new DoubleUnsupported(`Wrong input: Not existing vector name error: ${using}`);
   const resolve = (input: unknown): number[] => {
@@ -253,7 +248,6 @@ function runQuery(
 function sparseSearch(
   store: QdrantStore,
   c: Collection,
-  name: string,
   q: unknown,
   using: string,
   candidates: StoredPoint[],
@@ -268,7 +262,7 @@ function sparseSearch(
     // N is the number of documents: corpus points that hold this sparse vector (Qdrant's
     // fill_idf_statistics), not every point of the corpus.
     const corpus = (
-      idf === undefined || idf === 'global' ? [...c.points.values()] : store.select(name, idf.corpus)
+      idf === undefined || idf === 'global' ? [...c.points.values()] : store.select(c, idf.corpus)
     ).filter((p) => p.sparse.has(using));
     const n = corpus.length;
     weights = query.indices.map((index, k) => {
@@ -303,12 +297,15 @@ function lookupFrom(
   if (from === undefined || from === null) return { collection: c, using, same: true };
   if (!isObject(from) || typeof from.collection !== 'string') throw new DoubleUnsupported('Format error: lookup_from');
   onlyKeys(from, ['collection', 'vector'], 'lookup_from');
-  const other = store.collection(from.collection);
-  return { collection: other, using: typeof from.vector === 'string' ? from.vector : '', same: other === c };
+  const other = store.view(from.collection, undefined, false);
+  return {
+    collection: other,
+    using: typeof from.vector === 'string' ? from.vector : '',
+    same: (other.base ?? other) === (c.base ?? c),
+  };
 }
 
-export function groups(store: QdrantStore, name: string, body: Record<string, unknown>): unknown {
-  const c = store.collection(name);
+export function groups(store: QdrantStore, c: Collection, body: Record<string, unknown>): unknown {
   if (typeof body.group_by !== 'string') throw new DoubleUnsupported('Format error: group_by');
   if (body.with_lookup !== undefined && body.with_lookup !== null) {
     throw new DoubleUnsupported('QdrantProtocolDouble does not implement with_lookup');
@@ -316,7 +313,7 @@ export function groups(store: QdrantStore, name: string, body: Record<string, un
   const groupSize = uint(body.group_size, 3, 'group_size');
   const limit = uint(body.limit, 10, 'limit');
   const groups = new Map<string, { id: unknown; hits: unknown[] }>();
-  for (const { p, score } of runQuery(store, c, name, body, true)) {
+  for (const { p, score } of runQuery(store, c, body, true)) {
     const raw = p.payload[body.group_by];
     for (const v of Array.isArray(raw) ? raw : [raw]) {
       if (typeof v !== 'string' && !Number.isInteger(v)) continue;
@@ -339,13 +336,12 @@ export function groups(store: QdrantStore, name: string, body: Record<string, un
   return { groups: [...groups.values()] };
 }
 
-export function matrix(store: QdrantStore, name: string, body: Record<string, unknown>) {
-  const c = store.collection(name);
+export function matrix(store: QdrantStore, c: Collection, body: Record<string, unknown>) {
   const using = typeof body.using === 'string' ? body.using : '';
   const params = c.vectors.get(using);
   if (!params) throw new DoubleUnsupported(`Wrong input: Not existing vector name error: ${using}`);
   const sample = store
-    .select(name, body.filter)
+    .select(c, body.filter)
     .filter((p) => p.vectors.has(using))
     .slice(0, uint(body.sample, 10, 'sample'));
   const limit = uint(body.limit, 3, 'limit');
@@ -385,6 +381,7 @@ export const QUERY_FIELDS = [
   'with_vector',
   'with_payload',
   'lookup_from',
+  'shard_key',
 ] as const;
 
 const PREFETCH_FIELDS = ['prefetch', 'query', 'using', 'filter', 'params', 'score_threshold', 'limit', 'lookup_from'];

@@ -112,6 +112,12 @@ export interface QdrantWireInvariantOptions {
    * `params.idf = {corpus: tenant filter}`. Without it only the shape of a present `idf` is checked.
    */
   idfVectors?: ReadonlySet<string>;
+  /**
+   * The tenant's shard key in a custom-sharded collection (the shard-key tier): every points
+   * request to `collection` (every search of a batch too) must carry `shard_key` = `key`. Without
+   * it no request may carry a `shard_key` at all.
+   */
+  shardKey?: { collection: string; key: string };
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -174,9 +180,26 @@ export function qdrantWireViolations(
       checkQuery(p, `${where} prefetch[${i}]`);
     });
   };
+  const shard = options.shardKey;
+  const checkShardKey = (body: Record<string, unknown>, path: string, where: string) => {
+    const collection = /^\/collections\/([^/]+)\//.exec(path)?.[1];
+    const expected = shard && collection !== undefined && decodeURIComponent(collection) === shard.collection;
+    if (expected && body.shard_key !== shard.key) out.push(`${where}: without the tenant's shard_key`);
+    if (!expected && body.shard_key !== undefined)
+      out.push(`${where}: a shard_key outside the tenant's shard-key tier`);
+  };
   for (const r of requests) {
     const at = `${r.method} ${r.path}`;
     const b = isObj(r.body) ? r.body : {};
+    if (r.method !== 'GET' && r.path !== '/') {
+      if (r.path.endsWith('/points/query/batch') && Array.isArray(b.searches)) {
+        b.searches.forEach((s, i) => {
+          checkShardKey(isObj(s) ? s : {}, r.path, `${at} searches[${i}]`);
+        });
+      } else {
+        checkShardKey(b, r.path, at);
+      }
+    }
     const rest = at.replace(/^(\w+) \/collections\/[^/]+/, '$1 ');
     switch (rest) {
       case 'GET ':

@@ -37,7 +37,18 @@ export interface Collection {
   /** sparse vector name → whether it uses the IDF modifier */
   sparse: Map<string, { idf: boolean }>;
   named: boolean;
+  /**
+   * The points this request sees. Auto sharding: every point. Custom sharding: the points of the
+   * shard keys the request selected (see {@link QdrantStore.view}); the stored collection's own
+   * map stays empty.
+   */
   points: Map<PointIdKey, StoredPoint>;
+  /** `custom`: points live under shard keys, ids unique per shard key only (as in Qdrant). */
+  sharding: 'auto' | 'custom';
+  /** Custom sharding: shard key (JSON of the key) → its points. */
+  shards: Map<string, Map<PointIdKey, StoredPoint>>;
+  /** On a view: the stored collection it was made from. */
+  base?: Collection;
   payloadSchema: Record<string, unknown>;
   version: number;
 }
@@ -83,6 +94,62 @@ export class QdrantStore {
     return c;
   }
 
+  /**
+   * The collection as one request sees it. Auto sharding: the collection (a shard_key is refused,
+   * as Qdrant refuses a key it does not know). Custom sharding, as Qdrant routes it: a read with a
+   * shard_key sees only those shard keys' points, a read without one sees every shard key; a write
+   * must name exactly one shard key ("Shard key not specified" otherwise) and only touches it.
+   */
+  view(name: string, shardKey: unknown, write: boolean): Collection {
+    const c = this.collection(name);
+    const keys = shardKey === undefined || shardKey === null ? null : shardKeys(shardKey);
+    if (c.sharding === 'auto') {
+      if (keys) throw new DoubleUnsupported(`Bad request: Shard key ${keys.join(', ')} not found`);
+      return c;
+    }
+    if (!keys) {
+      if (write) throw new DoubleUnsupported('Wrong input: Shard key not specified');
+      return shardView(c, [...c.shards.keys()]);
+    }
+    if (write && keys.length !== 1) {
+      throw new DoubleUnsupported('QdrantProtocolDouble implements writes to one shard key only');
+    }
+    for (const k of keys) {
+      if (!c.shards.has(k)) throw new DoubleUnsupported(`Bad request: Shard key ${JSON.parse(k)} not found`);
+    }
+    return shardView(c, keys);
+  }
+
+  /** `PUT /collections/{c}/shards`: a new, empty shard key of a custom-sharded collection. */
+  createShardKey(name: string, body: Record<string, unknown>): boolean {
+    const c = this.collection(name);
+    if (c.sharding !== 'custom') {
+      throw new DoubleUnsupported('Bad request: Shard keys can only be created with custom sharding_method');
+    }
+    const keys = shardKeys(body.shard_key);
+    if (keys.length !== 1 || Array.isArray(body.shard_key)) throw new DoubleUnsupported('Format error: shard_key');
+    for (const k of ['shards_number', 'replication_factor']) {
+      if (body[k] !== undefined && body[k] !== null) uint(body[k], 1, k);
+    }
+    const key = keys[0] as string;
+    if (c.shards.has(key)) throw new DoubleUnsupported(`Bad request: Shard key ${JSON.parse(key)} already exists`);
+    c.shards.set(key, new Map());
+    return true;
+  }
+
+  /** `POST /collections/{c}/shards/delete`: drops a shard key and every point under it. */
+  deleteShardKey(name: string, body: Record<string, unknown>): boolean {
+    const c = this.collection(name);
+    const keys = shardKeys(body.shard_key);
+    if (keys.length !== 1 || Array.isArray(body.shard_key)) throw new DoubleUnsupported('Format error: shard_key');
+    const key = keys[0] as string;
+    if (c.sharding !== 'custom' || !c.shards.has(key)) {
+      throw new DoubleUnsupported(`Bad request: Shard key ${JSON.parse(key)} not found`);
+    }
+    c.shards.delete(key);
+    return true;
+  }
+
   createCollection(name: string, body: Record<string, unknown>): boolean {
     if (!/^[A-Za-z0-9_.-]{1,255}$/.test(name)) throw new DoubleUnsupported('Validation error: bad collection name');
     if (this.#collections.has(name)) throw new HttpError(409, `Wrong input: Collection \`${name}\` already exists!`);
@@ -112,7 +179,21 @@ export class QdrantStore {
       }
       named = true;
     }
-    this.#collections.set(name, { vectors, sparse, named, points: new Map(), payloadSchema: {}, version: 0 });
+    const sharding = body.sharding_method ?? 'auto';
+    if (sharding !== 'auto' && sharding !== 'custom') {
+      throw new DoubleUnsupported('Format error in JSON body: sharding_method must be auto or custom');
+    }
+    if (body.shard_number !== undefined && body.shard_number !== null) uint(body.shard_number, 1, 'shard_number');
+    this.#collections.set(name, {
+      vectors,
+      sparse,
+      named,
+      points: new Map(),
+      sharding,
+      shards: new Map(),
+      payloadSchema: {},
+      version: 0,
+    });
     return true;
   }
 
@@ -123,7 +204,7 @@ export class QdrantStore {
       status: 'green',
       optimizer_status: 'ok',
       indexed_vectors_count: 0,
-      points_count: c.points.size,
+      points_count: c.sharding === 'custom' ? [...c.shards.values()].reduce((n, m) => n + m.size, 0) : c.points.size,
       segments_count: 1,
       config: {
         params: {
@@ -136,6 +217,7 @@ export class QdrantStore {
               }
             : {}),
           shard_number: 1,
+          ...(c.sharding === 'custom' ? { sharding_method: 'custom' } : {}),
           replication_factor: 1,
           on_disk_payload: true,
         },
@@ -203,8 +285,7 @@ export class QdrantStore {
     return { dense: out, sparse };
   }
 
-  upsert(name: string, body: Record<string, unknown>): unknown {
-    const c = this.collection(name);
+  upsert(c: Collection, body: Record<string, unknown>): unknown {
     const mode = body.update_mode ?? 'upsert';
     if (!['upsert', 'insert_only', 'update_only'].includes(mode as string)) {
       throw new DoubleUnsupported('Format error: update_mode');
@@ -272,8 +353,7 @@ export class QdrantStore {
   }
 
   /** Points matching a filter, in id order (integers first, then UUIDs). */
-  select(name: string, filter: unknown): StoredPoint[] {
-    const c = this.collection(name);
+  select(c: Collection, filter: unknown): StoredPoint[] {
     return [...c.points.values()].filter((p) => matchesFilter(filter, view(c, p))).sort(byId);
   }
 
@@ -281,24 +361,21 @@ export class QdrantStore {
    * Points named by a PointsSelector body. With both `points` and `filter`, Qdrant applies
    * `points` and ignores the filter; the double does the same.
    */
-  selector(name: string, body: Record<string, unknown>): StoredPoint[] {
+  selector(c: Collection, body: Record<string, unknown>): StoredPoint[] {
     const hasPoints = body.points !== undefined && body.points !== null;
     const hasFilter = body.filter !== undefined && body.filter !== null;
     if (!hasPoints && !hasFilter) throw new DoubleUnsupported('Format error: give points or filter');
-    if (!hasPoints) return this.select(name, body.filter);
+    if (!hasPoints) return this.select(c, body.filter);
     if (!Array.isArray(body.points)) throw new DoubleUnsupported('Format error: points must be a list');
-    const c = this.collection(name);
     return body.points.map(pointIdKey).flatMap((k) => c.points.get(k) ?? []);
   }
 
-  deletePoints(name: string, body: Record<string, unknown>): unknown {
-    const c = this.collection(name);
-    for (const p of this.selector(name, body)) c.points.delete(p.idKey);
+  deletePoints(c: Collection, body: Record<string, unknown>): unknown {
+    for (const p of this.selector(c, body)) c.points.delete(p.idKey);
     return { operation_id: ++c.version, status: 'completed' };
   }
 
-  updateVectors(name: string, body: Record<string, unknown>): unknown {
-    const c = this.collection(name);
+  updateVectors(c: Collection, body: Record<string, unknown>): unknown {
     if (!Array.isArray(body.points)) throw new DoubleUnsupported('Format error: points must be a list');
     const updates = body.points.map((p) => {
       if (!isObject(p)) throw new DoubleUnsupported('Format error: a point must be an object');
@@ -324,13 +401,12 @@ export class QdrantStore {
     return { operation_id: op, status: 'completed' };
   }
 
-  deleteVectors(name: string, body: Record<string, unknown>): unknown {
-    const c = this.collection(name);
+  deleteVectors(c: Collection, body: Record<string, unknown>): unknown {
     const names = body.vector;
     if (!Array.isArray(names) || !names.every((n) => typeof n === 'string' && (c.vectors.has(n) || c.sparse.has(n)))) {
       throw new DoubleUnsupported('Wrong input: vector must list existing vector names');
     }
-    const selected = this.selector(name, body);
+    const selected = this.selector(c, body);
     const op = ++c.version;
     for (const p of selected) {
       for (const n of names) {
@@ -341,12 +417,11 @@ export class QdrantStore {
     return { operation_id: op, status: 'completed' };
   }
 
-  setPayload(name: string, body: Record<string, unknown>, overwrite: boolean): unknown {
-    const c = this.collection(name);
+  setPayload(c: Collection, body: Record<string, unknown>, overwrite: boolean): unknown {
     if (!isObject(body.payload)) throw new DoubleUnsupported('Format error: payload must be an object');
     const key = body.key === undefined || body.key === null ? undefined : parsePayloadPath(body.key);
     const payload = body.payload;
-    const selected = this.selector(name, body);
+    const selected = this.selector(c, body);
     const op = ++c.version;
     for (const p of selected) {
       if (key) setAtPath(p.payload, key, payload);
@@ -357,13 +432,12 @@ export class QdrantStore {
     return { operation_id: op, status: 'completed' };
   }
 
-  deletePayload(name: string, body: Record<string, unknown>): unknown {
-    const c = this.collection(name);
+  deletePayload(c: Collection, body: Record<string, unknown>): unknown {
     if (!Array.isArray(body.keys) || !body.keys.every((k) => typeof k === 'string')) {
       throw new DoubleUnsupported('Format error: keys must be a list of strings');
     }
     const paths = body.keys.map((k) => parsePayloadPath(k));
-    const selected = this.selector(name, body);
+    const selected = this.selector(c, body);
     const op = ++c.version;
     for (const p of selected) {
       for (const path of paths) removeAtPath(p.payload, path);
@@ -372,9 +446,8 @@ export class QdrantStore {
     return { operation_id: op, status: 'completed' };
   }
 
-  clearPayload(name: string, body: Record<string, unknown>): unknown {
-    const c = this.collection(name);
-    const selected = this.selector(name, body);
+  clearPayload(c: Collection, body: Record<string, unknown>): unknown {
+    const selected = this.selector(c, body);
     const op = ++c.version;
     for (const p of selected) {
       p.payload = {};
@@ -383,8 +456,7 @@ export class QdrantStore {
     return { operation_id: op, status: 'completed' };
   }
 
-  retrieve(name: string, body: Record<string, unknown>): unknown[] {
-    const c = this.collection(name);
+  retrieve(c: Collection, body: Record<string, unknown>): unknown[] {
     if (!Array.isArray(body.ids)) throw new DoubleUnsupported('Format error: ids must be a list');
     const seen = new Set<string>();
     const out: unknown[] = [];
@@ -522,4 +594,53 @@ function selectVector(c: Collection, p: StoredPoint, sel: unknown): unknown {
 export function normalise(v: number[]): number[] {
   const n = Math.sqrt(v.reduce((s, x) => s + x * x, 0));
   return n === 0 ? [...v] : v.map((x) => x / n);
+}
+
+/** Shard keys of a selector (a key or a list of keys; string or unsigned integer), each as JSON. */
+function shardKeys(selector: unknown): string[] {
+  const list = Array.isArray(selector) ? selector : [selector];
+  if (list.length === 0) throw new DoubleUnsupported('Format error: shard_key');
+  return list.map((k) => {
+    if ((typeof k === 'string' && k.length > 0) || (Number.isInteger(k) && (k as number) >= 0)) {
+      return JSON.stringify(k);
+    }
+    if (isObject(k)) throw new DoubleUnsupported('QdrantProtocolDouble does not implement shard_key fallback');
+    throw new DoubleUnsupported('Format error: a shard key is a string or an unsigned integer');
+  });
+}
+
+/**
+ * The collection restricted to some shard keys. One key: its live map (writes land there). Several
+ * keys: a merged, read-only map; the double refuses to merge shard keys that hold the same id
+ * (Qdrant allows such duplicates but calls them unsupported, and the double does not guess how
+ * a read merges them).
+ */
+function shardView(c: Collection, keys: string[]): Collection {
+  let points: Map<PointIdKey, StoredPoint>;
+  if (keys.length === 1) {
+    points = c.shards.get(keys[0] as string) as Map<PointIdKey, StoredPoint>;
+  } else {
+    points = new Map();
+    for (const k of keys) {
+      for (const [id, p] of c.shards.get(k) ?? []) {
+        if (points.has(id)) {
+          throw new DoubleUnsupported(
+            'QdrantProtocolDouble does not implement reads over shard keys that hold the same point id',
+          );
+        }
+        points.set(id, p);
+      }
+    }
+  }
+  const view = Object.create(c) as Collection;
+  Object.defineProperty(view, 'points', { value: points, enumerable: true });
+  Object.defineProperty(view, 'base', { value: c });
+  // operation ids and point versions count on the stored collection
+  Object.defineProperty(view, 'version', {
+    get: () => c.version,
+    set: (v: number) => {
+      c.version = v;
+    },
+  });
+  return view;
 }

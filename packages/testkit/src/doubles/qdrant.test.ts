@@ -480,3 +480,63 @@ describe('QdrantProtocolDouble: Qdrant 1.19 behaviours the isolation suites depe
     expect(String(bad)).toMatch(/^400 .*idf/);
   });
 });
+
+describe('QdrantProtocolDouble: user-defined sharding (sharding_method custom), as Qdrant routes it', () => {
+  const S = 'sharded';
+  const upsertTo = (key: unknown, id: number, tenant: string) =>
+    client.upsert(S, { shard_key: key, points: [{ id, vector: [1, id], payload: { tenant } }] });
+  const scrollIds = async (body: Record<string, unknown>) =>
+    (await client.scroll(S, { limit: 100, with_payload: false, ...body })).points.map((p: { id: number }) => p.id);
+
+  beforeAll(async () => {
+    await client.createCollection(S, { vectors: { size: 2, distance: 'Cosine' }, sharding_method: 'custom' });
+    for (const key of ['acme', 'globex']) await call('PUT', `/collections/${S}/shards`, { shard_key: key });
+    await upsertTo('acme', 1, 'acme');
+    await upsertTo('globex', 2, 'globex');
+  });
+
+  it('a read with a shard_key sees only that shard key; without one, every shard key', async () => {
+    expect(await scrollIds({ shard_key: 'acme' })).toEqual([1]);
+    expect(await scrollIds({ shard_key: 'globex' })).toEqual([2]);
+    expect(await scrollIds({})).toEqual([1, 2]);
+    expect(await scrollIds({ shard_key: ['acme', 'globex'] })).toEqual([1, 2]);
+    expect((await call('POST', `/collections/${S}/points/count`, { shard_key: 'acme' })).count).toBe(1);
+    const q = await client.query(S, { shard_key: 'acme', query: [1, 2], limit: 10 });
+    expect(q.points.map((p: { id: number }) => p.id)).toEqual([1]);
+    expect(await client.retrieve(S, { shard_key: 'acme', ids: [1, 2] })).toHaveLength(1);
+  });
+
+  it('a write must name one existing shard key; it touches only that shard key', async () => {
+    await expect(client.upsert(S, { points: [{ id: 3, vector: [1, 1] }] })).rejects.toThrow(/400.*not specified/);
+    await expect(upsertTo('initech', 3, 'initech')).rejects.toThrow(/400.*not found/);
+    await expect(upsertTo(['acme', 'globex'], 3, 'x')).rejects.toThrow(/400/);
+    await expect(client.deletePoints(S, { filter: { must: [] } })).rejects.toThrow(/400.*not specified/);
+    // delete everything under acme's shard key: globex's point stays
+    await client.deletePoints(S, { shard_key: 'acme', filter: { must: [] } });
+    expect(await scrollIds({})).toEqual([2]);
+    await upsertTo('acme', 1, 'acme');
+  });
+
+  it('ids are unique per shard key only; the double refuses a read merging duplicate ids', async () => {
+    await upsertTo('acme', 2, 'acme'); // id 2 also lives under globex
+    expect(await scrollIds({ shard_key: 'acme' })).toEqual([1, 2]);
+    const globex = await client.retrieve(S, { shard_key: 'globex', ids: [2], with_payload: true });
+    expect(globex[0].payload).toEqual({ tenant: 'globex' });
+    await expect(scrollIds({})).rejects.toThrow(/400.*same point id/);
+    await client.deletePoints(S, { shard_key: 'acme', points: [2] });
+    expect(await scrollIds({})).toEqual([1, 2]);
+  });
+
+  it('shard keys: created once, only on custom collections, dropped with their points; info says custom', async () => {
+    await expect(call('PUT', `/collections/${S}/shards`, { shard_key: 'acme' })).rejects.toThrow(/400.*exists/);
+    await expect(call('PUT', `/collections/${C}/shards`, { shard_key: 'acme' })).rejects.toThrow(/400/);
+    await expect(client.scroll(C, { shard_key: 'acme' })).rejects.toThrow(/400.*not found/);
+    expect((await call('GET', `/collections/${S}`)).config.params.sharding_method).toBe('custom');
+    expect((await call('GET', `/collections/${S}`)).points_count).toBe(2);
+    await call('PUT', `/collections/${S}/shards`, { shard_key: 'initech' });
+    await upsertTo('initech', 9, 'initech');
+    await call('POST', `/collections/${S}/shards/delete`, { shard_key: 'initech' });
+    expect(await scrollIds({})).toEqual([1, 2]);
+    await expect(scrollIds({ shard_key: 'initech' })).rejects.toThrow(/400.*not found/);
+  });
+});

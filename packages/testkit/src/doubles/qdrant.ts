@@ -16,9 +16,13 @@
  *   computed from statistics over every point, not from the filtered points;
  * - payload keys in Qdrant's JSON-path grammar, quoted keys included (./qdrant-path.ts);
  * - a points selector with both `points` and `filter` applies `points` and ignores the filter;
- * - `set_payload` merges like Qdrant (a null value removes the key).
+ * - `set_payload` merges like Qdrant (a null value removes the key);
+ * - user-defined sharding (`sharding_method: "custom"`, `PUT /collections/{c}/shards`): ids are
+ *   unique per shard key; a read with `shard_key` sees only those keys, a read without one sees
+ *   every key; a write must name one existing shard key (400 otherwise).
  *
- * Not implemented (400): multi vectors, shard keys, geo/datetime/text conditions, values_count,
+ * Not implemented (400): multi vectors, shard key fallback, writes to several shard keys, reads
+ * over shard keys holding the same id, geo/datetime/text conditions, values_count,
  * order_by, formula, mmr, relevance feedback, dbsf fusion, snapshots, aliases. Exact
  * (brute-force) search only; `params` is validated, and only `idf` changes a result.
  *
@@ -29,7 +33,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { DoubleUnsupported } from './qdrant-filter.ts';
 import { count, facet, groups, matrix, QUERY_FIELDS, query, scroll } from './qdrant-query.ts';
-import { HttpError, isObject, onlyKeys, QdrantStore } from './qdrant-store.ts';
+import { type Collection, HttpError, isObject, onlyKeys, QdrantStore } from './qdrant-store.ts';
 
 export { DoubleUnsupported } from './qdrant-filter.ts';
 
@@ -126,6 +130,10 @@ export class QdrantProtocolDouble {
       onlyKeys(body, allowed, where);
       return body;
     };
+    // The collection as one request sees it: the shard keys it selects (custom sharding), all of
+    // them for a read without shard_key; a write must name exactly one (as in Qdrant).
+    const read = (body: Record<string, unknown>) => this.#store.view(name as string, body.shard_key, false);
+    const write = (body: Record<string, unknown>) => this.#store.view(name as string, body.shard_key, true);
     const params = (allowed: readonly string[]) => {
       for (const k of Object.keys(q)) {
         if (!allowed.includes(k)) throw new DoubleUnsupported(`QdrantProtocolDouble does not implement ?${k}`);
@@ -143,7 +151,10 @@ export class QdrantProtocolDouble {
     switch (key) {
       case 'PUT /collections/{c}':
         params(['timeout']);
-        return this.#store.createCollection(name, b(['vectors', 'sparse_vectors'], 'create_collection'));
+        return this.#store.createCollection(
+          name,
+          b(['vectors', 'sparse_vectors', 'shard_number', 'sharding_method'], 'create_collection'),
+        );
       case 'GET /collections/{c}':
         return this.#store.info(name);
       case 'GET /collections/{c}/exists':
@@ -151,48 +162,76 @@ export class QdrantProtocolDouble {
       case 'DELETE /collections/{c}':
         params(['timeout']);
         return this.#store.drop(name);
+      case 'PUT /collections/{c}/shards':
+        params(['timeout']);
+        return this.#store.createShardKey(
+          name,
+          b(['shard_key', 'shards_number', 'replication_factor'], 'create_sharding_key'),
+        );
+      case 'POST /collections/{c}/shards/delete':
+        params(['timeout']);
+        return this.#store.deleteShardKey(name, b(['shard_key'], 'drop_sharding_key'));
       case 'PUT /collections/{c}/index':
         params(['wait', 'ordering']);
         return this.#store.createIndex(name, b(['field_name', 'field_schema'], 'create_index'));
       case 'PUT /collections/{c}/points':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.upsert(name, b(['points', 'batch', 'update_filter', 'update_mode'], 'upsert'));
+        return this.#store.upsert(
+          ...withView(write, b(['points', 'batch', 'update_filter', 'update_mode', 'shard_key'], 'upsert')),
+        );
       case 'POST /collections/{c}/points':
         params(['consistency', 'timeout']);
-        return this.#store.retrieve(name, b(['ids', 'with_payload', 'with_vector'], 'retrieve'));
+        return this.#store.retrieve(
+          ...withView(read, b(['ids', 'with_payload', 'with_vector', 'shard_key'], 'retrieve')),
+        );
       case 'POST /collections/{c}/points/delete':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.deletePoints(name, b(['points', 'filter'], 'delete'));
+        return this.#store.deletePoints(...withView(write, b(['points', 'filter', 'shard_key'], 'delete')));
       case 'PUT /collections/{c}/points/vectors':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.updateVectors(name, b(['points', 'update_filter'], 'update_vectors'));
+        return this.#store.updateVectors(
+          ...withView(write, b(['points', 'update_filter', 'shard_key'], 'update_vectors')),
+        );
       case 'POST /collections/{c}/points/vectors/delete':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.deleteVectors(name, b(['points', 'filter', 'vector'], 'delete_vectors'));
+        return this.#store.deleteVectors(
+          ...withView(write, b(['points', 'filter', 'vector', 'shard_key'], 'delete_vectors')),
+        );
       case 'POST /collections/{c}/points/payload':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.setPayload(name, b(['payload', 'points', 'filter', 'key'], 'set_payload'), false);
+        return this.#store.setPayload(
+          ...withView(write, b(['payload', 'points', 'filter', 'key', 'shard_key'], 'set_payload')),
+          false,
+        );
       case 'PUT /collections/{c}/points/payload':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.setPayload(name, b(['payload', 'points', 'filter'], 'overwrite_payload'), true);
+        return this.#store.setPayload(
+          ...withView(write, b(['payload', 'points', 'filter', 'shard_key'], 'overwrite_payload')),
+          true,
+        );
       case 'POST /collections/{c}/points/payload/delete':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.deletePayload(name, b(['keys', 'points', 'filter'], 'delete_payload'));
+        return this.#store.deletePayload(
+          ...withView(write, b(['keys', 'points', 'filter', 'shard_key'], 'delete_payload')),
+        );
       case 'POST /collections/{c}/points/payload/clear':
         params(['wait', 'ordering', 'timeout']);
-        return this.#store.clearPayload(name, b(['points', 'filter'], 'clear_payload'));
+        return this.#store.clearPayload(...withView(write, b(['points', 'filter', 'shard_key'], 'clear_payload')));
       case 'POST /collections/{c}/points/scroll':
         params(['consistency', 'timeout']);
-        return scroll(this.#store, name, b(['filter', 'limit', 'offset', 'with_payload', 'with_vector'], 'scroll'));
+        return scroll(
+          this.#store,
+          ...withView(read, b(['filter', 'limit', 'offset', 'with_payload', 'with_vector', 'shard_key'], 'scroll')),
+        );
       case 'POST /collections/{c}/points/count':
         params(['timeout']);
-        return count(this.#store, name, b(['filter', 'exact'], 'count'));
+        return count(this.#store, ...withView(read, b(['filter', 'exact', 'shard_key'], 'count')));
       case 'POST /collections/{c}/facet':
         params(['consistency', 'timeout']);
-        return facet(this.#store, name, b(['key', 'filter', 'limit', 'exact'], 'facet'));
+        return facet(this.#store, ...withView(read, b(['key', 'filter', 'limit', 'exact', 'shard_key'], 'facet')));
       case 'POST /collections/{c}/points/query':
         params(['consistency', 'timeout']);
-        return { points: query(this.#store, name, b(QUERY_FIELDS, 'query')) };
+        return { points: query(this.#store, ...withView(read, b(QUERY_FIELDS, 'query'))) };
       case 'POST /collections/{c}/points/query/batch': {
         params(['consistency', 'timeout']);
         const { searches } = b(['searches'], 'query_batch');
@@ -200,28 +239,43 @@ export class QdrantProtocolDouble {
         return searches.map((s) => {
           if (!isObject(s)) throw new DoubleUnsupported('Format error: a search must be an object');
           onlyKeys(s, QUERY_FIELDS, 'query');
-          return { points: query(this.#store, name, s) };
+          return { points: query(this.#store, read(s), s) };
         });
       }
       case 'POST /collections/{c}/points/query/groups':
         params(['consistency', 'timeout']);
-        return groups(this.#store, name, b([...QUERY_FIELDS, 'group_by', 'group_size', 'with_lookup'], 'query_groups'));
+        return groups(
+          this.#store,
+          ...withView(read, b([...QUERY_FIELDS, 'group_by', 'group_size', 'with_lookup'], 'query_groups')),
+        );
       case 'POST /collections/{c}/points/search/matrix/pairs':
       case 'POST /collections/{c}/points/search/matrix/offsets': {
         params(['consistency', 'timeout']);
-        const m = matrix(this.#store, name, b(['filter', 'sample', 'limit', 'using'], 'search_matrix'));
+        const m = matrix(
+          this.#store,
+          ...withView(read, b(['filter', 'sample', 'limit', 'using', 'shard_key'], 'search_matrix')),
+        );
         if (parts[5] === 'pairs') return { pairs: m.pairs };
         return m.offsets;
       }
       default:
         if (method === 'GET' && parts[2] === 'points' && parts.length === 4) {
           return (
-            this.#store.retrieve(name, { ids: [parseId(parts[3]!)], with_payload: true, with_vector: true })[0] ?? null
+            this.#store.retrieve(read({}), { ids: [parseId(parts[3]!)], with_payload: true, with_vector: true })[0] ??
+            null
           );
         }
         throw new HttpError(404, `QdrantProtocolDouble does not implement ${method} ${url.pathname}`);
     }
   }
+}
+
+/** `[view, body]` for a store call: the collection as the body's shard_key selects it. */
+function withView(
+  view: (body: Record<string, unknown>) => Collection,
+  body: Record<string, unknown>,
+): [Collection, Record<string, unknown>] {
+  return [view(body), body];
 }
 
 function parseId(s: string): number | string {
