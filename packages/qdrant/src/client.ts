@@ -10,7 +10,7 @@ import {
   TenantScopeError,
 } from '@tenantscope/core';
 import { qdrantError, wrapDriverError } from './errors.ts';
-import { type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
+import { checkPlacement, type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
 import {
   checkFilter,
   checkNotTenantPath,
@@ -29,6 +29,7 @@ import {
   tenantCondition,
   vectorsUsed,
 } from './scope.ts';
+import { routedToShardKey } from './shard-key.ts';
 
 export interface ScopedQdrantOptions {
   /** The shared collection that holds every tenant's points (placement "shared"). */
@@ -38,7 +39,8 @@ export interface ScopedQdrantOptions {
   /**
    * Where a tenant's points live. Default: every tenant in `collection`, separated by the tenant
    * filter. `dedicatedCollections(...)` gives some tenants a collection of their own (the filter
-   * stays on there too). A shard-key placement is not built yet (QDRANT_PLACEMENT_UNSUPPORTED).
+   * stays on there too); `shardKeyTier(...)` gives them their own shard key in a custom-sharded
+   * collection (`shard_key` on every request, the filter still on).
    */
   placement?: QdrantPlacementResolver;
   /**
@@ -161,16 +163,9 @@ export class ScopedQdrant implements ScopedAdapter<TenantQdrant, Schemas['Record
   /** A client confined to one verified tenant. Throws NOT_A_TENANT for anything else. */
   forTenant(tenant: Tenant): TenantQdrant {
     assertTenant(tenant, 'ScopedQdrant.forTenant');
-    const placement = this.#placement(tenant.id);
-    if (placement?.kind !== 'shared' && placement?.kind !== 'collection') {
-      throw qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'only the shared and collection placements are implemented');
-    }
-    if (typeof placement.collection !== 'string' || !COLLECTION.test(placement.collection)) {
-      throw new TenantScopeError('INVALID_CONFIG', 'placement.collection must be a collection name');
-    }
-    if (placement.kind === 'collection' && placement.collection === this.collection) {
-      throw new TenantScopeError('INVALID_CONFIG', 'a dedicated collection must not be the shared collection');
-    }
+    const placement = checkPlacement(this.#placement(tenant.id), tenant.id, this.collection, () =>
+      qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'unknown placement: shared, collection or shard-key'),
+    );
     return new TenantQdrant(constructKey, this, tenant.id, placement, {
       lookup: this.#lookup,
       maxIds: this.#maxIds,
@@ -273,9 +268,6 @@ export function scopedQdrant(client: QdrantClient, options: ScopedQdrantOptions)
   return new ScopedQdrant(client, options);
 }
 
-/** Collection names a placement may give: no path characters. */
-const COLLECTION = /^[A-Za-z0-9_-]{1,255}$/;
-
 /** Only `ScopedQdrant.forTenant` (after `assertTenant`) may build a TenantQdrant. */
 const constructKey = Symbol('tenantscope.qdrant.tenant-client');
 
@@ -313,7 +305,10 @@ export class TenantQdrant {
         'a TenantQdrant comes only from ScopedQdrant.forTenant(verifiedTenant)',
       );
     }
-    this.#client = scope.unscopedClient;
+    this.#client =
+      placement.kind === 'shard-key'
+        ? routedToShardKey(scope.unscopedClient, placement.collection, placement.shardKey)
+        : scope.unscopedClient;
     this.tenantId = tenantId;
     this.placement = placement;
     this.#field = scope.tenantField;

@@ -261,7 +261,7 @@ describe('lookup_from and with_lookup', () => {
       });
       const scoped = h.scoped.forTenant(h.acme);
       const withLookup = (await import('./client.ts')).scopedQdrant(h.proxied, {
-        collection: h.collection,
+        ...h.tierOptions, // acme on the tier under test
         tenantField: FIELD,
         lookupCollections: [other],
       });

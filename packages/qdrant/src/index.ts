@@ -24,7 +24,9 @@ export { QDRANT_ERROR_CODES, type QdrantErrorCode, qdrantError } from './errors.
 export {
   dedicatedCollections,
   type QdrantPlacement,
+  type QdrantPlacementInput,
   type QdrantPlacementResolver,
+  shardKeyTier,
   sharedPlacement,
 } from './placement.ts';
 export { type Filter, type PointId, scopeFilter, tenantCondition } from './scope.ts';

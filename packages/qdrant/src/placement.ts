@@ -1,23 +1,47 @@
 /**
- * Where a tenant's points live: the shared collection (tenant filter), or a collection of the
- * tenant's own (the dedicated tier). Tool code is the same for both. Whatever the placement, the
- * tenant filter and the forced tenant payload stay on every request: a collection routes, it does
- * not authorise (points that strayed into a tenant's collection stay invisible to it).
+ * Where a tenant's points live: the shared collection (tenant filter), a collection of the
+ * tenant's own, or the tenant's own shard key in a custom-sharded collection (both dedicated
+ * tiers). Tool code is the same for all. Whatever the placement, the tenant filter and the forced
+ * tenant payload stay on every request: a collection or a shard key routes, it does not
+ * authorise (points that strayed into a tenant's collection or shard key stay invisible to it).
  */
-export type QdrantPlacement =
-  /** Shared collection, tenant filter only (implemented). */
-  | { kind: 'shared'; collection: string }
-  /** Dedicated shard key in a custom-sharded collection (not built yet: refused with QDRANT_PLACEMENT_UNSUPPORTED). */
-  | { kind: 'shard-key'; collection: string; shardKey: string }
-  /** A collection of the tenant's own (the dedicated tier); never the shared collection. */
-  | { kind: 'collection'; collection: string };
+import type { PlacementBase } from '@tenantscope/core';
+import { TenantScopeError } from '@tenantscope/core';
+
+export type QdrantPlacement = PlacementBase &
+  (
+    | /** Shared collection, tenant filter only. */
+    { readonly tier: 'shared'; readonly kind: 'shared'; readonly collection: string }
+    /** A collection of the tenant's own; never the shared collection. */
+    | { readonly tier: 'dedicated'; readonly kind: 'collection'; readonly collection: string }
+    /**
+     * The tenant's own shard key (`shardKey` = the tenant id) in a collection created with
+     * `sharding_method: 'custom'`: writes carry `shard_key`, reads select it.
+     */
+    | { readonly tier: 'dedicated'; readonly kind: 'shard-key'; readonly collection: string; readonly shardKey: string }
+  );
+
+/**
+ * What a resolver returns: a {@link QdrantPlacement}, or the short forms `{ tier: 'shared',
+ * collection }`, `{ tier: 'dedicated', collection }` (own collection) and `{ tier: 'dedicated',
+ * collection, shardKey }` (own shard key), or the older `{ kind, collection }` forms.
+ */
+export type QdrantPlacementInput =
+  | QdrantPlacement
+  | { tier: 'shared'; collection: string }
+  | { tier: 'dedicated'; collection: string; shardKey?: string }
+  | { kind: 'shared' | 'collection'; collection: string }
+  | { kind: 'shard-key'; collection: string; shardKey: string };
 
 /** Maps a verified tenant id to its placement. Called on every `forTenant`; keep it cheap and pure. */
-export type QdrantPlacementResolver = (tenantId: string) => QdrantPlacement;
+export type QdrantPlacementResolver = (tenantId: string) => QdrantPlacementInput;
+
+/** Collection names a placement may give: no path characters. */
+const COLLECTION = /^[A-Za-z0-9_-]{1,255}$/;
 
 /** Every tenant in `collection`. */
 export function sharedPlacement(collection: string): QdrantPlacementResolver {
-  return () => ({ kind: 'shared', collection });
+  return () => ({ tier: 'shared', kind: 'shared', collection });
 }
 
 /**
@@ -30,6 +54,73 @@ export function dedicatedCollections(
 ): QdrantPlacementResolver {
   return (tenantId) => {
     const own = collectionOf(tenantId);
-    return own === undefined ? { kind: 'shared', collection: shared } : { kind: 'collection', collection: own };
+    return own === undefined
+      ? { tier: 'shared', kind: 'shared', collection: shared }
+      : { tier: 'dedicated', kind: 'collection', collection: own };
   };
+}
+
+/**
+ * The shard-key tier: each tenant `isDedicated` accepts (default: every tenant) gets its own shard
+ * key, named after the tenant id, in `collection`, which must have been created with
+ * `sharding_method: 'custom'` (create each tenant's key with `createShardKey` before moving it
+ * there). The others stay in `shared`.
+ */
+export function shardKeyTier(
+  collection: string,
+  options: { shared?: string; isDedicated?: (tenantId: string) => boolean } = {},
+): QdrantPlacementResolver {
+  if (options.isDedicated && options.shared === undefined) {
+    throw new TenantScopeError('INVALID_CONFIG', 'shardKeyTier: isDedicated needs the shared collection');
+  }
+  return (tenantId) =>
+    options.isDedicated && !options.isDedicated(tenantId)
+      ? { tier: 'shared', kind: 'shared', collection: options.shared as string }
+      : { tier: 'dedicated', kind: 'shard-key', collection, shardKey: tenantId };
+}
+
+/**
+ * Checks a resolver's answer for one tenant and returns it in full form, frozen. Fails closed:
+ * INVALID_CONFIG for a bad collection name, a dedicated placement naming the shared collection,
+ * or a shard key other than the tenant id; QDRANT_PLACEMENT_UNSUPPORTED (via `unsupported`) for a
+ * form this version does not know.
+ * @internal
+ */
+export function checkPlacement(
+  input: unknown,
+  tenantId: string,
+  sharedCollection: string,
+  unsupported: () => Error,
+): QdrantPlacement {
+  const p = (input ?? {}) as Record<string, unknown>;
+  const kind =
+    p.kind ??
+    (p.tier === 'shared'
+      ? 'shared'
+      : p.tier === 'dedicated'
+        ? p.shardKey === undefined
+          ? 'collection'
+          : 'shard-key'
+        : undefined);
+  const tier = kind === 'shared' ? 'shared' : 'dedicated';
+  if (
+    (kind !== 'shared' && kind !== 'collection' && kind !== 'shard-key') ||
+    (p.tier !== undefined && p.tier !== tier)
+  ) {
+    throw unsupported();
+  }
+  const collection = p.collection;
+  if (typeof collection !== 'string' || !COLLECTION.test(collection)) {
+    throw new TenantScopeError('INVALID_CONFIG', 'placement.collection must be a collection name');
+  }
+  if (kind === 'shared') return Object.freeze({ tier: 'shared', kind, collection });
+  if (collection === sharedCollection) {
+    throw new TenantScopeError('INVALID_CONFIG', 'a dedicated collection must not be the shared collection');
+  }
+  if (kind === 'collection') return Object.freeze({ tier: 'dedicated', kind, collection });
+  if (p.shardKey !== tenantId) {
+    // A key shared by two tenants, or another tenant's key, would make the tier a fiction.
+    throw new TenantScopeError('INVALID_CONFIG', "a shard-key placement's shardKey must be the tenant id");
+  }
+  return Object.freeze({ tier: 'dedicated', kind, collection, shardKey: tenantId });
 }

@@ -357,10 +357,10 @@ describe('upsert update_mode is honoured, never dropped', () => {
 });
 
 describe('placement seam and server checks', () => {
-  it('a placement that is not implemented yet is refused', () => {
+  it('a placement this version does not know is refused', () => {
     const s = scopedQdrant(h.raw, {
       collection: h.collection,
-      placement: (id) => ({ kind: 'shard-key', collection: h.collection, shardKey: id }),
+      placement: () => ({ kind: 'schema', collection: h.collection }) as never,
     });
     expect(() => s.forTenant(h.acme)).toThrow(expect.objectContaining({ code: 'QDRANT_PLACEMENT_UNSUPPORTED' }));
   });
@@ -377,8 +377,8 @@ describe('placement seam and server checks', () => {
       const before = await snapshot(h);
       const acmeBefore = (await h.raw.count(h.collection, { exact: true })).count;
       const a = s.forTenant(h.acme);
-      expect(a.placement).toEqual({ kind: 'collection', collection: own });
-      expect(s.forTenant(h.globex).placement).toEqual({ kind: 'shared', collection: h.collection });
+      expect(a.placement).toEqual({ tier: 'dedicated', kind: 'collection', collection: own });
+      expect(s.forTenant(h.globex).placement).toEqual({ tier: 'shared', kind: 'shared', collection: h.collection });
       await a.upsert({ points: [{ id: 900, vector: vec(1), payload: { note: 'own' } }] });
       // A stray globex point in acme's collection stays invisible to acme.
       await h.raw.upsert(own, { wait: true, points: [{ id: 901, vector: vec(2), payload: { [FIELD]: 'globex' } }] });

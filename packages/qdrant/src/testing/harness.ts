@@ -15,7 +15,8 @@ import {
 } from '@tenantscope/testkit';
 import { inject } from 'vitest';
 import { type ScopedQdrant, type ScopedQdrantOptions, scopedQdrant } from '../client.ts';
-import { dedicatedCollections } from '../placement.ts';
+import { dedicatedCollections, shardKeyTier } from '../placement.ts';
+import { routedToShardKey } from '../shard-key.ts';
 
 export const DIM = 4;
 export const FIELD = 'tenant_id';
@@ -31,6 +32,8 @@ export interface Harness {
   acme: Tenant;
   globex: Tenant;
   source: string;
+  /** `collection` and `placement` of the tier under test, to build another scope on it. */
+  tierOptions: Pick<ScopedQdrantOptions, 'collection' | 'placement'>;
   close(): Promise<void>;
 }
 
@@ -60,7 +63,9 @@ export function seedPayload(tenant: string, id: number): Record<string, unknown>
   };
 }
 
-let tier: 'shared' | 'collection' = 'shared';
+let tier: 'shared' | 'collection' | 'shard-key' = 'shared';
+/** The custom-sharded collection of the shard-key tier, for the wire invariant. */
+let shardKeyCollection: string | undefined;
 /**
  * Runs this test file's harnesses on the dedicated tier: acme gets a collection of its own (the
  * harness collection, seeded as usual, so globex's points in it are strays the tenant filter must
@@ -70,15 +75,43 @@ export function useDedicatedCollectionTier(): void {
   tier = 'collection';
 }
 
+/**
+ * Runs this test file's harnesses on the shard-key tier: the harness collection is created with
+ * `sharding_method: 'custom'` and shard keys `acme` and `globex`; acme's seed points AND globex's
+ * (strays the tenant filter must still hide) are written under the shard key `acme`, and acme's
+ * placement is its shard key there. Every other tenant stays in an empty shared collection. The
+ * harness's raw client writes to h.collection under the shard key `acme` (Qdrant refuses a write
+ * without one) and reads every shard key. Call before createHarness.
+ */
+export function useShardKeyTier(): void {
+  tier = 'shard-key';
+}
+
+/** Raw writes to `collection` go under `shardKey`; reads are untouched (they see every shard key). */
+function rawWritesUnder(raw: QdrantClient, collection: string, shardKey: string): QdrantClient {
+  const routed = routedToShardKey(raw, collection, shardKey);
+  const writes = new Set(['upsert', 'delete', 'setPayload', 'overwritePayload', 'deletePayload', 'clearPayload']);
+  return new Proxy(raw, {
+    get: (target, prop) => (writes.has(String(prop)) ? Reflect.get(routed, prop) : Reflect.get(target, prop, target)),
+  });
+}
+
 export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, seed = true): Promise<Harness> {
   const url = inject('qdrantUrl');
   const apiKey = inject('qdrantApiKey') || undefined;
   const source = inject('qdrantSource');
-  const raw = new QdrantClient({ url, apiKey, checkCompatibility: false });
+  const direct = new QdrantClient({ url, apiKey, checkCompatibility: false });
   const proxy = await startQdrantRecordingProxy(url);
   const proxied = new QdrantClient({ url: proxy.url, apiKey, checkCompatibility: false });
   const collection = `ts_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-  await raw.createCollection(collection, { vectors: { size: DIM, distance: 'Cosine' } });
+  const raw = tier === 'shard-key' ? rawWritesUnder(direct, collection, 'acme') : direct;
+  if (tier === 'shard-key') {
+    await raw.createCollection(collection, { vectors: { size: DIM, distance: 'Cosine' }, sharding_method: 'custom' });
+    for (const key of ['acme', 'globex']) await raw.createShardKey(collection, { shard_key: key });
+    shardKeyCollection = collection;
+  } else {
+    await raw.createCollection(collection, { vectors: { size: DIM, distance: 'Cosine' } });
+  }
   if (seed) {
     await raw.upsert(collection, {
       wait: true,
@@ -91,16 +124,18 @@ export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, 
   const issuer = await createTestIssuer();
   const acme = await issuer.tenant('acme');
   const globex = await issuer.tenant('globex');
-  const shared = tier === 'collection' ? `${collection}_shared` : collection;
-  if (tier === 'collection') await raw.createCollection(shared, { vectors: { size: DIM, distance: 'Cosine' } });
-  const scoped = scopedQdrant(proxied, {
+  const shared = tier === 'shared' ? collection : `${collection}_shared`;
+  if (tier !== 'shared') await raw.createCollection(shared, { vectors: { size: DIM, distance: 'Cosine' } });
+  const tierOptions: Harness['tierOptions'] = {
     collection: shared,
-    tenantField: FIELD,
     ...(tier === 'collection'
       ? { placement: dedicatedCollections(shared, (id) => (id === 'acme' ? collection : undefined)) }
       : {}),
-    ...options,
-  });
+    ...(tier === 'shard-key'
+      ? { placement: shardKeyTier(collection, { shared, isDedicated: (id) => id === 'acme' }) }
+      : {}),
+  };
+  const scoped = scopedQdrant(proxied, { ...tierOptions, tenantField: FIELD, ...options });
   proxy.clear();
   return {
     raw,
@@ -111,6 +146,7 @@ export async function createHarness(options: Partial<ScopedQdrantOptions> = {}, 
     acme,
     globex,
     source,
+    tierOptions,
     async close() {
       await raw.deleteCollection(collection).catch(() => undefined);
       if (shared !== collection) await raw.deleteCollection(shared).catch(() => undefined);
@@ -171,5 +207,9 @@ export function wireViolations(
   field = FIELD,
   idfVectors?: ReadonlySet<string>,
 ): string[] {
-  return qdrantWireViolations(requests, { tenant, field, idfVectors });
+  const shardKey =
+    tier === 'shard-key' && tenant === 'acme' && shardKeyCollection
+      ? { collection: shardKeyCollection, key: 'acme' }
+      : undefined;
+  return qdrantWireViolations(requests, { tenant, field, idfVectors, shardKey });
 }
