@@ -75,9 +75,12 @@ async function qdrant(method: string, path: string, body?: unknown): Promise<Rec
 }
 
 /** Every point of a tenant (ids, payloads, vectors), read with raw REST, as a count and a sha256. */
-async function pointsHash(tenant: string): Promise<string> {
+async function pointsHash(tenant: string, exceptSubject?: string): Promise<string> {
   const r = await qdrant('POST', `/collections/${collection}/points/scroll`, {
-    filter: { must: [{ key: 'tenant_id', match: { value: tenant } }] },
+    filter: {
+      must: [{ key: 'tenant_id', match: { value: tenant } }],
+      ...(exceptSubject ? { must_not: [{ key: 'subject', match: { value: exceptSubject } }] } : {}),
+    },
     limit: 1000,
     with_payload: true,
     with_vector: true,
@@ -92,6 +95,11 @@ const SECRETS_PREFIX = `dsarcli-${Date.now().toString(36)}/`;
 
 /** Every secret name of a tenant (raw ListSecrets), as a count and a sha256. */
 async function secretNames(tenant: string): Promise<string> {
+  const names = await secretList(tenant);
+  return `${names.length}:${createHash('sha256').update(names.join('\n')).digest('hex')}`;
+}
+
+async function secretList(tenant: string): Promise<string[]> {
   const names: string[] = [];
   let next: string | undefined;
   do {
@@ -105,8 +113,7 @@ async function secretNames(tenant: string): Promise<string> {
     for (const x of r.SecretList ?? []) if (x.Name?.startsWith(`${SECRETS_PREFIX}${tenant}/`)) names.push(x.Name);
     next = r.NextToken;
   } while (next);
-  names.sort();
-  return `${names.length}:${createHash('sha256').update(names.join('\n')).digest('hex')}`;
+  return names.sort();
 }
 
 /** sha256 over every key and body under a prefix, read with the raw (unscoped) client. */
@@ -208,8 +215,19 @@ beforeAll(async () => {
     const admin = injector.unscopedAdmin(await issuer.tenant(t));
     for (const name of ['crm-api-key', 'smtp-password']) await admin.put(name, `${t}-${name}-value`);
   }
+  // initech: secrets and an object/point of subject s20, a neighbour of s2 by prefix (never touched by s2's erase).
+  const initech = injector.unscopedAdmin(await issuer.tenant('initech'));
+  for (const name of ['oauth-s2', 'oauth-s20']) await initech.put(name, `initech-${name}-value`);
   process.env.DSAR_TEST_SM_KEY = smc.accessKeyId;
   process.env.DSAR_TEST_SM_SECRET = smc.secretAccessKey;
+  await s3.send(
+    new PutObjectCommand({ Bucket: bucket, Key: 'tenants/initech/s20/profile.json', Body: 'initech:s20/profile.json' }),
+  );
+  await qdrant('PUT', `/collections/${collection}/points?wait=true`, {
+    points: [
+      { id: 999, vector: [9, 9, 0.5, 1], payload: { tenant_id: 'initech', subject: 's20', text: 'initech s20' } },
+    ],
+  });
   // Outside every tenant's prefix: never touched.
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
   process.env.TENANTSCOPE_SUBJECT_HASH_KEY = 'test-subject-hash-key-of-at-least-32-characters';
@@ -233,11 +251,13 @@ beforeAll(async () => {
         bucket,
         accessKeyIdEnv: 'DSAR_TEST_S3_KEY',
         secretAccessKeyEnv: 'DSAR_TEST_S3_SECRET',
+        subject: { keyPattern: '{subject}/' },
       },
       qdrant: {
         url: inject('qdrantUrl'),
         collection,
         ...(inject('qdrantApiKey') ? { apiKeyEnv: 'DSAR_TEST_QDRANT_KEY' } : {}),
+        subjectKey: 'subject',
       },
       secrets: {
         provider: 'aws-secrets-manager',
@@ -246,6 +266,7 @@ beforeAll(async () => {
         accessKeyIdEnv: 'DSAR_TEST_SM_KEY',
         secretAccessKeyEnv: 'DSAR_TEST_SM_SECRET',
         prefix: `${SECRETS_PREFIX}{tenant}/`,
+        subjectNames: ['oauth-{subject}'],
       },
       audit: { jsonlDir: 'audit' },
       signingKey: 'signing.pem',
@@ -499,7 +520,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
     'progress bars on a terminal only: per store, up to the store count',
     async () => {
       const out = join(dir, 'export-tty');
-      const cmd = [process.execPath, 'packages/cli/src/bin.ts', 'tenant', 'export', 'initech', '--out', out];
+      const cmd = [process.execPath, 'packages/cli/src/bin.ts', 'tenant', 'export', 'globex', '--out', out];
       // `script` gives the bin a pseudo-terminal, the way an operator runs it.
       const tty = await new Promise<string>((resolve, reject) => {
         execFile(
@@ -511,7 +532,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       });
       expect(tty).toMatch(/postgres +\[[^\]]*\] 45\/45/);
       expect(tty).toMatch(/s3 +\[[^\]]*\] 3\/3/);
-      expect(tty).toContain(`exported initech to ${out}`);
+      expect(tty).toContain(`exported globex to ${out}`);
     },
     SLOW,
   );
@@ -527,13 +548,38 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
              UNION ALL SELECT id, subject_id, NULL, NULL, amount FROM invoices WHERE tenant_id = 'initech' AND subject_id NOT IN ('s2', 'erased')) x`,
           )
         ).rows[0].h as string;
-      const before = { initech: await rest(), globex: await checksum('globex') };
+      // The other subjects' objects (s20/ is a neighbour of s2/ by prefix), points and secrets.
+      const restStores = async () => ({
+        s3: [
+          await objectsHash('tenants/initech/s1/'),
+          await objectsHash('tenants/initech/s20/'),
+          await objectsHash('tenants/initech/docs/'),
+        ],
+        qdrant: await pointsHash('initech', 's2'),
+        secrets: (await secretList('initech')).filter((n) => !n.endsWith('/oauth-s2')),
+      });
+      const before = { initech: await rest(), globex: await checksum('globex'), stores: await restStores() };
+      expect(before.stores.s3.map((h) => h.split(':')[0])).toEqual(['1', '1', '1']);
+      expect(before.stores.secrets.filter((n) => n.endsWith('/oauth-s20'))).toHaveLength(1);
 
       const out = join(dir, 'subject-s2');
       const ex = await runCli(['subject', 'export', 'initech', 's2', '--out', out, '--config', config, '--json']);
       expect(ex.code, ex.stderr).toBe(0);
       const manifest = JSON.parse(ex.stdout);
-      expect(manifest.counts.postgres).toEqual({ invoices: 8, customers: 1 });
+      expect(manifest.counts).toEqual({
+        postgres: { invoices: 8, customers: 1 },
+        s3: { objects: 1 },
+        qdrant: { points: 1 },
+        secrets: { names: 1 },
+      });
+      expect(await readFile(join(out, 'secrets', 'names.ndjson'), 'utf8')).toBe('{"name":"oauth-s2"}\n');
+      const s3index = JSON.parse((await readFile(join(out, 's3', 'objects.ndjson'), 'utf8')).trim());
+      expect(s3index.key).toBe('s2/profile.json');
+      expect(await readFile(join(out, s3index.file), 'utf8')).toBe('initech:s2/profile.json');
+      const pts = (await readFile(join(out, 'qdrant', 'points.ndjson'), 'utf8')).trim().split('\n');
+      expect(pts.map((l) => JSON.parse(l).payload)).toEqual([
+        { tenant_id: 'initech', subject: 's2', text: 'initech doc 2' },
+      ]);
       expect(manifest.subject_hash).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
       const inv = (await readFile(join(out, 'postgres', 'invoices.ndjson'), 'utf8')).trim().split('\n');
       expect(new Set(inv.map((l) => `${JSON.parse(l).tenant_id}/${JSON.parse(l).subject_id}`))).toEqual(
@@ -553,13 +599,22 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
         invoices: { action: 'pseudonymise', rows: 8 },
         customers: { action: 'delete', rows: 1 },
       });
+      expect(JSON.parse(er.stdout).stores).toEqual({
+        s3: { deleted: 1 },
+        qdrant: { deleted: 1 },
+        secrets: { deleted: 1 },
+      });
+      // s2's object, point and secret are gone.
+      expect(await objectsHash('tenants/initech/s2/')).toMatch(/^0:/);
+      expect((await pointsHash('initech')).split(':')[0]).toBe('4'); // 4 + s20 - s2
+      expect((await secretList('initech')).filter((n) => n.endsWith('/oauth-s2'))).toEqual([]);
       const left = await su.query(
         `SELECT (SELECT count(*) FROM customers WHERE tenant_id = 'initech' AND subject_id = 's2') AS c,
               (SELECT count(*) FROM invoices WHERE tenant_id = 'initech' AND subject_id = 's2') AS i,
               (SELECT count(*) FROM invoices WHERE tenant_id = 'initech' AND subject_id = 'erased') AS p`,
       );
       expect(left.rows[0]).toEqual({ c: '0', i: '0', p: '8' });
-      expect({ initech: await rest(), globex: await checksum('globex') }).toEqual(before);
+      expect({ initech: await rest(), globex: await checksum('globex'), stores: await restStores() }).toEqual(before);
 
       const stream = (await readdir(join(auditDir, 'initech'))).sort();
       const events = (await Promise.all(stream.map((f) => readFile(join(auditDir, 'initech', f), 'utf8')))).flatMap(
@@ -577,7 +632,7 @@ describe('tenantscope tenant export / delete (Postgres + audit)', () => {
       // Nothing left for s2, and a subject that never existed: exit 2, nothing changed.
       expect((await runCli(['subject', 'erase', 'initech', 's2', '--config', config])).code).toBe(2);
       expect((await runCli(['subject', 'erase', 'initech', 'nobody', '--config', config])).code).toBe(2);
-      expect({ initech: await rest(), globex: await checksum('globex') }).toEqual(before);
+      expect({ initech: await rest(), globex: await checksum('globex'), stores: await restStores() }).toEqual(before);
     },
     SLOW,
   );

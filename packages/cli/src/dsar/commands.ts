@@ -106,7 +106,9 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
   const subject = root.command('subject').description('export or erase one data subject inside a tenant');
   subject
     .command('export')
-    .description("the subject's rows in every table with a subjectColumn, into a signed export directory")
+    .description(
+      "the subject's rows (tables with a subjectColumn), objects, points and secret names, into a signed export",
+    )
     .argument('<tenant>', 'tenant id')
     .argument('<subject-id>', "the value of the tables' subjectColumn")
     .requiredOption('--out <dir|file.tar>', 'a new or empty directory, or a new .tar file')
@@ -126,7 +128,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
   subject
     .command('erase')
     .description(
-      "delete or pseudonymise (per table, per config) the subject's rows; audited with a keyed hash of the id",
+      "delete or pseudonymise (per table, per config) the subject's rows, delete its objects, points and secrets; audited with a keyed hash of the id",
     )
     .argument('<tenant>', 'tenant id')
     .argument('<subject-id>', "the value of the tables' subjectColumn")
@@ -141,6 +143,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
           ? `${JSON.stringify(r, null, 2)}\n`
           : `erased in ${id} (audited as ${r.subject_hash})\n${Object.entries(r.postgres)
               .map(([t, x]) => `  postgres.${t}: ${x.rows} ${x.action === 'delete' ? 'deleted' : 'pseudonymised'}`)
+              .concat(Object.entries(r.stores).map(([store, x]) => `  ${store}: ${x.deleted} deleted`))
               .join('\n')}\n`,
       );
       setExit(EXIT.OK);

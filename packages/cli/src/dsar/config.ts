@@ -81,6 +81,19 @@ export const dsarSectionSchema = z.strictObject({
         .string()
         .regex(/\{tenant\}/, 'contains {tenant}')
         .optional(),
+      /**
+       * Where a data subject's objects are (for `subject export|erase`): `{ keyPattern }`, a folder
+       * under the tenant's prefix ending in `{subject}/` (e.g. `subjects/{subject}/`), or
+       * `{ metadata }`, a user-metadata field holding the subject id (every object is read).
+       */
+      subject: z
+        .union([
+          z.strictObject({
+            keyPattern: z.string().regex(/^[^{}]*\{subject\}\/$/, 'ends in {subject}/ and contains it once'),
+          }),
+          z.strictObject({ metadata: z.string().regex(/^[a-z0-9-]{1,64}$/, 'a lowercase metadata key') }),
+        ])
+        .optional(),
     })
     .optional(),
   /** The shared Qdrant collection (optional store). */
@@ -94,6 +107,11 @@ export const dsarSectionSchema = z.strictObject({
       tenantField: z.string().min(1).default('tenant_id'),
       /** Export the vectors too (larger files). Default false: payloads and ids only. */
       withVectors: z.boolean().default(false),
+      /** Payload key holding the data subject's id (for `subject export|erase`; those points are deleted). */
+      subjectKey: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'a top-level payload key')
+        .optional(),
     })
     .optional(),
   /** The secrets provider (optional store): only secret NAMES are exported, never values. */
@@ -109,6 +127,14 @@ export const dsarSectionSchema = z.strictObject({
         .string()
         .regex(/^[^{}]*\{tenant\}[^{}]*\/$/, 'contains {tenant} once and ends in /')
         .default('tenants/{tenant}/'),
+      /**
+       * A data subject's secrets (for `subject export|erase`): names (tenant-relative) with
+       * `{subject}`, matched exactly, e.g. `["oauth-{subject}"]`. Names only are exported.
+       */
+      subjectNames: z
+        .array(z.string().regex(/^[a-z0-9_-]*\{subject\}[a-z0-9_-]*$/, 'a secret name with {subject} once'))
+        .min(1)
+        .optional(),
     })
     .optional(),
   /**

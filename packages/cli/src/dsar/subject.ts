@@ -14,6 +14,7 @@ import {
   writeSignedManifest,
 } from './export.ts';
 import { type Stores, writeOperatorEvent } from './stores.ts';
+import { subjectStores } from './subject-stores.ts';
 
 /** Keyed hash of a subject id, as recorded in the audit log and manifests (never the id). */
 export function subjectHash(cfg: DsarConfig, tenant: string, subject: string): string {
@@ -44,19 +45,25 @@ export async function exportSubject(s: Stores, tenantId: string, subject: string
   const hash = subjectHash(s.cfg, tenantId, subject);
   const key: KeyObject = await readSigningKey(s.cfg.signingKey);
   const tables = subjectTables(s.cfg);
-  if (tables.length === 0) throw cliError('CLI_CONFIG_INVALID', 'dsar.postgres.tables: no table has a subjectColumn');
   const started = new Date().toISOString();
   const tenant = await s.tenant(tenantId);
+  const others = subjectStores(s, tenant, subject);
+  if (tables.length === 0 && others.length === 0) throw noSubjectConfig();
   const files: Record<string, FileEntry> = {};
-  const counts: Record<string, number> = {};
+  const counts: Record<string, Record<string, number>> = {};
   await s.scoped.forTenant(tenant).transaction(
     async (tx) => {
       const found = await countSubject(tx, s.cfg, subject);
-      if (Object.values(found).every((n) => n === 0)) {
+      const elsewhere = await Promise.all(others.map((o) => o.count()));
+      if ([...Object.values(found), ...elsewhere].every((n) => n === 0)) {
         throw cliError('CLI_UNKNOWN_TENANT', `no data for this subject in tenant ${tenantId}; nothing written`);
       }
-      await mkdir(join(out, 'postgres'), { recursive: true });
-      if ((await readdir(out)).some((f) => f !== 'postgres')) throw cliError('CLI_USAGE', `--out ${out}: not empty`);
+      await mkdir(out, { recursive: true });
+      if ((await readdir(out)).length > 0) throw cliError('CLI_USAGE', `--out ${out}: not empty`);
+      if (tables.length > 0) {
+        await mkdir(join(out, 'postgres'));
+        counts.postgres = {};
+      }
       for (const t of tables) {
         const name = `postgres/${t.name.replace(/[^A-Za-z0-9_.-]/g, '_')}.ndjson`;
         const f = new HashedFile(join(out, name));
@@ -71,7 +78,11 @@ export async function exportSubject(s: Stores, tenantId: string, subject: string
           if (r.rows.length < PAGE) break;
         }
         files[name] = await f.close();
-        counts[t.name] = n;
+        (counts.postgres as Record<string, number>)[t.name] = n;
+      }
+      for (const o of others) {
+        await mkdir(join(out, o.store), { recursive: true });
+        counts[o.store] = { [o.part]: await o.export(out, files) };
       }
     },
     { readOnly: true, isolation: 'repeatable read' },
@@ -84,11 +95,17 @@ export async function exportSubject(s: Stores, tenantId: string, subject: string
     subject_hash: hash,
     started_at: started,
     finished_at: new Date().toISOString(),
-    counts: { postgres: counts },
+    counts,
     files,
   });
   return { dir: out, manifest };
 }
+
+const noSubjectConfig = () =>
+  cliError(
+    'CLI_CONFIG_INVALID',
+    'dsar: no store locates a subject (a postgres table subjectColumn, s3.subject, qdrant.subjectKey or secrets.subjectNames)',
+  );
 
 async function countSubject(
   tx: { query<R extends Record<string, unknown>>(sql: string, p?: unknown[]): Promise<{ rows: R[] }> },
@@ -111,10 +128,12 @@ async function auditSubject(
   tenantId: string,
   type: string,
   hash: string,
-  counts: Record<string, number>,
+  counts: Record<string, Record<string, number>>,
 ): Promise<void> {
   const details: Record<string, string | number> = { subject_hash: hash };
-  for (const [t, n] of Object.entries(counts)) details[`postgres.${t}`] = n;
+  for (const [store, parts] of Object.entries(counts)) {
+    for (const [part, n] of Object.entries(parts)) details[`${store}.${part}`] = n;
+  }
   await writeOperatorEvent(s, tenantId, type, null, details);
 }
 
@@ -123,6 +142,8 @@ export interface SubjectErasure {
   subject_hash: string;
   /** Per table: rows deleted or pseudonymised. */
   postgres: Record<string, { action: 'delete' | 'pseudonymise'; rows: number }>;
+  /** Per other store the config locates subjects in: items deleted (objects, points, secret names). */
+  stores: Record<string, { deleted: number }>;
 }
 
 /**
@@ -133,14 +154,16 @@ export interface SubjectErasure {
 export async function eraseSubject(s: Stores, tenantId: string, subject: string): Promise<SubjectErasure> {
   const hash = subjectHash(s.cfg, tenantId, subject);
   const tables = subjectTables(s.cfg);
-  if (tables.length === 0) throw cliError('CLI_CONFIG_INVALID', 'dsar.postgres.tables: no table has a subjectColumn');
   const tenant = await s.tenant(tenantId);
+  const others = subjectStores(s, tenant, subject);
+  if (tables.length === 0 && others.length === 0) throw noSubjectConfig();
   return s.scoped.forTenant(tenant).transaction(async (tx) => {
     const found = await countSubject(tx, s.cfg, subject);
-    if (Object.values(found).every((n) => n === 0)) {
+    const elsewhere = await Promise.all(others.map((o) => o.count()));
+    if ([...Object.values(found), ...elsewhere].every((n) => n === 0)) {
       throw cliError('CLI_UNKNOWN_TENANT', `no data for this subject in tenant ${tenantId}; nothing changed`);
     }
-    const result: SubjectErasure = { tenant: tenantId, subject_hash: hash, postgres: {} };
+    const result: SubjectErasure = { tenant: tenantId, subject_hash: hash, postgres: {}, stores: {} };
     for (const t of tables) {
       const table = quoteIdent(t.name, 'table');
       const col = quoteIdent(t.subjectColumn as string, 'column');
@@ -157,14 +180,29 @@ export async function eraseSubject(s: Stores, tenantId: string, subject: string)
         result.postgres[t.name] = { action: 'pseudonymise', rows: r.rowCount ?? 0 };
       }
     }
+    // The other stores, inside the Postgres transaction: a failure there rolls the rows back and a
+    // rerun finishes the job (each store's erase is idempotent). Each must then count 0.
+    for (const o of others) {
+      let deleted: number;
+      try {
+        deleted = await o.erase();
+      } catch (err) {
+        throw cliError('CLI_STORE_FAILED', `${o.store}: erase failed (${(err as Error).message}); rerun to resume`, {
+          cause: err,
+        });
+      }
+      if ((await o.count()) !== 0) {
+        throw cliError('CLI_STORE_FAILED', `${o.store}: the subject's data is still there after erase; rerun`);
+      }
+      result.stores[o.store] = { deleted };
+    }
     // Before COMMIT: no audit, no erasure.
-    await auditSubject(
-      s,
-      tenantId,
-      'dsar_subject_erase',
-      hash,
-      Object.fromEntries(Object.entries(result.postgres).map(([t, r]) => [t, r.rows])),
-    );
+    const counts: Record<string, Record<string, number>> = {};
+    if (tables.length > 0) {
+      counts.postgres = Object.fromEntries(Object.entries(result.postgres).map(([t, r]) => [t, r.rows]));
+    }
+    for (const o of others) counts[o.store] = { [o.part]: result.stores[o.store]?.deleted ?? 0 };
+    await auditSubject(s, tenantId, 'dsar_subject_erase', hash, counts);
     return result;
   });
 }
