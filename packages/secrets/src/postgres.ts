@@ -157,8 +157,8 @@ export class PostgresSecretsProvider implements SecretsProvider {
   readonly kind = 'postgres';
   readonly #db: ScopedPool;
   readonly #keys: readonly MasterKey[];
-  readonly #t: string;
-  readonly #k: string;
+  readonly #secretsTable: string;
+  readonly #keysTable: string;
   readonly #keep: number;
 
   constructor(options: PostgresSecretsOptions) {
@@ -179,8 +179,8 @@ export class PostgresSecretsProvider implements SecretsProvider {
     const table = options.table ?? 'tenantscope_secrets';
     this.#db = options.db;
     this.#keys = keys;
-    this.#t = quoteIdent(table, 'table');
-    this.#k = quoteIdent(`${table}_keys`, 'table');
+    this.#secretsTable = quoteIdent(table, 'table');
+    this.#keysTable = quoteIdent(`${table}_keys`, 'table');
     this.#keep = keep;
   }
 
@@ -202,7 +202,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
     const rows = await this.#run(req.id, () =>
       this.#db.forTenant(req.tenant).query<Row>(
         `SELECT s.tenant_id, s.version_id::text AS version_id, s.sealed, s.key_version, k.wrapped_key, k.master_key_id
-           FROM ${this.#t} s JOIN ${this.#k} k ON k.tenant_id = s.tenant_id AND k.key_version = s.key_version
+           FROM ${this.#secretsTable} s JOIN ${this.#keysTable} k ON k.tenant_id = s.tenant_id AND k.key_version = s.key_version
           WHERE s.tenant_id = $1 AND s.name = $2 AND ${where} ${order}`,
         params,
       ),
@@ -217,7 +217,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
     const res = await this.#run('batch', () =>
       this.#db.forTenant(req.tenant).query<Row & { name: string }>(
         `SELECT s.tenant_id, s.name, s.version_id::text AS version_id, s.sealed, s.key_version, k.wrapped_key, k.master_key_id
-           FROM ${this.#t} s JOIN ${this.#k} k ON k.tenant_id = s.tenant_id AND k.key_version = s.key_version
+           FROM ${this.#secretsTable} s JOIN ${this.#keysTable} k ON k.tenant_id = s.tenant_id AND k.key_version = s.key_version
           WHERE s.tenant_id = $1 AND s.name = ANY($2::text[]) AND s.is_current`,
         [req.tenant.id, ids],
       ),
@@ -236,7 +236,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
       this.#db
         .forTenant(req.tenant)
         .query<{ name: string }>(
-          `SELECT DISTINCT name FROM ${this.#t} WHERE tenant_id = $1 AND starts_with(name, $2) ORDER BY name`,
+          `SELECT DISTINCT name FROM ${this.#secretsTable} WHERE tenant_id = $1 AND starts_with(name, $2) ORDER BY name`,
           [req.tenant.id, req.prefix],
         ),
     );
@@ -251,17 +251,17 @@ export class PostgresSecretsProvider implements SecretsProvider {
         const key = await this.#currentDataKey(tx, req.tenant);
         await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`secret|${tenantId}|${req.id}`]);
         const sealed = seal(key.key, Buffer.from(req.value, 'utf8'), valueAad(tenantId, req.id, versionId));
-        await tx.query(`UPDATE ${this.#t} SET is_current = false WHERE tenant_id = $1 AND name = $2 AND is_current`, [
+        await tx.query(`UPDATE ${this.#secretsTable} SET is_current = false WHERE tenant_id = $1 AND name = $2 AND is_current`, [
           tenantId,
           req.id,
         ]);
         await tx.query(
-          `INSERT INTO ${this.#t} (name, version_id, is_current, key_version, sealed) VALUES ($1, $2::uuid, true, $3, $4)`,
+          `INSERT INTO ${this.#secretsTable} (name, version_id, is_current, key_version, sealed) VALUES ($1, $2::uuid, true, $3, $4)`,
           [req.id, versionId, key.version, sealed],
         );
         await tx.query(
-          `DELETE FROM ${this.#t} WHERE tenant_id = $1 AND name = $2 AND NOT is_current AND version_id NOT IN (
-             SELECT version_id FROM ${this.#t} WHERE tenant_id = $1 AND name = $2 AND NOT is_current
+          `DELETE FROM ${this.#secretsTable} WHERE tenant_id = $1 AND name = $2 AND NOT is_current AND version_id NOT IN (
+             SELECT version_id FROM ${this.#secretsTable} WHERE tenant_id = $1 AND name = $2 AND NOT is_current
               ORDER BY created_at DESC LIMIT $3)`,
           [tenantId, req.id, this.#keep],
         );
@@ -274,7 +274,7 @@ export class PostgresSecretsProvider implements SecretsProvider {
     const res = await this.#run(req.id, () =>
       this.#db
         .forTenant(req.tenant)
-        .query(`DELETE FROM ${this.#t} WHERE tenant_id = $1 AND name = $2`, [req.tenant.id, req.id]),
+        .query(`DELETE FROM ${this.#secretsTable} WHERE tenant_id = $1 AND name = $2`, [req.tenant.id, req.id]),
     );
     return (res.rowCount ?? 0) > 0;
   }
@@ -283,8 +283,8 @@ export class PostgresSecretsProvider implements SecretsProvider {
   async eraseTenant(req: { tenant: Tenant }): Promise<void> {
     await this.#run('erase', () =>
       this.#db.forTenant(req.tenant).transaction(async (tx) => {
-        await tx.query(`DELETE FROM ${this.#t} WHERE tenant_id = $1`, [req.tenant.id]);
-        await tx.query(`DELETE FROM ${this.#k} WHERE tenant_id = $1`, [req.tenant.id]);
+        await tx.query(`DELETE FROM ${this.#secretsTable} WHERE tenant_id = $1`, [req.tenant.id]);
+        await tx.query(`DELETE FROM ${this.#keysTable} WHERE tenant_id = $1`, [req.tenant.id]);
       }),
     );
   }
@@ -299,20 +299,20 @@ export class PostgresSecretsProvider implements SecretsProvider {
       this.#db.forTenant(tenant).transaction(async (tx) => {
         await this.#lockKeys(tx, tenant);
         const keys = await tx.query<{ key_version: number; wrapped_key: Buffer; master_key_id: string }>(
-          `SELECT key_version, wrapped_key, master_key_id FROM ${this.#k} WHERE tenant_id = $1 ORDER BY key_version`,
+          `SELECT key_version, wrapped_key, master_key_id FROM ${this.#keysTable} WHERE tenant_id = $1 ORDER BY key_version`,
           [tenant.id],
         );
         const plain = new Map<number, Buffer>();
         for (const k of keys.rows) plain.set(k.key_version, await this.#unwrap(tenant, k));
         const next = (keys.rows.at(-1)?.key_version ?? 0) + 1;
         const dek = randomBytes(32);
-        await tx.query(`INSERT INTO ${this.#k} (key_version, wrapped_key, master_key_id) VALUES ($1, $2, $3)`, [
+        await tx.query(`INSERT INTO ${this.#keysTable} (key_version, wrapped_key, master_key_id) VALUES ($1, $2, $3)`, [
           next,
           Buffer.from(await this.#current().wrap(dek, keyAad(tenant.id, next))),
           this.#current().id,
         ]);
         const rows = await tx.query<{ name: string; version_id: string; key_version: number; sealed: Buffer }>(
-          `SELECT name, version_id::text AS version_id, key_version, sealed FROM ${this.#t} WHERE tenant_id = $1 FOR UPDATE`,
+          `SELECT name, version_id::text AS version_id, key_version, sealed FROM ${this.#secretsTable} WHERE tenant_id = $1 FOR UPDATE`,
           [tenant.id],
         );
         for (const r of rows.rows) {
@@ -321,11 +321,11 @@ export class PostgresSecretsProvider implements SecretsProvider {
           const aad = valueAad(tenant.id, r.name, r.version_id);
           const value = this.#openValue(old, r.sealed, aad);
           await tx.query(
-            `UPDATE ${this.#t} SET sealed = $1, key_version = $2 WHERE tenant_id = $3 AND name = $4 AND version_id = $5::uuid`,
+            `UPDATE ${this.#secretsTable} SET sealed = $1, key_version = $2 WHERE tenant_id = $3 AND name = $4 AND version_id = $5::uuid`,
             [seal(dek, value, aad), next, tenant.id, r.name, r.version_id],
           );
         }
-        await tx.query(`DELETE FROM ${this.#k} WHERE tenant_id = $1 AND key_version <> $2`, [tenant.id, next]);
+        await tx.query(`DELETE FROM ${this.#keysTable} WHERE tenant_id = $1 AND key_version <> $2`, [tenant.id, next]);
         return { keyVersion: next, reencrypted: rows.rows.length };
       }),
     );
@@ -342,13 +342,13 @@ export class PostgresSecretsProvider implements SecretsProvider {
         await this.#lockKeys(tx, tenant);
         const current = this.#current();
         const keys = await tx.query<{ key_version: number; wrapped_key: Buffer; master_key_id: string }>(
-          `SELECT key_version, wrapped_key, master_key_id FROM ${this.#k} WHERE tenant_id = $1 AND master_key_id <> $2`,
+          `SELECT key_version, wrapped_key, master_key_id FROM ${this.#keysTable} WHERE tenant_id = $1 AND master_key_id <> $2`,
           [tenant.id, current.id],
         );
         for (const k of keys.rows) {
           const dek = await this.#unwrap(tenant, k);
           await tx.query(
-            `UPDATE ${this.#k} SET wrapped_key = $1, master_key_id = $2 WHERE tenant_id = $3 AND key_version = $4`,
+            `UPDATE ${this.#keysTable} SET wrapped_key = $1, master_key_id = $2 WHERE tenant_id = $3 AND key_version = $4`,
             [
               Buffer.from(await current.wrap(dek, keyAad(tenant.id, k.key_version))),
               current.id,
@@ -375,13 +375,13 @@ export class PostgresSecretsProvider implements SecretsProvider {
   async #currentDataKey(tx: ScopedTransaction, tenant: Tenant): Promise<{ version: number; key: Buffer }> {
     await this.#lockKeys(tx, tenant);
     const found = await tx.query<{ key_version: number; wrapped_key: Buffer; master_key_id: string }>(
-      `SELECT key_version, wrapped_key, master_key_id FROM ${this.#k} WHERE tenant_id = $1 ORDER BY key_version DESC LIMIT 1`,
+      `SELECT key_version, wrapped_key, master_key_id FROM ${this.#keysTable} WHERE tenant_id = $1 ORDER BY key_version DESC LIMIT 1`,
       [tenant.id],
     );
     const row = found.rows[0];
     if (row) return { version: row.key_version, key: await this.#unwrap(tenant, row) };
     const dek = randomBytes(32);
-    await tx.query(`INSERT INTO ${this.#k} (key_version, wrapped_key, master_key_id) VALUES (1, $1, $2)`, [
+    await tx.query(`INSERT INTO ${this.#keysTable} (key_version, wrapped_key, master_key_id) VALUES (1, $1, $2)`, [
       Buffer.from(await this.#current().wrap(dek, keyAad(tenant.id, 1))),
       this.#current().id,
     ]);
