@@ -251,10 +251,10 @@ export class PostgresSecretsProvider implements SecretsProvider {
         const key = await this.#currentDataKey(tx, req.tenant);
         await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`secret|${tenantId}|${req.id}`]);
         const sealed = seal(key.key, Buffer.from(req.value, 'utf8'), valueAad(tenantId, req.id, versionId));
-        await tx.query(`UPDATE ${this.#secretsTable} SET is_current = false WHERE tenant_id = $1 AND name = $2 AND is_current`, [
-          tenantId,
-          req.id,
-        ]);
+        await tx.query(
+          `UPDATE ${this.#secretsTable} SET is_current = false WHERE tenant_id = $1 AND name = $2 AND is_current`,
+          [tenantId, req.id],
+        );
         await tx.query(
           `INSERT INTO ${this.#secretsTable} (name, version_id, is_current, key_version, sealed) VALUES ($1, $2::uuid, true, $3, $4)`,
           [req.id, versionId, key.version, sealed],
