@@ -122,7 +122,7 @@ describe('API keys through the example server', () => {
     const { key } = await createKey('acme', 'whoami');
     const wrong = key.slice(0, -10) + (key.at(-10) === 'A' ? 'B' : 'A') + key.slice(-9);
     for (let i = 0; i < 10; i++) expect((await mcpStatus(wrong)).code).toBe('AUTH_API_KEY_INVALID');
-    // The server's auth path answers 401 for every credential refusal; the code says why.
-    expect(await mcpStatus(key)).toEqual({ status: 401, code: 'AUTH_RATE_LIMITED' });
+    // Rate limiting answers 429 with Retry-After (not a 401 challenge); the code says why.
+    expect(await mcpStatus(key)).toEqual({ status: 429, code: 'AUTH_RATE_LIMITED' });
   });
 });

@@ -143,6 +143,12 @@ export function sendUnavailable(res: ServerResponse, message: string): void {
 
 /** 401 (or 403 for a scope refusal) with an RFC 6750 `WWW-Authenticate` naming the metadata. */
 export function sendAuthError(res: ServerResponse, e: TenantScopeError, metadataUrl: string): void {
+  if (e.status === 429) {
+    // Too many failed attempts (AUTH_RATE_LIMITED): not a challenge to present other credentials.
+    res.setHeader('Retry-After', '60');
+    sendError(res, e, null, 429);
+    return;
+  }
   const scope = e.code === 'INSUFFICIENT_SCOPE' || e.status === 403;
   const params = [
     e.code === 'AUTH_MISSING' ? null : `error="${scope ? 'insufficient_scope' : 'invalid_token'}"`,
