@@ -143,7 +143,8 @@ describe('over HTTP (loopback)', () => {
   });
 
   it('answers a rate-limited credential 429 with Retry-After and no challenge', async () => {
-    handler = (_q, res) => sendAuthError(res, new TenantScopeError('AUTH_RATE_LIMITED', 'slow down', { status: 429 }), META);
+    handler = (_q, res) =>
+      sendAuthError(res, new TenantScopeError('AUTH_RATE_LIMITED', 'slow down', { status: 429 }), META);
     const r = await fetch(url);
     expect([r.status, r.headers.get('retry-after'), r.headers.get('www-authenticate')]).toEqual([429, '60', null]);
     const body = (await r.json()) as { error: { code: number; data: { code: string } } };
