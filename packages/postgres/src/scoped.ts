@@ -10,8 +10,8 @@ import pg from 'pg';
 import { assertBindableTenantId, DEFAULT_TENANT_SETTING, normaliseBindingKey, TokenCache } from './binding.ts';
 import { boundQuery } from './bound-query.ts';
 import { type DoctorOptions, type DoctorReport, runDoctor } from './doctor.ts';
-import { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 import { checkPoolerMode } from './doctor-pooler.ts';
+import { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 import { HotLanes, type HotOptions } from './hot.ts';
 import { Multiplexer } from './multiplex.ts';
@@ -261,6 +261,8 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
     /** Dedicated tier: tenant-database pools open now (draining ones included) and the most at once. */
     tenantPools: number;
     tenantPoolsPeak: number;
+    /** Dedicated tier: tenant-database pools opened so far (a refused database is retried after 1 s, not on every call). */
+    tenantPoolsOpened: number;
   } {
     const hot = this.#hot?.stats() ?? { hotTenants: 0, hotConnections: 0, hotQueries: 0 };
     const tiers = this.#tiers?.stats();
@@ -270,6 +272,7 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
       multiplexedQueries: this.#mux?.units ?? 0,
       tenantPools: tiers?.pools ?? 0,
       tenantPoolsPeak: tiers?.peak ?? 0,
+      tenantPoolsOpened: tiers?.created ?? 0,
     };
   }
   #shared = 0;

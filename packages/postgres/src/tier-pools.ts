@@ -27,6 +27,8 @@ export interface TierPoolsOptions<P> {
   maxPools: number;
   /** How long `acquire` waits for a free slot before PG_UNAVAILABLE, in ms. */
   acquireTimeoutMs: number;
+  /** How long a refused (or unreachable) database's error is answered without trying again, in ms. Default 1000. */
+  refusalMs?: number;
   /** Opens the pool for a key (a connection string). */
   create(key: string): P;
   /** Checks a new pool before its first operation; throws a typed error to refuse it. */
@@ -48,6 +50,8 @@ export class TierPools<P extends Endable> {
   #waiters: (() => void)[] = [];
   /** Callers that need a new pool, first come first served: only the head may open or evict. */
   readonly #queue: object[] = [];
+  /** Recent refusals (first-use check failed), so a bad target is not reconnected on every call. Bounded. */
+  readonly #refused = new Map<string, { until: number; err: unknown }>();
   #ended = false;
   #created = 0;
   #evicted = 0;
@@ -85,6 +89,11 @@ export class TierPools<P extends Endable> {
       if (this.#ended) {
         leave();
         throw pgError('PG_UNAVAILABLE', 'scoped pool has ended');
+      }
+      const refused = this.#refused.get(key);
+      if (refused && refused.until > Date.now()) {
+        leave();
+        throw refused.err;
       }
       const hit = this.#live.get(key);
       if (hit) {
@@ -126,7 +135,13 @@ export class TierPools<P extends Endable> {
     const pool = this.#o.create(key);
     const entry: Entry<P> = { key, pool, ready: Promise.resolve(), inflight: 0, draining: false };
     entry.ready = this.#o.check(pool).catch((err: unknown) => {
-      // Refused or unreachable: never reused; the next operation opens and checks a new pool.
+      // Refused or unreachable: never reused; after `refusalMs` the next operation opens and checks a new pool.
+      this.#refused.delete(key);
+      this.#refused.set(key, { until: Date.now() + (this.#o.refusalMs ?? 1000), err });
+      if (this.#refused.size > this.#o.maxPools * 4) {
+        const oldest = this.#refused.keys().next().value;
+        if (oldest !== undefined) this.#refused.delete(oldest);
+      }
       this.#drain(entry);
       throw err;
     });
