@@ -5,6 +5,7 @@
  * @internal
  */
 import type pg from 'pg';
+import type { DoctorOptions } from './doctor.ts';
 import { sideChannelProblems } from './side-channels.ts';
 import { TENANT_POLICY_NAME } from './sql.ts';
 
@@ -38,21 +39,6 @@ export const DOCTOR_PROBLEM_CODES = [
 
 /** A stable doctor finding code; callers switch on it. */
 export type DoctorProblemCode = (typeof DOCTOR_PROBLEM_CODES)[number];
-
-export interface DoctorOptions {
-  /** Column that marks a tenant table. Every table with it is checked. Default `tenant_id`. */
-  tenantColumn?: string;
-  /** More tables to treat as tenant tables (schema-qualified or in the search path). */
-  tables?: string[];
-  /** Accept a role that may create temporary tables (they outlive a transaction on a pooled connection). Default false. */
-  allowTempTables?: boolean;
-  /**
-   * Accept cross-tenant statistics the role can read (STATS_READABLE, CATALOG_COUNTS_READABLE,
-   * ACTIVITY_READABLE) as warnings, where no superuser can run `installSideChannelGuards` (some
-   * managed services). Default false: they stop the start.
-   */
-  allowSideChannels?: boolean;
-}
 
 export interface DoctorProblem {
   /** Stable code, one of {@link DOCTOR_PROBLEM_CODES}. */

@@ -2,19 +2,28 @@ import {
   DOCTOR_CHECKS,
   type DoctorClient,
   type DoctorFacts,
-  type DoctorOptions,
   type DoctorProblem,
   readCurrentRole,
   readTenantTables,
 } from './doctor-checks.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 
-export {
-  DOCTOR_PROBLEM_CODES,
-  type DoctorOptions,
-  type DoctorProblem,
-  type DoctorProblemCode,
-} from './doctor-checks.ts';
+export { DOCTOR_PROBLEM_CODES, type DoctorProblem, type DoctorProblemCode } from './doctor-checks.ts';
+
+export interface DoctorOptions {
+  /** Column that marks a tenant table. Every table with it is checked. Default `tenant_id`. */
+  tenantColumn?: string;
+  /** More tables to treat as tenant tables (schema-qualified or in the search path). */
+  tables?: string[];
+  /** Accept a role that may create temporary tables (they outlive a transaction on a pooled connection). Default false. */
+  allowTempTables?: boolean;
+  /**
+   * Accept cross-tenant statistics the role can read (STATS_READABLE, CATALOG_COUNTS_READABLE,
+   * ACTIVITY_READABLE) as warnings, where no superuser can run `installSideChannelGuards` (some
+   * managed services). Default false: they stop the start.
+   */
+  allowSideChannels?: boolean;
+}
 
 export interface DoctorReport {
   role: string;
