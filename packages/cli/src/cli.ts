@@ -10,6 +10,8 @@ import { addDoctorCommand } from './doctor/run.ts';
 import { addDsarCommands } from './dsar/commands.ts';
 import { cliError, EXIT, exitCodeOf } from './errors.ts';
 import { runEvidence } from './evidence/run.ts';
+import { addKeysCommands } from './keys/commands.ts';
+import { addMoveCommand } from './move/commands.ts';
 
 /** Where the CLI writes; tests pass their own. */
 export interface Io {
@@ -206,6 +208,8 @@ export function program(
       setExit(EXIT.OK);
     });
   addDsarCommands(root, io, setExit);
+  addKeysCommands(root, io, setExit);
+  addMoveCommand(root, io, setExit);
   addDoctorCommand(root, io, setExit);
   addAuditCommands(root, io, setExit);
   return root;

@@ -80,19 +80,26 @@ async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> 
     );
   }
   for (const [i, t] of cfg.postgres.tables.entries()) {
-    const r = (
-      await admin.query<{ rls: boolean; force: boolean; owned: boolean }>(
-        `SELECT c.relrowsecurity AS rls, c.relforcerowsecurity AS force, pg_has_role(current_user, c.relowner, 'USAGE') AS owned
-           FROM pg_class c WHERE c.oid = to_regclass($1)`,
-        [t.name],
-      )
-    ).rows[0];
     const field = `dsar.postgres.tables.${i}.name`;
-    if (!r) throw cliError('CLI_CONFIG_INVALID', `${field}: no table ${t.name}`);
-    if (!r.rls || (r.owned && !r.force)) {
+    const state = await confinement(admin, t.name);
+    if (state === 'missing') throw cliError('CLI_CONFIG_INVALID', `${field}: no table ${t.name}`);
+    if (state === 'unconfined') {
       throw cliError('CLI_CONFIG_INVALID', `${field}: ${t.name} is not confined by row-level security for this role`);
     }
   }
+}
+
+/** Whether row-level security confines `table` for the connecting role (RLS on; FORCE when the role owns it). */
+export async function confinement(admin: pg.Pool, table: string): Promise<'missing' | 'unconfined' | 'confined'> {
+  const r = (
+    await admin.query<{ rls: boolean; force: boolean; owned: boolean }>(
+      `SELECT c.relrowsecurity AS rls, c.relforcerowsecurity AS force, pg_has_role(current_user, c.relowner, 'USAGE') AS owned
+         FROM pg_class c WHERE c.oid = to_regclass($1)`,
+      [table],
+    )
+  ).rows[0];
+  if (!r) return 'missing';
+  return !r.rls || (r.owned && !r.force) ? 'unconfined' : 'confined';
 }
 
 export function qdrantStore(cfg: DsarConfig): ScopedQdrant | undefined {
