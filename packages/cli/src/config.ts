@@ -4,7 +4,6 @@ import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { doctorSectionSchema } from './doctor/config.ts';
 import { dsarSectionSchema } from './dsar/config.ts';
-import { keysSectionSchema } from './keys/config.ts';
 import { cliError } from './errors.ts';
 import { keysSectionSchema } from './keys/config.ts';
 
@@ -143,8 +142,6 @@ export const configSchema = z.strictObject({
   evidence: evidenceSectionSchema.optional(),
   /** Stores for `tenant export|delete` and `subject export|erase` (see dsar/config.ts). */
   dsar: dsarSectionSchema.optional(),
-  /** The API key table for `tenantscope keys` (see keys/config.ts). */
-  keys: keysSectionSchema.optional(),
   /** The API key table for `tenantscope keys` (see keys/config.ts). */
   keys: keysSectionSchema.optional(),
   /** Options of `tenantscope doctor` (see doctor/config.ts); the stores come from `dsar`. */
