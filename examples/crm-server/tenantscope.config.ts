@@ -28,6 +28,8 @@ export default {
     tenants: { file: 'tenants.json' },
     postgres: {
       ...(url ? { url } : { urlEnv: 'DATABASE_URL' }),
+      // Behind PgBouncer in transaction mode (TENANTSCOPE_PG_POOLER, as for the server) the CLI's pool must say so.
+      pooler: process.env.TENANTSCOPE_PG_POOLER === 'transaction' ? 'transaction' : 'none',
       // Children before parents: notes reference customers.
       tables: [
         { name: 'notes' },

@@ -17,6 +17,7 @@ import { awsSecretsManager } from '@tenantscope/secrets/aws';
 import { createTestBucket, createTestIssuer, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readTar } from '../../packages/cli/src/dsar/tar.ts';
+import { TEST_POOLER } from '../../packages/postgres/src/testing/fixture.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
 import { root, runCli, writeJson, writeSigningKey } from './helpers.ts';
 
@@ -240,6 +241,8 @@ beforeAll(async () => {
       tenants: ['acme', 'globex', 'initech', 'crash1', 'crash2', 'crash3'],
       postgres: {
         url: db.ownerUrl,
+        // 'transaction' in CI's PgBouncer pass (DATABASE_URL is PgBouncer there), else 'none'.
+        pooler: TEST_POOLER,
         tables: [
           { name: 'invoices', subjectColumn: 'subject_id', erase: { pseudonymise: { subject_id: 'erased' } } },
           { name: 'customers', subjectColumn: 'subject_id' },
