@@ -261,6 +261,32 @@ describe('resolvers', () => {
       { bindingKey: fx.bindingKey, pooler: fx.pooler, placement: placement as never },
     );
 
+  it('a sync resolver answering shared keeps the fast path: hot lane and multiplexed statements, same rows', async () => {
+    const s = scopedPool(
+      { connectionString: fx.db.appUrl, max: 2 },
+      {
+        bindingKey: fx.bindingKey,
+        pooler: fx.pooler,
+        multiplex: 2,
+        hot: { maxTenants: 1, promoteAfter: 3 },
+        placement: () => ({ tier: 'shared' }),
+      },
+    );
+    try {
+      const g = s.forTenant(globexTenant);
+      for (let i = 0; i < 5; i++) await g.query('SELECT 1');
+      await new Promise((r) => setTimeout(r, 300)); // the lane connects
+      const rows = await g.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM customers');
+      expect(rows.rows).toEqual([{ tenant_id: 'globex' }]);
+      const st = s.stats();
+      expect(st.hotQueries).toBeGreaterThan(0);
+      expect(st.multiplexedQueries).toBeGreaterThan(0);
+      expect(st.tenantPoolsOpened).toBe(0);
+    } finally {
+      await s.end();
+    }
+  });
+
   it('a resolver that throws, rejects or returns garbage fails closed, typed, and writes nothing', async () => {
     const bad: [string, (t: Tenant) => unknown, string][] = [
       [
