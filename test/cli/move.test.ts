@@ -146,12 +146,14 @@ async function moveEvents(tenant: string): Promise<Record<string, unknown>[]> {
 }
 
 /** The app side: scoped pools per database, routed per call through the registry's resolver. */
+/**
+ * The app side, as a server wires it: ctx.db is one scoped pool and ctx.files one scoped S3
+ * client, each resolving its placement through the registry on every call.
+ */
 class App {
   readonly registry: PlacementRegistry;
   readonly #appPool: pg.Pool;
-  readonly #pools = new Map<string, ScopedPool>();
-  readonly #resolve;
-  /** ctx.files: one scoped S3 client whose placement the registry resolves on every call. */
+  readonly #db: ScopedPool;
   readonly files: ScopedS3;
   constructor() {
     this.#appPool = new pg.Pool({ connectionString: db.appUrl, max: 2 });
@@ -169,25 +171,25 @@ class App {
           : { tier: 'dedicated' as const, bucket: t.target as string, prefix: `tenants/${id}/` },
       ),
     });
-    this.#resolve = this.registry.resolver('postgres', (t) =>
-      t.tier === 'shared'
-        ? { tier: 'shared' as const, url: db.appUrl }
-        : { tier: 'dedicated' as const, url: databaseUrl(db.appUrl, t.target as string) },
+    this.#db = scopedPool(
+      { connectionString: db.appUrl, max: 3 },
+      {
+        bindingKey,
+        tenantPoolMax: 3,
+        placement: this.registry.resolver('postgres', (t) =>
+          t.tier === 'shared'
+            ? { tier: 'shared' as const }
+            : { tier: 'dedicated' as const, connectionString: databaseUrl(db.appUrl, t.target as string) },
+        ),
+      },
     );
   }
-  /** ctx.files: one scoped S3 client whose placement the registry resolves on every call. */
   async db(tenant: Tenant) {
-    const { url } = await this.#resolve(tenant);
-    let p = this.#pools.get(url);
-    if (!p) {
-      p = scopedPool({ connectionString: url, max: 3 }, { bindingKey });
-      this.#pools.set(url, p);
-    }
-    return p.forTenant(tenant);
+    return this.#db.forTenant(tenant);
   }
   async close() {
     await this.registry.close();
-    for (const p of this.#pools.values()) await p.end();
+    await this.#db.end();
     await this.#appPool.end();
   }
 }
