@@ -10,18 +10,20 @@
  */
 import { crmDatabaseNames } from './src/services.ts';
 
-function ownerUrl(): string | undefined {
+/** The CRM database as its owner (DSAR commands) or as the server's app role (what `doctor` checks). */
+function crmUrl(role: 'ownerRole' | 'appRole'): string | undefined {
   const su = process.env.DATABASE_URL;
   if (!su) return undefined;
   const names = crmDatabaseNames(su, process.env);
   const u = new URL(su);
-  u.username = names.ownerRole;
+  u.username = names[role];
   u.password = names.password;
   u.pathname = `/${names.dbName}`;
   return u.toString();
 }
 
-const url = ownerUrl();
+const url = crmUrl('ownerRole');
+const appUrl = crmUrl('appRole');
 
 export default {
   dsar: {
@@ -42,6 +44,8 @@ export default {
     signingKey: '../../.tmp/dsar/private.jwk.json',
     actor: 'dpo@example.test',
   },
+  // `tenantscope doctor --config …` checks the role the server connects as, not the owner above.
+  ...(appUrl ? { doctor: { postgres: { url: appUrl } } } : {}),
   // `tenantscope keys create acme --tools whoami --config …`: API keys for a server started with
   // TENANTSCOPE_API_KEYS=1 (the key table sits in its replica-state schema, in DATABASE_URL's database).
   keys: {
