@@ -222,12 +222,14 @@ const s3Op = (app: App) => async (t: Tenant, id: string, ack: () => void) => {
   await files.put(`load/${id}.txt`, id);
   ack();
   if ((await files.getText(`load/${id}.txt`)) !== id) throw new Error('read back another body');
-  // A tool's pace, not a bulk loader's: the copy and the checks read every object.
-  await sleep(50);
 };
 
 /** Two workers per tenant, each running `op` in a loop; latencies per tenant and phase. */
-function startLoad(tenants: Tenant[], op: (t: Tenant, id: string, ack: () => void) => Promise<void>): Load {
+function startLoad(
+  tenants: Tenant[],
+  op: (t: Tenant, id: string, ack: () => void) => Promise<void>,
+  paceMs: number,
+): Load {
   const acked = new Map(tenants.map((t) => [t.id, [] as string[]]));
   const failures = new Map(tenants.map((t) => [t.id, [] as unknown[]]));
   const retries = new Map(tenants.map((t) => [t.id, 0]));
@@ -247,6 +249,7 @@ function startLoad(tenants: Tenant[], op: (t: Tenant, id: string, ack: () => voi
         if ((err as { code?: string }).code === 'PLACEMENT_PAUSED') retries.set(t.id, (retries.get(t.id) ?? 0) + 1);
         else (failures.get(t.id) as unknown[]).push(err);
       }
+      if (paceMs > 0) await sleep(paceMs);
     }
   };
   const all = tenants.flatMap((t) => [worker(t), worker(t)]);
@@ -270,10 +273,11 @@ function startLoad(tenants: Tenant[], op: (t: Tenant, id: string, ack: () => voi
 async function moveUnderLoad(
   op: (app: App) => (t: Tenant, id: string, ack: () => void) => Promise<void>,
   argv: string[],
+  paceMs = 0,
 ): Promise<{ r: CliRun; load: Load }> {
   const app = new App();
   expect(await app.registry.listening()).toBe(true);
-  const load = startLoad([await issuer.tenant('acme'), await issuer.tenant('globex')], op(app));
+  const load = startLoad([await issuer.tenant('acme'), await issuer.tenant('globex')], op(app), paceMs);
   await sleep(1000);
   load.phase.now = 'before';
   await sleep(1500);
@@ -525,7 +529,11 @@ describe('tenantscope tenant move --store s3', () => {
       buckets.push(own);
       const acmeBefore = await objectsOf(shared, 'acme');
       const globexBefore = await objectsOf(shared, 'globex');
-      const { r, load } = await moveUnderLoad(s3Op, mv('acme', 's3', 'dedicated', own, '--settle-ms', '600', '--json'));
+      const { r, load } = await moveUnderLoad(
+        s3Op,
+        mv('acme', 's3', 'dedicated', own, '--settle-ms', '600', '--json'),
+        50,
+      );
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(JSON.parse(r.stdout)).toMatchObject({
