@@ -7,7 +7,14 @@ export {
   type PostgresApiKeyStoreOptions,
 } from './api-keys.ts';
 export { DEFAULT_TENANT_SETTING, generateBindingKey } from './binding.ts';
-export { type DoctorOptions, type DoctorProblem, type DoctorReport, runDoctor } from './doctor.ts';
+export {
+  DOCTOR_PROBLEM_CODES,
+  type DoctorOptions,
+  type DoctorProblem,
+  type DoctorProblemCode,
+  type DoctorReport,
+  runDoctor,
+} from './doctor.ts';
 export { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode, pgError } from './errors.ts';
 export type { HotOptions } from './hot.ts';
@@ -41,6 +48,7 @@ export {
   type PlacementStore,
   placementError,
   placementRegistry,
+  type RegistryResolver,
   type TierTarget,
 } from './registry.ts';
 export {
