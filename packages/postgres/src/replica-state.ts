@@ -239,9 +239,10 @@ export class PostgresRevocationStore implements RevocationStore {
     const key = `t:${jti}`;
     const cached = this.#cache.get(key);
     if (cached !== undefined) return cached;
-    const r = await this.#pool.query(`select 1 from ${this.#schema}.revoked_tokens where jti = $1 and expires_at > now()`, [
-      jti,
-    ]);
+    const r = await this.#pool.query(
+      `select 1 from ${this.#schema}.revoked_tokens where jti = $1 and expires_at > now()`,
+      [jti],
+    );
     const revoked = (r.rowCount ?? 0) > 0;
     // Only "not revoked" answers are cached: a revocation is never forgotten early.
     if (!revoked) this.#cache.set(key, false);
