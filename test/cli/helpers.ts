@@ -4,6 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeKeyPair } from '@tenantscope/cli';
 import type { JSONWebKeySet } from 'jose';
+import { inject } from 'vitest';
 
 export const root = join(import.meta.dirname, '..', '..');
 
@@ -61,4 +62,16 @@ export async function writeSigningKey(dir: string): Promise<{ privateKey: string
   await writeFile(files.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }));
   await writeFile(files.publicKey, publicKey.export({ type: 'spki', format: 'pem' }));
   return files;
+}
+
+/** One call to the run's Qdrant (double or QDRANT_URL) over raw REST; throws on a non-2xx answer. */
+export async function qdrantRest(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const key = inject('qdrantApiKey');
+  const r = await fetch(`${inject('qdrantUrl')}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(key ? { 'api-key': key } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!r.ok) throw new Error(`qdrant ${method} ${path}: ${r.status} ${await r.text()}`);
+  return (await r.json()) as Record<string, unknown>;
 }

@@ -28,7 +28,7 @@ import { createTestBucket, createTestIssuer, deleteTestBucket, s3Client } from '
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { directUrl } from '../../packages/postgres/src/testing/fixture.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
-import { type CliRun, runCli, writeJson } from './helpers.ts';
+import { type CliRun, qdrantRest, runCli, writeJson } from './helpers.ts';
 
 const SLOW = 300_000;
 const NO_ANCHORS = { record: async () => {}, list: async () => [] };
@@ -295,6 +295,31 @@ async function moveUnderLoad(
   return { r, load };
 }
 
+let collection: string;
+const qdrant = qdrantRest;
+
+async function qdrantCollection(name: string): Promise<void> {
+  await qdrant('PUT', `/collections/${name}`, { vectors: { size: 4, distance: 'Cosine' } });
+  await qdrant('PUT', `/collections/${name}/index?wait=true`, {
+    field_name: 'tenant_id',
+    field_schema: { type: 'keyword', is_tenant: true },
+  });
+}
+
+/** A tenant's points in a collection (raw REST): ids, payloads and vectors, by id. */
+async function pointsOf(name: string, tenant: string): Promise<unknown[]> {
+  const r = await qdrant('POST', `/collections/${name}/points/scroll`, {
+    filter: { must: [{ key: 'tenant_id', match: { value: tenant } }] },
+    limit: 1000,
+    with_payload: true,
+    with_vector: true,
+  });
+  // Vectors to 6 significant digits: Cosine vectors are normalised again on upsert (last-bit noise).
+  return ((r.result as { points: { id: number; vector: number[] }[] }).points ?? [])
+    .sort((a, b) => a.id - b.id)
+    .map((p) => ({ ...p, vector: p.vector.map((x) => Number(x.toPrecision(6))) }));
+}
+
 /** `tenant move` argv: tenant, store, tier, target (or undefined), then more flags; always with the config. */
 const mv = (tenant: string, store: string, to: string, target?: string, ...more: string[]) => [
   'tenant',
@@ -355,6 +380,18 @@ beforeAll(async () => {
   }
   // Beside acme's prefix, never touched.
   await s3.send(new PutObjectCommand({ Bucket: shared, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
+  collection = `movecli_${Date.now().toString(36)}`;
+  await qdrantCollection(collection);
+  await qdrant('PUT', `/collections/${collection}/points?wait=true`, {
+    points: TENANTS.flatMap((t, ti) =>
+      [1, 2, 3, 4, 5].map((i) => ({
+        id: ti * 100 + i,
+        vector: [ti + 1, i, 0.5, 1],
+        payload: { tenant_id: t, text: `${t} doc ${i}`, nested: { n: i, tags: ['a', t] } },
+      })),
+    ),
+  });
+  process.env.MOVE_TEST_QDRANT_KEY = inject('qdrantApiKey');
   process.env.MOVE_TEST_S3_KEY = conn.accessKeyId;
   process.env.MOVE_TEST_S3_SECRET = conn.secretAccessKey;
   const { privateKey } = generateKeyPairSync('ed25519');
@@ -363,6 +400,11 @@ beforeAll(async () => {
     dsar: {
       tenants: TENANTS,
       postgres: { url: db.ownerUrl, tables: [{ name: 'invoices' }, { name: 'customers' }] },
+      qdrant: {
+        url: inject('qdrantUrl'),
+        collection,
+        ...(inject('qdrantApiKey') ? { apiKeyEnv: 'MOVE_TEST_QDRANT_KEY' } : {}),
+      },
       s3: {
         endpoint: inject('s3').endpoint,
         region: inject('s3').region,
@@ -575,6 +617,30 @@ describe('tenantscope tenant move --store s3', () => {
       expect(await objectsOf(own, 'hooli')).toEqual(before);
       expect((await objectsOf(shared, 'hooli')).size).toBe(0);
       expect((await moveEvents('hooli')).filter((e) => e.event_type === 'placement_moved')).toHaveLength(1);
+    },
+    SLOW,
+  );
+});
+
+describe('tenantscope tenant move --store qdrant', () => {
+  it(
+    "moves acme's points to its own collection: points identical, none left in the shared one, globex untouched, audited",
+    async () => {
+      const own = `${collection}_acme`;
+      await qdrantCollection(own);
+      const before = await pointsOf(collection, 'acme');
+      const globex = await pointsOf(collection, 'globex');
+      expect(before.length).toBe(5);
+      const r = await runCli(mv('acme', 'qdrant', 'dedicated', own, '--settle-ms', '100', '--json'));
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ status: 'moved', to: { tier: 'dedicated', target: own } });
+      expect(await pointsOf(own, 'acme')).toEqual(before);
+      expect(await pointsOf(collection, 'acme')).toEqual([]);
+      expect(await pointsOf(collection, 'globex')).toEqual(globex);
+      expect(await pointsOf(own, 'globex')).toEqual([]);
+      const events = (await moveEvents('acme')).filter((e) => (e.details as { store?: string }).store === 'qdrant');
+      expect(events).toHaveLength(1);
+      expect((await verifyJsonl({ dir: auditDir, tenant: 'acme', anchors: NO_ANCHORS })).ok).toBe(true);
     },
     SLOW,
   );

@@ -18,7 +18,6 @@ describe('tenant move: usage', () => {
     [[...base, '--store', 'postgres', '--to', 'dedicated'], '--target is required'],
     [[...base, '--store', 'postgres', '--to', 'shared', '--target', 'x'], '--target is required'],
     [[...base, '--store', 'postgres', '--to', 'dedicated', '--target', 'x', '--settle-ms', 'soon'], '--settle-ms'],
-    [[...base, '--store', 'qdrant', '--to', 'dedicated', '--target', 'x'], 'not supported'],
     [[...base, '--store', 'mongo', '--to', 'dedicated'], 'mongo'],
     [[...base, '--store', 'postgres', '--to', 'platinum'], 'platinum'],
     [['tenant', 'move', 'acme', '--to', 'shared'], '--store'],

@@ -6,6 +6,7 @@ import { knownTenant } from '../dsar/config.ts';
 import { openStores } from '../dsar/stores.ts';
 import { cliError, EXIT } from '../errors.ts';
 import { PostgresMover } from './postgres.ts';
+import { QdrantMover } from './qdrant.ts';
 import { type MoveOutcome, moveTenant, type StoreMover } from './run.ts';
 import { S3Mover } from './s3.ts';
 
@@ -52,7 +53,10 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
     .argument('<tenant>', 'tenant id')
     .addOption(new Option('--store <store>', 'the store').choices(['postgres', 's3', 'qdrant']).makeOptionMandatory())
     .addOption(new Option('--to <tier>', 'the tier to move to').choices(['shared', 'dedicated']).makeOptionMandatory())
-    .option('--target <name>', 'with --to dedicated: the database (postgres) or bucket (s3) of the tenant')
+    .option(
+      '--target <name>',
+      'with --to dedicated: the database (postgres), bucket (s3) or collection (qdrant) of the tenant',
+    )
     .option(
       '--settle-ms <ms>',
       "after pausing, wait this long (≥ the app's registry cacheMs + its longest call)",
@@ -70,7 +74,6 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
       if ((flags.to === 'dedicated') !== (flags.target !== undefined)) {
         throw cliError('CLI_USAGE', '--target is required with --to dedicated, and only then');
       }
-      if (flags.store === 'qdrant') throw cliError('CLI_USAGE', '--store qdrant: not supported by tenant move yet');
       const to: TierTarget = { tier: flags.to, target: flags.target ?? null };
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
@@ -81,7 +84,11 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
         await registry.migrate().catch((cause) => {
           throw cliError('CLI_STORE_FAILED', 'the placement registry table cannot be created or reached', { cause });
         });
-        if (flags.store === 's3') {
+        if (flags.store === 'qdrant') {
+          if (!s.qdrant || !cfg.qdrant)
+            throw cliError('CLI_CONFIG_INVALID', 'dsar.qdrant: missing (the shared collection)');
+          mover = new QdrantMover(s.qdrant.unscopedClient, cfg.qdrant.collection, cfg.qdrant.tenantField, id);
+        } else if (flags.store === 's3') {
           if (!s.s3 || !cfg.s3) throw cliError('CLI_CONFIG_INVALID', 'dsar.s3: missing (the shared bucket)');
           mover = new S3Mover(s.s3.unscopedClient, cfg.s3.bucket, cfg.s3.prefix.replace('{tenant}', id));
         } else {
