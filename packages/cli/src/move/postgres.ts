@@ -64,7 +64,7 @@ export class PostgresMover implements StoreMover {
       await this.#checkTables(admin, db);
       const env = this.#s.cfg.postgres.bindingKeyEnv;
       const bindingKey = env ? Buffer.from(process.env[env] ?? '', 'hex') : await readBindingKey(admin);
-      const pool = scopedPool({ connectionString: url, max: 2 }, { bindingKey });
+      const pool = scopedPool({ connectionString: url, max: 2 }, { bindingKey, pooler: this.#s.cfg.postgres.pooler });
       this.#dedicated.set(db, { pool, admin });
       return pool;
     } catch (err) {
