@@ -161,9 +161,9 @@ export const SECTIONS: Section[] = [
     intro: '`@tenantscope/qdrant`. The first argument is your `QdrantClient`.',
   },
   {
-    title: '`secretsInjector(options)`',
+    title: '`scopedSecrets(options)`',
     file: 'packages/secrets/src/injector.ts',
-    type: 'SecretsInjectorOptions',
+    type: 'ScopedSecretsOptions',
     intro: '`@tenantscope/secrets`. `ctx.secrets`.',
   },
   {
