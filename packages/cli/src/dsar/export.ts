@@ -75,19 +75,41 @@ function keyFingerprint(key: KeyObject): string {
 
 /** A file written through a hash, with back-pressure: memory stays bounded whatever the size. */
 export class HashedFile {
+  /** Small writes (one NDJSON line each) are joined up to this many bytes before hashing and writing. */
+  static readonly CHUNK_BYTES = 64 * 1024;
   readonly #out: ReturnType<typeof createWriteStream>;
   readonly #hash = createHash('sha256');
+  #pending: string[] = [];
+  #pendingLength = 0;
   bytes = 0;
   constructor(path: string) {
     this.#out = createWriteStream(path, { flags: 'wx' });
   }
   async write(chunk: string | Buffer): Promise<void> {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (typeof chunk === 'string') {
+      // Bounded: at most CHUNK_BYTES characters (plus one line) are held before they are written.
+      this.#pending.push(chunk);
+      this.#pendingLength += chunk.length;
+      if (this.#pendingLength >= HashedFile.CHUNK_BYTES) await this.#flush();
+      return;
+    }
+    await this.#flush();
+    await this.#emit(chunk);
+  }
+  async #flush(): Promise<void> {
+    if (this.#pending.length === 0) return;
+    const b = Buffer.from(this.#pending.join(''));
+    this.#pending = [];
+    this.#pendingLength = 0;
+    await this.#emit(b);
+  }
+  async #emit(b: Buffer): Promise<void> {
     this.#hash.update(b);
     this.bytes += b.length;
     if (!this.#out.write(b)) await new Promise<void>((r) => this.#out.once('drain', r));
   }
   async close(): Promise<FileEntry> {
+    await this.#flush();
     await new Promise<void>((res, rej) => this.#out.end((err?: Error | null) => (err ? rej(err) : res())));
     return { sha256: this.#hash.digest('hex'), bytes: this.bytes };
   }
