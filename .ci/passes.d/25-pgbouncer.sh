@@ -10,18 +10,19 @@
 #   TENANTSCOPE_PG_POOLER the same for the example server (scoped pool, audit log) the e2e suites start
 # Listed: every suite that talks to PostgreSQL: the whole Postgres package, the audit and secrets
 # Postgres backends, and every test in test/ that uses PostgreSQL (the example server's included),
-# with the CLI suites whose configs declare the pooler (evidence, doctor, the Postgres audit sink).
-# Not yet listed: test/cli/dsar.test.ts (its config declares no pooler yet, so the DSAR CLI's scoped
-# pool fails closed with PG_POOLER_MISMATCH behind PgBouncer), the CLI suites added after this list
-# (keys, move: not yet tried behind a pooler) and test/docs/quickstart.test.ts (the page's own set-up,
-# not yet tried behind a pooler).
+# with the CLI suites whose configs declare the pooler (evidence, doctor, the Postgres audit sink,
+# DSAR export/delete/subject, API keys) and the API-key e2e through the example server.
+# Not yet listed: test/cli/move.test.ts (the move creates tenant databases and needs a direct
+# connection for it; not yet tried behind a pooler) and test/docs/quickstart.test.ts (the page's own
+# set-up, not yet tried behind a pooler).
 if [ -n "${PGBOUNCER_URL:-}" ] && [ -n "${PG15_URL:-}" ]; then
   run_pass pgbouncer DATABASE_URL="$PGBOUNCER_URL" DATABASE_DIRECT_URL="$PG15_URL" DATABASE_POOLER=transaction \
     TENANTSCOPE_PG_POOLER=transaction PGBOUNCER_URL="$PGBOUNCER_URL" -- \
     packages/postgres packages/audit/src/postgres packages/secrets/src/postgres.test.ts \
     test/postgres test/core/replica-state.test.ts test/audit \
     test/e2e/example-server.test.ts test/e2e/replicas-haproxy.test.ts test/e2e/replicas-lifecycle.test.ts \
-    test/cli/example-evidence.test.ts test/cli/doctor.test.ts test/cli/audit.test.ts
+    test/cli/example-evidence.test.ts test/cli/doctor.test.ts test/cli/audit.test.ts \
+    test/cli/dsar.test.ts test/cli/keys.test.ts test/e2e/api-keys.test.ts
 else
   echo "=== pass: pgbouncer skipped: PGBOUNCER_URL or PG15_URL is not set (TENANTSCOPE_SKIP_PGBOUNCER=1 or TENANTSCOPE_SKIP_PG15=1?)"
 fi
