@@ -68,7 +68,12 @@ const base = JSON.parse(fs.readFileSync(path.join(dir, 'tsconfig.build.json'), '
 const testkit = path.basename(dir) === 'testkit' ? '' : '|@tenantscope/testkit';
 const testOnly = new RegExp(`from ['"](vitest${testkit})['"]`);
 const files = fs.readdirSync(path.join(dir, 'src'), { recursive: true }).map((f) => path.join(dir, 'src', f));
-const detected = files.filter((f) => f.endsWith('.ts') && testOnly.test(fs.readFileSync(f, 'utf8')));
+// testkit's published suite (`@tenantscope/testkit/adapter`, vitest is its peer) is the one module
+// that imports vitest on purpose.
+const published = path.basename(dir) === 'testkit' ? [path.join(dir, 'src', 'adapter', 'index.ts')] : [];
+const detected = files.filter(
+  (f) => f.endsWith('.ts') && !published.includes(f) && testOnly.test(fs.readFileSync(f, 'utf8')),
+);
 const abs = (p) => path.resolve(dir, p);
 fs.writeFileSync(out, JSON.stringify({
   extends: path.join(dir, 'tsconfig.build.json'),
@@ -103,16 +108,18 @@ for dir in "${packages[@]}"; do
 done
 
 # Guards: no test files by name, no TypeScript sources, and no shipped module that imports vitest
-# or (outside testkit itself) @tenantscope/testkit, whatever it is called.
+# or (outside testkit itself) @tenantscope/testkit, whatever it is called. The one exception is
+# testkit's published adapter suite (dist/adapter/index), whose peer is vitest.
 status=0
 for tgz in "$outdir"/tenantscope-*.tgz; do
   bad="$(tar -tzf "$tgz" | grep -E '\.test\.|/testing/|-support\.|test-helpers|\.ts$' | grep -vE '\.d\.ts$' || true)"
   unpacked="$(mktemp -d)"
   tar -xzf "$tgz" -C "$unpacked"
   testkit_re="@tenantscope/testkit"
-  case "$tgz" in *tenantscope-testkit-*) testkit_re='^$' ;; esac
+  published='^$'
+  case "$tgz" in *tenantscope-testkit-*) testkit_re='^$'; published='^package/dist/adapter/index\.(js|d\.ts)$' ;; esac
   importers="$(grep -rlE "from ['\"](vitest|${testkit_re})['\"]" "$unpacked/package/dist" --include='*.js' --include='*.d.ts' 2>/dev/null |
-    sed "s#^$unpacked/##" || true)"
+    sed "s#^$unpacked/##" | grep -vE "$published" || true)"
   rm -rf "$unpacked"
   if [ -n "$bad$importers" ]; then
     echo "pack: $(basename "$tgz") contains test code or sources:" >&2
