@@ -20,7 +20,7 @@ import { tenantBucketPolicy } from '@tenantscope/s3';
 import { createTestBucket, s3Client } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type PgFixture, pgFixture } from '../../packages/postgres/src/testing/fixture.ts';
-import { runCli, writeJson, writeSigningKey } from './helpers.ts';
+import { qdrantRest, runCli, writeJson, writeSigningKey } from './helpers.ts';
 
 const SLOW = 180_000;
 const TENANTS = ['acme', 'globex'];
@@ -38,13 +38,7 @@ const collections = { good: `doctor_good_${RUN}`, bad: `doctor_bad_${RUN}` };
 const realS3 = () => inject('s3').server !== 's3rver';
 
 async function qdrant(method: string, path: string, body?: unknown): Promise<void> {
-  const key = inject('qdrantApiKey');
-  const r = await fetch(`${inject('qdrantUrl')}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(key ? { 'api-key': key } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!r.ok) throw new Error(`qdrant ${method} ${path}: ${r.status} ${await r.text()}`);
+  await qdrantRest(method, path, body);
 }
 
 const policy = (bucket: string) =>

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readTar } from '../../packages/cli/src/dsar/tar.ts';
 import { TEST_POOLER } from '../../packages/postgres/src/testing/fixture.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
-import { root, runCli, writeJson, writeSigningKey } from './helpers.ts';
+import { auditEvents, qdrantRest, root, runCli, writeJson, writeSigningKey } from './helpers.ts';
 
 const TABLES = ['invoices', 'customers'];
 /** Each case runs the bin several times; a loaded CI machine takes seconds per start. */
@@ -64,16 +64,7 @@ async function checksum(tenant: string): Promise<Record<string, string>> {
 }
 
 let collection: string;
-async function qdrant(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const key = inject('qdrantApiKey');
-  const r = await fetch(`${inject('qdrantUrl')}${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(key ? { 'api-key': key } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!r.ok) throw new Error(`qdrant ${method} ${path}: ${r.status} ${await r.text()}`);
-  return (await r.json()) as Record<string, unknown>;
-}
+const qdrant = qdrantRest;
 
 /** Every point of a tenant (ids, payloads, vectors), read with raw REST, as a count and a sha256. */
 async function pointsHash(tenant: string, exceptSubject?: string): Promise<string> {
@@ -142,22 +133,8 @@ async function rows(tenant: string): Promise<number> {
   return n;
 }
 
-async function certificates(tenant: string): Promise<Record<string, unknown>[]> {
-  const out: Record<string, unknown>[] = [];
-  let files: string[] = [];
-  try {
-    files = (await readdir(join(auditDir, tenant))).sort();
-  } catch {
-    return out;
-  }
-  for (const f of files) {
-    for (const line of (await readFile(join(auditDir, tenant, f), 'utf8')).split('\n').filter(Boolean)) {
-      const e = JSON.parse(line).event;
-      if (e.event_type === 'dsar_deletion_certificate') out.push(e);
-    }
-  }
-  return out;
-}
+const certificates = (tenant: string) =>
+  auditEvents(auditDir, tenant, (e) => e.event_type === 'dsar_deletion_certificate');
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tsdsar-'));

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeKeyPair } from '@tenantscope/cli';
 import type { JSONWebKeySet } from 'jose';
@@ -62,6 +62,28 @@ export async function writeSigningKey(dir: string): Promise<{ privateKey: string
   await writeFile(files.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }));
   await writeFile(files.publicKey, publicKey.export({ type: 'spki', format: 'pem' }));
   return files;
+}
+
+/** The events of one tenant's JSONL audit stream under `auditDir` that `keep` selects, oldest first ([] if none). */
+export async function auditEvents(
+  auditDir: string,
+  tenant: string,
+  keep: (e: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  let files: string[] = [];
+  try {
+    files = (await readdir(join(auditDir, tenant))).sort();
+  } catch {
+    return out;
+  }
+  for (const f of files) {
+    for (const line of (await readFile(join(auditDir, tenant, f), 'utf8')).split('\n').filter(Boolean)) {
+      const e = JSON.parse(line).event as Record<string, unknown>;
+      if (keep(e)) out.push(e);
+    }
+  }
+  return out;
 }
 
 /** One call to the run's Qdrant (double or QDRANT_URL) over raw REST; throws on a non-2xx answer. */

@@ -7,7 +7,7 @@
  * finished (or rolled back) by a rerun. Prints globex's p99 before, during and after the move.
  */
 import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -28,7 +28,7 @@ import { createTestBucket, createTestIssuer, deleteTestBucket, s3Client } from '
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { directUrl } from '../../packages/postgres/src/testing/fixture.ts';
 import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
-import { type CliRun, qdrantRest, runCli, writeJson } from './helpers.ts';
+import { auditEvents, type CliRun, qdrantRest, runCli, writeJson } from './helpers.ts';
 
 const SLOW = 300_000;
 const NO_ANCHORS = { record: async () => {}, list: async () => [] };
@@ -128,22 +128,8 @@ async function seed(tenants: string[]): Promise<void> {
   }
 }
 
-async function moveEvents(tenant: string): Promise<Record<string, unknown>[]> {
-  const out: Record<string, unknown>[] = [];
-  let files: string[] = [];
-  try {
-    files = (await readdir(join(auditDir, tenant))).sort();
-  } catch {
-    return out;
-  }
-  for (const f of files) {
-    for (const line of (await readFile(join(auditDir, tenant, f), 'utf8')).split('\n').filter(Boolean)) {
-      const e = JSON.parse(line).event;
-      if (String(e.event_type).startsWith('placement_')) out.push(e);
-    }
-  }
-  return out;
-}
+const moveEvents = (tenant: string) =>
+  auditEvents(auditDir, tenant, (e) => String(e.event_type).startsWith('placement_'));
 
 /** The app side: scoped pools per database, routed per call through the registry's resolver. */
 /**
