@@ -34,6 +34,24 @@ summary="$(node -e '
   console.log(`${p} ${f} ${s} ${r.numTotalTests ?? 0}`);
 ' "$passed_checks" "$failed_checks")"
 read -r passed failed skipped total <<<"$summary"
+# Names every failed test on its own line ("FAILED TEST: file > suite > test: first line of the
+# error"), so the end of a long log (and .ci/run's closing summary) says what failed.
+node -e '
+  const fs = require("fs");
+  let r = { testResults: [] };
+  try { r = JSON.parse(fs.readFileSync(".tmp/vitest.json", "utf8")); } catch {}
+  for (const file of r.testResults ?? []) {
+    const rel = String(file.name ?? "").replace(process.cwd() + "/", "");
+    const failed = (file.assertionResults ?? []).filter((a) => a.status === "failed");
+    for (const a of failed) {
+      const why = String((a.failureMessages ?? [])[0] ?? "").split("\n")[0].slice(0, 300);
+      console.log(`FAILED TEST: ${rel} > ${a.fullName}: ${why}`);
+    }
+    if (failed.length === 0 && file.status === "failed") {
+      console.log(`FAILED TEST: ${rel} (the file failed outside a test): ${String(file.message ?? "").split("\n")[0].slice(0, 300)}`);
+    }
+  }
+'
 if [ "$vitest_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
 rc=0
 if [ "$failed" -ne 0 ] || [ "$vitest_rc" -ne 0 ] || [ "$total" -eq 0 ]; then rc=1; fi

@@ -10,6 +10,7 @@ set +e
 bash test/packaging/consumer.sh 2>&1 | tee .tmp/pass-packaging.log
 packaging_rc=${PIPESTATUS[0]}
 set -e
+grep -E '^FAIL ' .tmp/pass-packaging.log | sed -E 's/^/[packaging] /' >> .tmp/ci-failures.txt || true
 packaging_line="$(grep -E '^[0-9]+ passed, [0-9]+ failed' .tmp/pass-packaging.log | tail -1 || true)"
 if [ -z "$packaging_line" ]; then
   echo "pass packaging: no summary line (exit ${packaging_rc})"
