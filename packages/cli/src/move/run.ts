@@ -33,6 +33,15 @@ export interface StoreMover {
   copy(from: TierTarget, to: TierTarget): Promise<void>;
   /** Deletes the tenant's data at `at`. */
   wipe(at: TierTarget): Promise<void>;
+  /**
+   * Makes the store itself refuse the tenant's writes at `at` (the place it is leaving), then waits
+   * for the writes already admitted there to finish. After it returns, no write of the tenant can
+   * land at `at`, however late its caller resolved the placement: the copy under the pause is final.
+   * Idempotent. Stores without it rely on `settleMs` alone.
+   */
+  fence?(at: TierTarget): Promise<void>;
+  /** Lifts a fence left at `at` (by a move away from it, or by this one before a rollback). Idempotent. */
+  unfence?(at: TierTarget): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -237,7 +246,11 @@ export async function moveTenant(
     killPoint('after-pause');
   }
   if (entry?.state === 'paused') {
-    // Every process's cached placement expires, and calls that resolved the old place finish.
+    // The old place refuses the tenant's writes and the admitted ones finish; every process's cached
+    // placement expires.
+    const fence = mover.fence?.bind(mover);
+    if (fence) await store('fence the old place', () => fence(from));
+    killPoint('after-fence');
     await sleep(options.settleMs);
     const both = () => store('count', () => Promise.all([mover.measure(from), mover.measure(to)]));
     let [a, b] = await both();
@@ -247,6 +260,7 @@ export async function moveTenant(
       [a, b] = await both();
     }
     if (!sameMeasure(a, b)) {
+      await unfence(mover, from);
       await reg('rollback', () => registry.abortMove(tenant, st));
       await store('delete new copy', () => mover.wipe(to));
       await s.admin.query(`UPDATE ${table} SET step = 'rolled_back', finished_at = now() WHERE id = $1`, [job.id]);
@@ -261,6 +275,7 @@ export async function moveTenant(
         JSON.stringify(a),
       ])
     ).rows[0] as JobRow;
+    await unfence(mover, to);
     entry = await reg('switch', () => registry.switchPlacement(tenant, st));
     job = (await s.admin.query<JobRow>(`UPDATE ${table} SET switched_at = now() WHERE id = $1 RETURNING *`, [job.id]))
       .rows[0] as JobRow;
@@ -311,6 +326,12 @@ export async function moveTenant(
   return { tenant, store: st, status: 'moved', from, to, record, recordWritten: written };
 }
 
+/** Lifts a fence at `at` when the store has fences (a place the tenant is about to use again). */
+async function unfence(mover: StoreMover, at: TierTarget): Promise<void> {
+  const lift = mover.unfence?.bind(mover);
+  if (lift) await store('lift the fence', () => lift(at));
+}
+
 /** The event goes into the tenant's hash-chained audit stream unless it is already there. */
 async function writeOnce(
   s: Stores,
@@ -345,6 +366,7 @@ async function rollback(
     throw cliError('CLI_USAGE', `${st}: the move already switched; rerun without --rollback to finish it`);
   }
   const dest = entry.other as TierTarget;
+  await unfence(mover, here);
   await reg('rollback', () => registry.abortMove(tenant, st));
   await store('delete new copy', () => mover.wipe(dest));
   const left = await store('recount', () => mover.measure(dest));
