@@ -72,6 +72,14 @@ export interface ScopedS3Options {
   partSize?: number;
   /** Parts uploaded in parallel by a multipart upload. Default 4. */
   uploadConcurrency?: number;
+  /**
+   * The longest a single write request (`put` of text or bytes, `copy`, `delete`, `deleteMany`)
+   * may take, in milliseconds; it is aborted after that. A write the store admitted just before a
+   * `tenant move` fenced the place ends within it, so the move's `--settle-ms` must be at least this
+   * (plus the placement cache's lifetime). Multipart and streamed uploads (`upload`, `put` of a
+   * stream) are bounded by the S3Client's own `requestTimeout` per request instead. Default 30000.
+   */
+  writeTimeoutMs?: number;
 }
 
 /** A body for `put`/`upload`: text (stored as UTF-8), bytes, or a stream (Node or web). */
@@ -221,6 +229,7 @@ export function scopedS3(client: S3Client, options: ScopedS3Options): ScopedS3 {
     presignMax: positive(options.presignMaxSeconds ?? 3600, 'presignMaxSeconds'),
     partSize: options.partSize ?? 8 * MIB,
     concurrency: positive(options.uploadConcurrency ?? 4, 'uploadConcurrency'),
+    writeTimeoutMs: positive(options.writeTimeoutMs ?? 30_000, 'writeTimeoutMs'),
   };
   if (settings.presignDefault > settings.presignMax) {
     throw new TenantScopeError('INVALID_CONFIG', 'presignDefaultSeconds must not exceed presignMaxSeconds');
@@ -330,6 +339,7 @@ interface Settings {
   presignMax: number;
   partSize: number;
   concurrency: number;
+  writeTimeoutMs: number;
 }
 
 /** @internal Where one operation goes: resolved from the placement at its start. */
@@ -355,6 +365,11 @@ export interface Scope {
 function resolverFailed(err: unknown): TenantScopeError {
   if (err instanceof TenantScopeError) return err;
   return new TenantScopeError('UNAVAILABLE', 'the placement of this tenant could not be resolved', { cause: err });
+}
+
+/** The store refused the request (AccessDenied), as `wrapSdkError` reports it. */
+function isDenied(err: unknown): boolean {
+  return (err as TenantScopeError)?.details?.s3Code === 'AccessDenied';
 }
 
 function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
@@ -399,11 +414,42 @@ export class TenantS3 {
     return full.slice(w.prefix.length);
   }
 
-  async #send<T>(w: Where, operation: string, command: object): Promise<T> {
+  async #send<T>(w: Where, operation: string, command: object, write = false): Promise<T> {
+    const own = this.#scope.signal;
+    let abortSignal = own;
+    if (write) {
+      const timeout = AbortSignal.timeout(this.#scope.settings.writeTimeoutMs);
+      abortSignal = own ? AbortSignal.any([own, timeout]) : timeout;
+    }
     try {
-      return (await w.client.send(command as never, { abortSignal: this.#scope.signal })) as T;
+      return (await w.client.send(command as never, { abortSignal })) as T;
     } catch (err) {
       throw wrapSdkError(err, operation);
+    }
+  }
+
+  /**
+   * A write at the place the placement names. When the store refuses it (AccessDenied: e.g. a
+   * `tenant move` fenced the place the tenant is leaving after this call resolved it), the
+   * placement is resolved again: a paused tenant's resolver waits for the switch or fails with its
+   * own retryable error (PLACEMENT_PAUSED); at a new place the write is sent once more (or, when
+   * its body cannot be read twice, fails with the retryable S3_PLACEMENT_MOVED); at the same place
+   * the refusal stands.
+   */
+  async #write<T>(first: Where, op: (w: Where) => Promise<T>, replayable = true): Promise<T> {
+    try {
+      return await op(first);
+    } catch (err) {
+      if (!isDenied(err)) throw err;
+      const again = await this.#scope.where();
+      if (again.bucket === first.bucket && again.prefix === first.prefix) throw err;
+      if (!replayable) {
+        throw s3Error('S3_PLACEMENT_MOVED', "the tenant's objects moved while this write was on its way; retry", {
+          cause: err,
+          details: { retryAfterMs: 0 },
+        });
+      }
+      return op(again);
     }
   }
 
@@ -412,20 +458,24 @@ export class TenantS3 {
    * `@aws-sdk/lib-storage` (single PUT when small, multipart when large).
    */
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<{ key: string; etag: string | undefined }> {
-    const w = await this.#scope.where();
-    const Key = this.#full(w, key);
+    const first = await this.#scope.where();
+    this.#full(first, key);
     const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body instanceof Uint8Array ? body : null;
     if (bytes === null) return this.upload(key, body, options);
-    const out = await this.#send<{ ETag?: string }>(
-      w,
-      'PutObject',
-      new PutObjectCommand({
-        Bucket: w.bucket,
-        Key,
-        Body: bytes,
-        ContentLength: bytes.byteLength,
-        ...headers(options, typeof body === 'string'),
-      }),
+    const sent = headers(options, typeof body === 'string');
+    const out = await this.#write(first, (w) =>
+      this.#send<{ ETag?: string }>(
+        w,
+        'PutObject',
+        new PutObjectCommand({
+          Bucket: w.bucket,
+          Key: this.#full(w, key),
+          Body: bytes,
+          ContentLength: bytes.byteLength,
+          ...sent,
+        }),
+        true,
+      ),
     );
     return { key, etag: out.ETag };
   }
@@ -436,37 +486,42 @@ export class TenantS3 {
     body: PutBody,
     options: UploadOptions = {},
   ): Promise<{ key: string; etag: string | undefined }> {
-    const w = await this.#scope.where();
-    const Key = this.#full(w, key);
+    const first = await this.#scope.where();
+    this.#full(first, key);
     const Body = uploadBody(body);
     const partSize = options.partSize ?? this.#scope.settings.partSize;
     if (!Number.isInteger(partSize) || partSize < 5 * MIB) {
       throw new TenantScopeError('INVALID_ARGUMENT', 'partSize must be an integer of at least 5 MiB');
     }
-    const abortController = new AbortController();
-    const signal = this.#scope.signal;
-    const onAbort = () => abortController.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const upload = new Upload({
-      client: w.client,
-      params: { Bucket: w.bucket, Key, Body, ...headers(options, typeof body === 'string') },
-      partSize,
-      queueSize: options.concurrency ?? this.#scope.settings.concurrency,
-      leavePartsOnError: false,
-      abortController,
-    });
-    if (options.onProgress) {
-      const cb = options.onProgress;
-      upload.on('httpUploadProgress', (p) => cb({ loaded: p.loaded ?? 0, total: p.total }));
-    }
-    try {
-      const out = await upload.done();
-      return { key, etag: out.ETag };
-    } catch (err) {
-      throw wrapSdkError(err, 'Upload');
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const params = headers(options, typeof body === 'string');
+    const once = async (w: Where) => {
+      const abortController = new AbortController();
+      const signal = this.#scope.signal;
+      const onAbort = () => abortController.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const upload = new Upload({
+        client: w.client,
+        params: { Bucket: w.bucket, Key: this.#full(w, key), Body, ...params },
+        partSize,
+        queueSize: options.concurrency ?? this.#scope.settings.concurrency,
+        leavePartsOnError: false,
+        abortController,
+      });
+      if (options.onProgress) {
+        const cb = options.onProgress;
+        upload.on('httpUploadProgress', (p) => cb({ loaded: p.loaded ?? 0, total: p.total }));
+      }
+      try {
+        return await upload.done();
+      } catch (err) {
+        throw wrapSdkError(err, 'Upload');
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    };
+    // Text and bytes can be sent again at a new place; a stream is read once.
+    const out = await this.#write(first, once, typeof Body === 'string' || Body instanceof Uint8Array);
+    return { key, etag: out.ETag };
   }
 
   /** Reads an object. Throws `S3_NOT_FOUND` if the tenant has no object under that key. */
@@ -523,22 +578,24 @@ export class TenantS3 {
 
   /** Deletes an object (no error if it does not exist, as in S3). */
   async delete(key: string): Promise<void> {
-    const w = await this.#scope.where();
-    const Key = this.#full(w, key);
-    await this.#send(w, 'DeleteObject', new DeleteObjectCommand({ Bucket: w.bucket, Key }));
+    const first = await this.#scope.where();
+    this.#full(first, key);
+    await this.#write(first, (w) =>
+      this.#send(w, 'DeleteObject', new DeleteObjectCommand({ Bucket: w.bucket, Key: this.#full(w, key) }), true),
+    );
   }
 
   /**
    * Deletes several objects. Every key is checked first; if any breaks the key rule, nothing is
-   * sent and `S3_KEY_INVALID` names its index. Sent in batches of 1,000.
+   * sent and `S3_KEY_INVALID` names its index. Sent in batches of 1,000. Keys the store refused
+   * (AccessDenied) are deleted once more at the tenant's new place if its placement changed.
    */
   async deleteMany(keys: readonly string[]): Promise<DeleteManyResult> {
-    const w = await this.#scope.where();
+    const first = await this.#scope.where();
     if (!Array.isArray(keys)) throw new TenantScopeError('INVALID_ARGUMENT', 'deleteMany needs an array of keys');
-    const full: string[] = [];
     keys.forEach((k, i) => {
       try {
-        full.push(this.#full(w, k));
+        this.#full(first, k);
       } catch (err) {
         const e = err as TenantScopeError;
         throw s3Error('S3_KEY_INVALID', `deleteMany: key #${i}: ${e.message}; nothing was deleted`, {
@@ -546,7 +603,25 @@ export class TenantS3 {
         });
       }
     });
-    const unique = [...new Set(full)];
+    const unique = [...new Set(keys)];
+    const result = await this.#deleteAt(first, unique);
+    const denied = result.errors.filter((e) => e.code === 'AccessDenied');
+    if (denied.length === 0) return result;
+    const again = await this.#scope.where();
+    if (again.bucket === first.bucket && again.prefix === first.prefix) return result;
+    const retried = await this.#deleteAt(
+      again,
+      denied.map((e) => e.key),
+    );
+    return {
+      deleted: [...result.deleted, ...retried.deleted],
+      errors: [...result.errors.filter((e) => e.code !== 'AccessDenied'), ...retried.errors],
+    };
+  }
+
+  /** Deletes (relative) keys at one place, in batches of 1,000. */
+  async #deleteAt(w: Where, keys: readonly string[]): Promise<DeleteManyResult> {
+    const unique = keys.map((k) => this.#full(w, k));
     const result: DeleteManyResult = { deleted: [], errors: [] };
     for (let i = 0; i < unique.length; i += 1000) {
       const batch = unique.slice(i, i + 1000);
@@ -559,12 +634,13 @@ export class TenantS3 {
             Bucket: w.bucket,
             Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: false },
           }),
+          true,
         );
       } catch (err) {
         // Ceph RGW 16 checks DeleteObjects against the bucket ARN, so credentials scoped to a prefix
         // (vended) are refused the whole batch: delete the keys one by one instead, each checked
         // by the server against its own key.
-        if ((err as TenantScopeError).details?.s3Code !== 'AccessDenied') throw err;
+        if (!isDenied(err)) throw err;
         out = await this.#deleteOneByOne(w, batch);
       }
       for (const d of out.Deleted ?? []) result.deleted.push(this.#relative(w, d.Key));
@@ -580,7 +656,7 @@ export class TenantS3 {
       while (next < keys.length) {
         const Key = keys[next++] as string;
         try {
-          await this.#send(w, 'DeleteObject', new DeleteObjectCommand({ Bucket: w.bucket, Key }));
+          await this.#send(w, 'DeleteObject', new DeleteObjectCommand({ Bucket: w.bucket, Key }), true);
           out.Deleted.push({ Key });
         } catch (err) {
           out.Errors.push({ Key, Code: String((err as TenantScopeError).details?.s3Code ?? 'Error') });
@@ -593,22 +669,27 @@ export class TenantS3 {
 
   /** Copies an object; both keys are inside this tenant. */
   async copy(from: string, to: string, options: PutOptions = {}): Promise<{ key: string; etag: string | undefined }> {
-    const w = await this.#scope.where();
-    const src = this.#full(w, from, 'source key');
-    const Key = this.#full(w, to, 'destination key');
+    const first = await this.#scope.where();
+    this.#full(first, from, 'source key');
+    this.#full(first, to, 'destination key');
     const replace = options.contentType !== undefined || options.metadata !== undefined;
-    const out = await this.#send<{ CopyObjectResult?: { ETag?: string } }>(
-      w,
-      'CopyObject',
-      new CopyObjectCommand({
-        Bucket: w.bucket,
-        Key,
-        // The copy source travels in a header the server URL-decodes once: encode every segment,
-        // so a literal `%2e` in a key stays literal and cannot name another object.
-        CopySource: `${w.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
-        ...(replace ? { MetadataDirective: 'REPLACE' as const, ...headers(options, false) } : {}),
-      }),
-    );
+    const sent = replace ? { MetadataDirective: 'REPLACE' as const, ...headers(options, false) } : {};
+    const out = await this.#write(first, (w) => {
+      const src = this.#full(w, from, 'source key');
+      return this.#send<{ CopyObjectResult?: { ETag?: string } }>(
+        w,
+        'CopyObject',
+        new CopyObjectCommand({
+          Bucket: w.bucket,
+          Key: this.#full(w, to, 'destination key'),
+          // The copy source travels in a header the server URL-decodes once: encode every segment,
+          // so a literal `%2e` in a key stays literal and cannot name another object.
+          CopySource: `${w.bucket}/${src.split('/').map(encodeURIComponent).join('/')}`,
+          ...sent,
+        }),
+        true,
+      );
+    });
     return { key: to, etag: out.CopyObjectResult?.ETag };
   }
 

@@ -3,7 +3,7 @@
  * reports drift with stable codes. It never changes the bucket.
  */
 import { GetBucketPolicyCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { PolicyDocument, PolicyStatement } from './policy.ts';
+import { isFenceStatement, type PolicyDocument, type PolicyStatement } from './policy.ts';
 
 /**
  * - `S3_POLICY_MISSING`: the bucket has no policy.
@@ -11,7 +11,8 @@ import type { PolicyDocument, PolicyStatement } from './policy.ts';
  * - `S3_POLICY_STATEMENT_MISSING`: a generated statement is not in the live policy.
  * - `S3_POLICY_STATEMENT_CHANGED`: a live statement with the same Sid differs from the generated one.
  * - `S3_POLICY_STATEMENT_EXTRA`: the live policy has a statement the generator does not emit
- *   (an extra Allow can open a tenant's prefix to someone else).
+ *   (an extra Allow can open a tenant's prefix to someone else). A move's fence (a Deny whose Sid
+ *   starts with `FENCE_SID_PREFIX`) is not drift: it only refuses, and stays on a place a tenant left.
  */
 export type PolicyFindingCode =
   | 'S3_POLICY_MISSING'
@@ -63,10 +64,14 @@ function key(s: PolicyStatement, i: number): string {
   return typeof s.Sid === 'string' && s.Sid !== '' ? s.Sid : `#${i}`;
 }
 
-/** Compares two policy documents statement by statement (by Sid). Pure; no I/O. */
+/** Compares two policy documents statement by statement (by Sid), a move's fences aside. Pure; no I/O. */
 export function comparePolicies(live: PolicyDocument, expected: PolicyDocument): PolicyFinding[] {
   const findings: PolicyFinding[] = [];
-  const liveBy = new Map(live.Statement.map((s, i) => [key(s, i), JSON.stringify(canonical(normalise(s)))]));
+  const liveBy = new Map(
+    live.Statement.flatMap((s, i) =>
+      isFenceStatement(s) ? [] : [[key(s, i), JSON.stringify(canonical(normalise(s)))] as const],
+    ),
+  );
   const wanted = new Map(expected.Statement.map((s, i) => [key(s, i), JSON.stringify(canonical(normalise(s)))]));
   for (const [sid, text] of wanted) {
     const got = liveBy.get(sid);

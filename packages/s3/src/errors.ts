@@ -12,6 +12,9 @@ import { errorFactory, isTenantScopeError, type TenantScopeError } from '@tenant
  * - `S3_DSAR_MISMATCH` (500): a DSAR recount did not match what was exported or deleted.
  * - `S3_CREDENTIALS_FAILED` (502): tenant-scoped credentials could not be obtained (STS refused or
  *   failed, or the tenant has no user); nothing is sent with other credentials.
+ * - `S3_PLACEMENT_MOVED` (503, retryable): the place a write resolved refused it (a `tenant move`'s
+ *   fence) and the tenant now lives elsewhere, but the body was a stream that cannot be sent twice:
+ *   nothing was stored; send it again.
  */
 export const S3_ERROR_CODES = {
   S3_KEY_INVALID: 400,
@@ -23,6 +26,7 @@ export const S3_ERROR_CODES = {
   S3_SCOPE_VIOLATION: 500,
   S3_DSAR_MISMATCH: 500,
   S3_CREDENTIALS_FAILED: 502,
+  S3_PLACEMENT_MOVED: 503,
 } as const;
 
 export type S3ErrorCode = keyof typeof S3_ERROR_CODES;

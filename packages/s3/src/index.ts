@@ -33,6 +33,7 @@ export {
   TenantData,
 } from './dsar.ts';
 export { S3_ERROR_CODES, S3_ERROR_STATUS, type S3ErrorCode, s3Error } from './errors.ts';
+export { addPolicyStatements, fenceTenant, removePolicyStatements, unfenceTenant } from './fence.ts';
 export { checkKey, type KeyProblem, keyProblem, MAX_KEY_BYTES } from './keys.ts';
 export {
   checkPlacement,
@@ -46,6 +47,12 @@ export {
 } from './placement.ts';
 export {
   type BucketGrant,
+  FENCE_ACTIONS,
+  FENCE_SID_PREFIX,
+  type FenceOptions,
+  fenceSids,
+  fenceStatements,
+  isFenceStatement,
   type PolicyDocument,
   type PolicyPlacement,
   type PolicyStatement,

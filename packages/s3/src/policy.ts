@@ -98,3 +98,76 @@ export function tenantBucketPolicy(grants: readonly BucketGrant[], options: Tena
     Statement: grants.flatMap((g) => statements(g.tenantId, g.placement, options.partition ?? 'aws', g.principal)),
   };
 }
+
+/**
+ * Every write a move's fence refuses on the tenant's keys: objects (a PUT, a copy onto the key, a
+ * multipart upload's create, parts and complete are all `s3:PutObject`), deletes, tags, ACLs,
+ * retention and legal hold. Reads, listing and `s3:AbortMultipartUpload` stay allowed.
+ */
+export const FENCE_ACTIONS = [
+  's3:PutObject',
+  's3:DeleteObject',
+  's3:DeleteObjectVersion',
+  's3:PutObjectTagging',
+  's3:PutObjectVersionTagging',
+  's3:DeleteObjectTagging',
+  's3:DeleteObjectVersionTagging',
+  's3:PutObjectAcl',
+  's3:PutObjectVersionAcl',
+  's3:PutObjectRetention',
+  's3:PutObjectLegalHold',
+  's3:RestoreObject',
+] as const;
+
+/** Every fence statement's Sid starts with this (then the escaped tenant id, then `Users` or `Sessions`). */
+export const FENCE_SID_PREFIX = 'TenantscopeMoveFence';
+
+export interface FenceOptions extends TenantPolicyOptions {
+  /**
+   * The user (IAM user name; the RGW uid) the fence does not apply to: the mover, which still
+   * deletes the old copy. Its role sessions are fenced like everyone else's.
+   */
+  exemptUser: string;
+  /** Fence the whole bucket (a dedicated bucket) instead of the tenant's prefix in it. */
+  wholeBucket?: boolean;
+}
+
+/** The Sids of one tenant's fence statements. */
+export function fenceSids(tenantId: string): [string, string] {
+  const sid = sidPart(tenantId);
+  return [`${FENCE_SID_PREFIX}${sid}Users`, `${FENCE_SID_PREFIX}${sid}Sessions`];
+}
+
+/**
+ * The bucket-policy statements of a move's fence: Deny every write (`FENCE_ACTIONS`) on the tenant's
+ * prefix (or the whole bucket) to every principal but `exemptUser`. Two statements, because the
+ * stores read the identity differently: `aws:username` names a user (on Ceph RGW a role session
+ * carries the name of the user that assumed the role), and `aws:userid` holds a `:` exactly for role
+ * sessions and federated users (`<role id>:<session>`), so the second denies every session.
+ */
+export function fenceStatements(
+  tenantId: string,
+  placement: PolicyPlacement,
+  options: FenceOptions,
+): PolicyStatement[] {
+  if (typeof options.exemptUser !== 'string' || !/^[\w+=,.@$-]{1,128}$/.test(options.exemptUser)) {
+    throw new TenantScopeError('INVALID_CONFIG', 'fenceStatements needs the exempt user name');
+  }
+  const partition = options.partition ?? 'aws';
+  const [users, sessions] = fenceSids(tenantId);
+  const base = {
+    Effect: 'Deny' as const,
+    Principal: '*' as const,
+    Action: [...FENCE_ACTIONS],
+    Resource: [`arn:${partition}:s3:::${placement.bucket}/${options.wholeBucket ? '' : placement.prefix}*`],
+  };
+  return [
+    { Sid: users, ...base, Condition: { StringNotEquals: { 'aws:username': [options.exemptUser] } } },
+    { Sid: sessions, ...base, Condition: { StringLike: { 'aws:userid': ['*:*'] } } },
+  ];
+}
+
+/** True for a statement a move's fence put there (a Deny with a fence Sid): not policy drift. */
+export function isFenceStatement(s: PolicyStatement): boolean {
+  return s.Effect === 'Deny' && typeof s.Sid === 'string' && s.Sid.startsWith(FENCE_SID_PREFIX);
+}

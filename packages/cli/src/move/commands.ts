@@ -90,7 +90,7 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
           mover = new QdrantMover(s.qdrant.unscopedClient, cfg.qdrant.collection, cfg.qdrant.tenantField, id);
         } else if (flags.store === 's3') {
           if (!s.s3 || !cfg.s3) throw cliError('CLI_CONFIG_INVALID', 'dsar.s3: missing (the shared bucket)');
-          mover = new S3Mover(s.s3.unscopedClient, cfg.s3.bucket, cfg.s3.prefix.replace('{tenant}', id));
+          mover = new S3Mover(s.s3.unscopedClient, cfg.s3.bucket, cfg.s3.prefix.replace('{tenant}', id), id);
         } else {
           mover = new PostgresMover(s, id);
         }

@@ -8,10 +8,12 @@ import {
   CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  ListBucketsCommand,
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import type { TierTarget } from '@tenantscope/postgres';
+import { fenceTenant, unfenceTenant } from '@tenantscope/s3';
 import type { Measure, StoreMover } from './run.ts';
 
 /** Object bodies read at once by `measure`. */
@@ -26,17 +28,68 @@ interface Listed {
   size: number;
 }
 
+export interface S3MoverOptions {
+  /**
+   * The user the move's fence exempts: the one these credentials belong to (it deletes the old copy
+   * under the fence). Default: `TENANTSCOPE_S3_MOVER_USER`, else the owner ListBuckets reports for
+   * the caller, which is the user name on Ceph RGW (on AWS set it: the owner there is a canonical id).
+   */
+  moverUser?: string;
+  /** Test only: no fence (the behaviour before fences), to show what the fence prevents. */
+  noFence?: boolean;
+}
+
 export class S3Mover implements StoreMover {
   readonly store = 's3' as const;
   readonly #client: S3Client;
   readonly #shared: string;
   readonly #prefix: string;
+  readonly #tenant: string;
+  readonly #options: S3MoverOptions;
+  #moverUser: Promise<string> | undefined;
 
   /** `prefix`: the tenant's prefix (`tenants/<id>/`), the same in the shared and the dedicated bucket. */
-  constructor(client: S3Client, sharedBucket: string, prefix: string) {
+  constructor(client: S3Client, sharedBucket: string, prefix: string, tenant: string, options: S3MoverOptions = {}) {
     this.#client = client;
     this.#shared = sharedBucket;
     this.#prefix = prefix;
+    this.#tenant = tenant;
+    this.#options = {
+      moverUser: options.moverUser ?? process.env.TENANTSCOPE_S3_MOVER_USER,
+      noFence: options.noFence ?? process.env.TENANTSCOPE_TEST_NO_S3_FENCE === '1',
+    };
+  }
+
+  #exempt(): Promise<string> {
+    const given = this.#options.moverUser;
+    this.#moverUser ??= given
+      ? Promise.resolve(given)
+      : this.#client.send(new ListBucketsCommand({ MaxBuckets: 1 })).then((r) => {
+          const id = r.Owner?.ID;
+          if (!id) throw new Error('ListBuckets named no owner: set TENANTSCOPE_S3_MOVER_USER');
+          return id;
+        });
+    return this.#moverUser;
+  }
+
+  /**
+   * The store refuses the tenant's writes at `at` from now on: a Deny on its prefix (the whole
+   * bucket when dedicated) for every principal but the mover's user, in the bucket's policy. The
+   * fence stays after the move (the tenant does not live there any more); a move back lifts it.
+   */
+  async fence(at: TierTarget): Promise<void> {
+    if (this.#options.noFence) return;
+    await fenceTenant(
+      this.#client,
+      this.#tenant,
+      { bucket: this.#bucket(at), prefix: this.#prefix },
+      { exemptUser: await this.#exempt(), wholeBucket: at.tier === 'dedicated' },
+    );
+  }
+
+  async unfence(at: TierTarget): Promise<void> {
+    if (this.#options.noFence) return;
+    await unfenceTenant(this.#client, this.#tenant, this.#bucket(at));
   }
 
   #bucket(at: TierTarget): string {
