@@ -10,7 +10,15 @@ import {
   TenantScopeError,
 } from '@tenantscope/core';
 import { qdrantError, wrapDriverError } from './errors.ts';
-import { checkPlacement, type QdrantPlacement, type QdrantPlacementResolver, sharedPlacement } from './placement.ts';
+import {
+  checkPlacement,
+  type QdrantPlacement,
+  type QdrantPlacementInput,
+  type QdrantPlacementResolver,
+  type QdrantTenantPlacementResolver,
+  samePlace,
+  sharedPlacement,
+} from './placement.ts';
 import {
   checkFilter,
   checkNotTenantPath,
@@ -40,9 +48,17 @@ export interface ScopedQdrantOptions {
    * Where a tenant's points live. Default: every tenant in `collection`, separated by the tenant
    * filter. `dedicatedCollections(...)` gives some tenants a collection of their own (the filter
    * stays on there too); `shardKeyTier(...)` gives them their own shard key in a custom-sharded
-   * collection (`shard_key` on every request, the filter still on).
+   * collection (`shard_key` on every request, the filter still on). Resolved at the start of
+   * every operation (sync or async), so a handle kept across a move follows it.
    */
   placement?: QdrantPlacementResolver;
+  /**
+   * The same, as a core `PlacementResolver` that takes the tenant (`{ id }`): the placement
+   * registry's `registry.resolver('qdrant', registryPlacement(...))`. Give this or `placement`,
+   * not both. Resolved at the start of every operation and again immediately before every write
+   * is sent: a write whose place changed meanwhile is not sent (`PLACEMENT_PAUSED`, retry).
+   */
+  placementResolver?: QdrantTenantPlacementResolver;
   /**
    * Collections that `lookup_from` may name. Each must hold the same tenant field: example ids
    * looked up there are ownership-checked in that collection. Default: none (lookup_from refused).
@@ -131,7 +147,7 @@ export class ScopedQdrant implements ScopedAdapter<TenantQdrant, Schemas['Record
   readonly tenantField: string;
   /** The raw client, unscoped. Reach for it only on purpose (admin work, migrations). */
   readonly unscopedClient: QdrantClient;
-  readonly #placement: QdrantPlacementResolver;
+  readonly #placement: (tenantId: string) => QdrantPlacementInput | Promise<QdrantPlacementInput>;
   readonly #lookup: ReadonlySet<string>;
   readonly #maxIds: number;
   readonly #exportPageSize: number;
@@ -153,26 +169,57 @@ export class ScopedQdrant implements ScopedAdapter<TenantQdrant, Schemas['Record
     this.unscopedClient = client;
     this.collection = options.collection;
     this.tenantField = field;
-    this.#placement = options.placement ?? sharedPlacement(options.collection);
+    if (options.placement !== undefined && options.placementResolver !== undefined) {
+      throw new TenantScopeError('INVALID_CONFIG', 'give placement or placementResolver, not both');
+    }
+    for (const [name, f] of [
+      ['placement', options.placement],
+      ['placementResolver', options.placementResolver],
+    ] as const) {
+      if (f !== undefined && typeof f !== 'function') {
+        throw new TenantScopeError('INVALID_CONFIG', `${name} must be a function`);
+      }
+    }
+    const byTenant = options.placementResolver;
+    this.#placement = byTenant
+      ? (id) => byTenant(Object.freeze({ id }))
+      : (options.placement ?? sharedPlacement(options.collection));
     this.#lookup = new Set(options.lookupCollections ?? []);
     this.#maxIds = options.maxIds ?? 1000;
     this.#exportPageSize = options.exportPageSize ?? 256;
     this.#infoTtl = options.collectionInfoTtlMs ?? 5000;
   }
 
-  /** A client confined to one verified tenant. Throws NOT_A_TENANT for anything else. */
+  /**
+   * A client confined to one verified tenant. Throws NOT_A_TENANT for anything else. The placement
+   * is resolved again at the start of every operation; a synchronous resolver's bad answer fails
+   * here already, an async one is looked up now (warming its cache) and fails on the operation.
+   */
   forTenant(tenant: Tenant): TenantQdrant {
     assertTenant(tenant, 'ScopedQdrant.forTenant');
-    const placement = checkPlacement(this.#placement(tenant.id), tenant.id, this.collection, () =>
-      qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'unknown placement: shared, collection or shard-key'),
-    );
-    return new TenantQdrant(constructKey, this, tenant.id, placement, {
+    const id = tenant.id;
+    const shared = this.collection;
+    const resolve = (): QdrantPlacementInput | Promise<QdrantPlacementInput> => {
+      try {
+        const p = this.#placement(id);
+        return isPromise(p) ? p.catch((err: unknown) => Promise.reject(resolverFailed(err))) : p;
+      } catch (err) {
+        throw resolverFailed(err);
+      }
+    };
+    const client = new TenantQdrant(constructKey, this, id, {
       lookup: this.#lookup,
       maxIds: this.#maxIds,
       exportPageSize: this.#exportPageSize,
       ensureServer: (min, what) => this.#ensureServer(min, what),
       idfVectors: (collection) => this.#idfVectorsOf(collection),
+      resolve,
+      check: (input) =>
+        checkPlacement(input, id, shared, () =>
+          qdrantError('QDRANT_PLACEMENT_UNSUPPORTED', 'unknown placement: shared, collection or shard-key'),
+        ),
     });
+    return client;
   }
 
   /** Plugs the scoped client into tool handlers as a resource (e.g. `ctx.vectors`). */
@@ -268,10 +315,32 @@ export function scopedQdrant(client: QdrantClient, options: ScopedQdrantOptions)
   return new ScopedQdrant(client, options);
 }
 
+/** Where one operation goes. */
+interface Where {
+  readonly placement: QdrantPlacement;
+  /** The raw client, routed to the tenant's shard key on that tier. */
+  readonly client: QdrantClient;
+  readonly collection: string;
+}
+
+function isPromise<T>(v: T | Promise<T>): v is Promise<T> {
+  return typeof (v as { then?: unknown } | undefined)?.then === 'function';
+}
+
+/** A resolver's own typed refusal (e.g. PLACEMENT_PAUSED) passes through; anything else is UNAVAILABLE. */
+function resolverFailed(err: unknown): TenantScopeError {
+  if (err instanceof TenantScopeError) return err;
+  return new TenantScopeError('UNAVAILABLE', 'the placement of this tenant could not be resolved', { cause: err });
+}
+
 /** Only `ScopedQdrant.forTenant` (after `assertTenant`) may build a TenantQdrant. */
 const constructKey = Symbol('tenantscope.qdrant.tenant-client');
 
 interface Internals {
+  /** The tenant's placement as the resolver answers it now (typed errors pass through, others UNAVAILABLE). */
+  resolve(): QdrantPlacementInput | Promise<QdrantPlacementInput>;
+  /** Validates a resolver's answer for this tenant (fails closed). */
+  check(input: unknown): QdrantPlacement;
   lookup: ReadonlySet<string>;
   maxIds: number;
   exportPageSize: number;
@@ -288,42 +357,52 @@ interface Internals {
 export class TenantQdrant {
   /** The tenant this client is bound to. */
   readonly tenantId: string;
-  /** Where this tenant's points live. */
-  readonly placement: QdrantPlacement;
   /** DSAR operations for this tenant. */
   readonly data: TenantData;
-  readonly #client: QdrantClient;
+  readonly #raw: QdrantClient;
+  /** The place the last operation resolved (reused while the placement does not change). */
+  #last: Where | undefined;
   readonly #cond: TenantCondition;
   readonly #field: string;
   readonly #internals: Internals;
 
   /** @internal Use `ScopedQdrant.forTenant`; any other caller gets NOT_A_TENANT. */
-  constructor(key: symbol, scope: ScopedQdrant, tenantId: string, placement: QdrantPlacement, internals: Internals) {
+  constructor(key: symbol, scope: ScopedQdrant, tenantId: string, internals: Internals) {
     if (key !== constructKey) {
       throw new TenantScopeError(
         'NOT_A_TENANT',
         'a TenantQdrant comes only from ScopedQdrant.forTenant(verifiedTenant)',
       );
     }
-    this.#client =
-      placement.kind === 'shard-key'
-        ? routedToShardKey(scope.unscopedClient, placement.collection, placement.shardKey)
-        : scope.unscopedClient;
+    this.#raw = scope.unscopedClient;
     this.tenantId = tenantId;
-    this.placement = placement;
     this.#field = scope.tenantField;
     this.#cond = tenantCondition(scope.tenantField, tenantId);
     this.#internals = internals;
     this.data = new TenantData(this, internals.exportPageSize, async () => {
-      await this.#run('dsar delete', () =>
-        this.#client.delete(this.#collection, { filter: this.tenantFilter(), wait: true }),
+      const w = await this.#at();
+      await this.#write(w, 'dsar delete', () =>
+        w.client.delete(w.collection, { filter: this.tenantFilter(), wait: true }),
       );
     });
+    // A synchronous resolver's bad placement fails here, as before; an async one is looked up now
+    // (warming its cache) and fails on the operation.
+    const first = this.#at();
+    if (isPromise(first)) first.catch(() => undefined);
     Object.freeze(this);
   }
 
-  get #collection(): string {
-    return this.placement.collection;
+  /**
+   * Where the last operation went (with a synchronous resolver, also where the next one goes);
+   * undefined until an async resolver has answered once. Every operation resolves it again.
+   */
+  get placement(): QdrantPlacement | undefined {
+    return this.#last?.placement;
+  }
+
+  /** Where this tenant's points are now: the resolver's current answer, checked. */
+  async resolvePlacement(): Promise<QdrantPlacement> {
+    return (await this.#at()).placement;
   }
 
   /** The filter this client adds, for logging and tests. */
@@ -335,10 +414,9 @@ export class TenantQdrant {
 
   /** Universal query. Tenant filter on the request and every prefetch; example ids must be this tenant's. */
   async query(args: QueryArgs): Promise<Result<'query'>> {
-    const scoped = await this.#scopeQuery(args as Record<string, unknown>);
-    return this.#run('query', () =>
-      this.#client.query(this.#collection, scoped as Parameters<QdrantClient['query']>[1]),
-    );
+    const w = await this.#at();
+    const scoped = await this.#scopeQuery(w, args as Record<string, unknown>);
+    return this.#run('query', () => w.client.query(w.collection, scoped as Parameters<QdrantClient['query']>[1]));
   }
 
   /** Several queries in one request, each scoped as `query`. */
@@ -351,13 +429,14 @@ export class TenantQdrant {
       throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'queryBatch needs a non-empty searches list');
     }
     const examples: ExampleIds = { byCollection: new Map() };
+    const w = await this.#at();
     const scoped = args.searches.map((s) =>
       scopeQueryRequest(s as Record<string, unknown>, this.#cond, this.#internals.lookup, examples),
     );
-    await this.#verifyExamples(examples);
-    const searches = await Promise.all(scoped.map((s) => this.#confineIdf(s)));
+    await this.#verifyExamples(w, examples);
+    const searches = await Promise.all(scoped.map((s) => this.#confineIdf(w, s)));
     return this.#run('query batch', () =>
-      this.#client.queryBatch(this.#collection, {
+      w.client.queryBatch(w.collection, {
         searches: searches as Schemas['QueryRequest'][],
         consistency: args.consistency,
         timeout: args.timeout,
@@ -367,9 +446,10 @@ export class TenantQdrant {
 
   /** Query grouped by a payload field. `with_lookup` is refused (it reads by group id without a filter). */
   async queryGroups(args: QueryGroupsArgs): Promise<Result<'queryGroups'>> {
-    const scoped = await this.#scopeQuery(args as Record<string, unknown>);
+    const w = await this.#at();
+    const scoped = await this.#scopeQuery(w, args as Record<string, unknown>);
     return this.#run('query groups', () =>
-      this.#client.queryGroups(this.#collection, scoped as Parameters<QdrantClient['queryGroups']>[1]),
+      w.client.queryGroups(w.collection, scoped as Parameters<QdrantClient['queryGroups']>[1]),
     );
   }
 
@@ -404,9 +484,8 @@ export class TenantQdrant {
   async scroll(args: ScrollArgs = {}): Promise<Result<'scroll'>> {
     this.#noShardKey(args);
     const { filter, ...rest } = args;
-    return this.#run('scroll', () =>
-      this.#client.scroll(this.#collection, { ...rest, filter: this.#scopedFilter(filter) }),
-    );
+    const w = await this.#at();
+    return this.#run('scroll', () => w.client.scroll(w.collection, { ...rest, filter: this.#scopedFilter(filter) }));
   }
 
   /**
@@ -415,8 +494,9 @@ export class TenantQdrant {
    */
   async count(args: CountArgs = {}): Promise<number> {
     this.#noShardKey(args);
+    const w = await this.#at();
     const r = await this.#run('count', () =>
-      this.#client.count(this.#collection, {
+      w.client.count(w.collection, {
         exact: true,
         timeout: args.timeout,
         filter: this.#scopedFilter(args.filter),
@@ -432,26 +512,29 @@ export class TenantQdrant {
       throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'facet needs a key');
     }
     const { filter, ...rest } = args;
+    const w = await this.#at();
     return this.#run('facet', () =>
-      this.#client.facet(this.#collection, { ...rest, exact: true, filter: this.#scopedFilter(filter) }),
+      w.client.facet(w.collection, { ...rest, exact: true, filter: this.#scopedFilter(filter) }),
     );
   }
 
   /** Distance matrix (pairs) over a sample of this tenant's points. */
   async searchMatrixPairs(args: SearchMatrixArgs = {}): Promise<Result<'searchMatrixPairs'>> {
-    await this.#matrixNotOnIdf(args);
+    const w = await this.#at();
+    await this.#matrixNotOnIdf(w, args);
     const { filter, ...rest } = args;
     return this.#run('search matrix', () =>
-      this.#client.searchMatrixPairs(this.#collection, { ...rest, filter: this.#scopedFilter(filter) }),
+      w.client.searchMatrixPairs(w.collection, { ...rest, filter: this.#scopedFilter(filter) }),
     );
   }
 
   /** Distance matrix (offsets) over a sample of this tenant's points. */
   async searchMatrixOffsets(args: SearchMatrixArgs = {}): Promise<Result<'searchMatrixOffsets'>> {
-    await this.#matrixNotOnIdf(args);
+    const w = await this.#at();
+    await this.#matrixNotOnIdf(w, args);
     const { filter, ...rest } = args;
     return this.#run('search matrix', () =>
-      this.#client.searchMatrixOffsets(this.#collection, { ...rest, filter: this.#scopedFilter(filter) }),
+      w.client.searchMatrixOffsets(w.collection, { ...rest, filter: this.#scopedFilter(filter) }),
     );
   }
 
@@ -462,8 +545,9 @@ export class TenantQdrant {
   async retrieve(args: RetrieveArgs): Promise<Schemas['Record'][]> {
     if (!isPlainObject(args)) throw qdrantError('QDRANT_POINT_INVALID', 'retrieve needs {ids}');
     const ids = dedupe(checkPointIds(args.ids, this.#internals.maxIds));
+    const w = await this.#at();
     const r = await this.#run('retrieve', () =>
-      this.#client.scroll(this.#collection, {
+      w.client.scroll(w.collection, {
         filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
         limit: ids.length,
         with_payload: args.with_payload ?? true,
@@ -495,7 +579,8 @@ export class TenantQdrant {
     await this.#internals.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
     if (mode !== undefined) await this.#internals.ensureServer(UPDATE_MODE_MIN, 'update_mode');
     const ids = dedupe(points.map((p) => p.id));
-    const before = await this.#ownIds(ids);
+    const w = await this.#at();
+    const before = await this.#ownIds(w, ids);
     // Two phases, so a conflict changes nothing of this tenant's either: first the ids this tenant
     // does not own yet (new, or another tenant's, which update_filter makes the server skip), then,
     // only if none of them was taken, the updates of points it already owns.
@@ -504,8 +589,8 @@ export class TenantQdrant {
     const fresh = mode === 'update_only' ? [] : points.filter((p) => !before.has(idKey(p.id)));
     const owned = mode === 'insert_only' ? [] : points.filter((p) => before.has(idKey(p.id)));
     const send = (batch: typeof points) =>
-      this.#run('upsert', () =>
-        this.#client.upsert(this.#collection, {
+      this.#write(w, 'upsert', () =>
+        w.client.upsert(w.collection, {
           wait: true,
           ordering: args.ordering,
           timeout: args.timeout,
@@ -518,11 +603,11 @@ export class TenantQdrant {
     if (fresh.length > 0) {
       result = await send(fresh);
       const freshIds = dedupe(fresh.map((p) => p.id));
-      const after = await this.#ownIds(freshIds);
+      const after = await this.#ownIds(w, freshIds);
       const conflicts = freshIds.filter((id) => !after.has(idKey(id)));
       if (conflicts.length > 0) {
         const inserted = freshIds.filter((id) => after.has(idKey(id)));
-        if (inserted.length > 0) await this.#deleteOwn(inserted);
+        if (inserted.length > 0) await this.#deleteOwn(w, inserted);
         throw qdrantError(
           'QDRANT_POINT_ID_CONFLICT',
           `${conflicts.length} point id(s) are not available to this tenant`,
@@ -546,8 +631,9 @@ export class TenantQdrant {
     }
     if (args.key !== undefined) checkNotTenantPath(args.key, this.#field, 'key');
     const filter = this.#selector(args);
-    return this.#run('set payload', () =>
-      this.#client.setPayload(this.#collection, {
+    const w = await this.#at();
+    return this.#write(w, 'set payload', () =>
+      w.client.setPayload(w.collection, {
         payload,
         key: args.key,
         filter,
@@ -562,8 +648,9 @@ export class TenantQdrant {
   async overwritePayload(args: Selector & WriteOpts & { payload: Record<string, unknown> }): Promise<UpdateResult> {
     const payload = { ...checkPayload(args?.payload, this.#field, this.tenantId), [this.#field]: this.tenantId };
     const filter = this.#selector(args);
-    return this.#run('overwrite payload', () =>
-      this.#client.overwritePayload(this.#collection, {
+    const w = await this.#at();
+    return this.#write(w, 'overwrite payload', () =>
+      w.client.overwritePayload(w.collection, {
         payload,
         filter,
         wait: true,
@@ -580,8 +667,9 @@ export class TenantQdrant {
     }
     const keys = args.keys.map((k) => checkNotTenantPath(k, this.#field, 'keys'));
     const filter = this.#selector(args);
-    return this.#run('delete payload', () =>
-      this.#client.deletePayload(this.#collection, {
+    const w = await this.#at();
+    return this.#write(w, 'delete payload', () =>
+      w.client.deletePayload(w.collection, {
         keys,
         filter,
         wait: true,
@@ -594,8 +682,9 @@ export class TenantQdrant {
   /** Clears the payload of this tenant's points, keeping only the tenant field. */
   async clearPayload(args: Selector & WriteOpts): Promise<UpdateResult> {
     const filter = this.#selector(args);
-    return this.#run('clear payload', () =>
-      this.#client.overwritePayload(this.#collection, {
+    const w = await this.#at();
+    return this.#write(w, 'clear payload', () =>
+      w.client.overwritePayload(w.collection, {
         payload: { [this.#field]: this.tenantId },
         filter,
         wait: true,
@@ -623,16 +712,17 @@ export class TenantQdrant {
     });
     await this.#internals.ensureServer(WRITES_MIN, 'a scoped write (update_filter)');
     const ids = dedupe(points.map((p) => p.id));
-    const own = await this.#ownIds(ids);
+    const w = await this.#at();
+    const own = await this.#ownIds(w, ids);
     const missing = ids.filter((id) => !own.has(idKey(id)));
     if (missing.length > 0) {
       throw qdrantError('QDRANT_POINT_NOT_FOUND', `${missing.length} point(s) not found in this tenant`, {
         details: { ids: missing },
       });
     }
-    return this.#run('update vectors', async () => {
-      const res = await this.#client.api().updateVectors({
-        collection_name: this.#collection,
+    return this.#write(w, 'update vectors', async () => {
+      const res = await w.client.api().updateVectors({
+        collection_name: w.collection,
         wait: true,
         ordering: args.ordering,
         timeout: args.timeout,
@@ -649,8 +739,9 @@ export class TenantQdrant {
       throw qdrantError('QDRANT_POINT_INVALID', 'vector must be a non-empty list of vector names');
     }
     const filter = this.#selector(args);
-    return this.#run('delete vectors', () =>
-      this.#client.deleteVectors(this.#collection, {
+    const w = await this.#at();
+    return this.#write(w, 'delete vectors', () =>
+      w.client.deleteVectors(w.collection, {
         vector: args.vector,
         filter,
         wait: true,
@@ -663,8 +754,9 @@ export class TenantQdrant {
   /** Deletes this tenant's points by ids or filter. Ids of other tenants are not touched. */
   async delete(args: Selector & WriteOpts): Promise<UpdateResult> {
     const filter = this.#selector(args);
-    return this.#run('delete', () =>
-      this.#client.delete(this.#collection, { filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
+    const w = await this.#at();
+    return this.#write(w, 'delete', () =>
+      w.client.delete(w.collection, { filter, wait: true, ordering: args.ordering, timeout: args.timeout }),
     );
   }
 
@@ -745,9 +837,9 @@ export class TenantQdrant {
   }
 
   /** Which of these ids are this tenant's (a tenant-scoped scroll on has_id). */
-  async #ownIds(ids: PointId[]): Promise<Set<string>> {
+  async #ownIds(w: Where, ids: PointId[]): Promise<Set<string>> {
     const r = await this.#run('ownership check', () =>
-      this.#client.scroll(this.#collection, {
+      w.client.scroll(w.collection, {
         filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
         limit: ids.length,
         with_payload: false,
@@ -757,21 +849,21 @@ export class TenantQdrant {
     return new Set(r.points.map((p) => idKey(p.id)));
   }
 
-  async #deleteOwn(ids: PointId[]): Promise<void> {
-    await this.#run('delete', () =>
-      this.#client.delete(this.#collection, {
+  async #deleteOwn(w: Where, ids: PointId[]): Promise<void> {
+    await this.#write(w, 'delete', () =>
+      w.client.delete(w.collection, {
         filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
         wait: true,
       }),
     );
   }
 
-  async #scopeQuery(args: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async #scopeQuery(w: Where, args: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (!isPlainObject(args)) throw qdrantError('QDRANT_QUERY_UNSUPPORTED', 'query needs an arguments object');
     const examples: ExampleIds = { byCollection: new Map() };
     const scoped = scopeQueryRequest(args, this.#cond, this.#internals.lookup, examples);
-    await this.#verifyExamples(examples);
-    return this.#confineIdf(scoped);
+    await this.#verifyExamples(w, examples);
+    return this.#confineIdf(w, scoped);
   }
 
   /**
@@ -780,21 +872,21 @@ export class TenantQdrant {
    * gets `params.idf.corpus` = this tenant; a server that predates the corpus (it would ignore
    * it) is refused.
    */
-  async #confineIdf(scoped: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async #confineIdf(w: Where, scoped: Record<string, unknown>): Promise<Record<string, unknown>> {
     const used = vectorsUsed(scoped);
     if (used.size === 0) return scoped;
-    const idf = await this.#internals.idfVectors(this.#collection);
+    const idf = await this.#internals.idfVectors(w.collection);
     if (![...used].some((n) => idf.has(n))) return scoped;
     await this.#internals.ensureServer(IDF_CORPUS_MIN, 'a query on a sparse vector with the IDF modifier');
     return forceIdfCorpus(scoped, this.#cond, idf);
   }
 
   /** The distance matrix takes no search params, so its IDF corpus cannot be confined: refused on IDF vectors. */
-  async #matrixNotOnIdf(args: SearchMatrixArgs): Promise<void> {
+  async #matrixNotOnIdf(w: Where, args: SearchMatrixArgs): Promise<void> {
     this.#noShardKey(args);
     const using = (args as { using?: unknown }).using;
     if (typeof using !== 'string') return;
-    if ((await this.#internals.idfVectors(this.#collection)).has(using)) {
+    if ((await this.#internals.idfVectors(w.collection)).has(using)) {
       throw qdrantError('QDRANT_IDF_REFUSED', 'the search matrix cannot confine IDF statistics to the tenant');
     }
   }
@@ -804,13 +896,13 @@ export class TenantQdrant {
    * tenant's points in the collection they are looked up in. A foreign id is reported exactly like
    * a missing one.
    */
-  async #verifyExamples(examples: ExampleIds): Promise<void> {
+  async #verifyExamples(w: Where, examples: ExampleIds): Promise<void> {
     for (const [collection, all] of examples.byCollection) {
       const ids = dedupe(all);
       if (ids.length > this.#internals.maxIds) throw qdrantError('QDRANT_POINT_INVALID', 'too many example ids');
-      const target = collection === '' ? this.#collection : collection;
+      const target = collection === '' ? w.collection : collection;
       const r = await this.#run('example check', () =>
-        this.#client.scroll(target, {
+        w.client.scroll(target, {
           filter: scopeFilter(this.#cond, undefined, { has_id: ids }),
           limit: ids.length,
           with_payload: false,
@@ -825,6 +917,46 @@ export class TenantQdrant {
         });
       }
     }
+  }
+
+  /**
+   * Where this operation goes: the resolver's answer now, checked, with the client that routes
+   * there. Resolved once per operation; every request of the operation uses it.
+   */
+  #at(): Where | Promise<Where> {
+    const p = this.#internals.resolve();
+    return isPromise(p) ? p.then((raw) => this.#whereOf(raw)) : this.#whereOf(p);
+  }
+
+  #whereOf(raw: QdrantPlacementInput): Where {
+    const placement = this.#internals.check(raw);
+    const last = this.#last;
+    if (last && samePlace(last.placement, placement)) return last;
+    const client =
+      placement.kind === 'shard-key'
+        ? routedToShardKey(this.#raw, placement.collection, placement.shardKey)
+        : this.#raw;
+    this.#last = { placement, client, collection: placement.collection };
+    return this.#last;
+  }
+
+  /**
+   * Sends a write of an operation that resolved `w`, after resolving the placement once more,
+   * immediately before the request leaves: if the tenant's place changed meanwhile (a move
+   * switched, or paused it), nothing is sent and the caller gets the retryable PLACEMENT_PAUSED.
+   * So a write never lands in a place its tenant has left for longer than the resolver's own
+   * staleness bound (the registry's cacheMs, milliseconds with LISTEN).
+   */
+  async #write<T>(w: Where, operation: string, fn: () => Promise<T>): Promise<T> {
+    const now = await this.#at();
+    if (!samePlace(now.placement, w.placement)) {
+      throw new TenantScopeError(
+        'PLACEMENT_PAUSED',
+        `${operation}: this tenant's points were moved while the call ran; nothing was sent, retry`,
+        { status: 503, details: { retryAfterMs: 100 } },
+      );
+    }
+    return this.#run(operation, fn);
   }
 
   async #run<T>(operation: string, fn: () => Promise<T>): Promise<T> {

@@ -26,6 +26,8 @@ export {
   type QdrantPlacement,
   type QdrantPlacementInput,
   type QdrantPlacementResolver,
+  type QdrantTenantPlacementResolver,
+  registryPlacement,
   shardKeyTier,
   sharedPlacement,
 } from './placement.ts';

@@ -33,8 +33,19 @@ export type QdrantPlacementInput =
   | { kind: 'shared' | 'collection'; collection: string }
   | { kind: 'shard-key'; collection: string; shardKey: string };
 
-/** Maps a verified tenant id to its placement. Called on every `forTenant`; keep it cheap and pure. */
-export type QdrantPlacementResolver = (tenantId: string) => QdrantPlacementInput;
+/**
+ * Maps a verified tenant id to its placement. Called at the start of every operation (and again
+ * before each write is sent): keep it cheap; an async one should answer from a cache.
+ */
+export type QdrantPlacementResolver = (tenantId: string) => QdrantPlacementInput | Promise<QdrantPlacementInput>;
+
+/**
+ * The same, in the shape of core's `PlacementResolver` (it takes the tenant, `{ id }`): what
+ * `placementRegistry(...).resolver('qdrant', registryPlacement(...))` of `@tenantscope/postgres` gives.
+ */
+export type QdrantTenantPlacementResolver = (tenant: {
+  readonly id: string;
+}) => QdrantPlacementInput | Promise<QdrantPlacementInput>;
 
 /** Collection names a placement may give: no path characters. */
 const COLLECTION = /^[A-Za-z0-9_-]{1,255}$/;
@@ -77,6 +88,40 @@ export function shardKeyTier(
     options.isDedicated && !options.isDedicated(tenantId)
       ? { tier: 'shared', kind: 'shared', collection: options.shared as string }
       : { tier: 'dedicated', kind: 'shard-key', collection, shardKey: tenantId };
+}
+
+/**
+ * Maps a placement-registry row (`{ tier, target }`: no target when shared, else a collection
+ * name) to a placement, for `registry.resolver('qdrant', registryPlacement(shared, ...))`. A
+ * dedicated target listed in `shardKeyCollections` (collections created with `sharding_method:
+ * 'custom'`) places the tenant under its own shard key there; any other target is a collection of
+ * the tenant's own. `tenant move --store qdrant` makes the same distinction from the collection's
+ * config, so list exactly your custom-sharded collections here.
+ */
+export function registryPlacement(
+  shared: string,
+  options: { shardKeyCollections?: readonly string[] } = {},
+): (t: { readonly tier: 'shared' | 'dedicated'; readonly target: string | null }, tenantId: string) => QdrantPlacement {
+  if (!COLLECTION.test(shared))
+    throw new TenantScopeError('INVALID_CONFIG', 'registryPlacement: bad shared collection');
+  const sharded = new Set(options.shardKeyCollections ?? []);
+  return (t, tenantId) => {
+    if (t.tier === 'shared') return { tier: 'shared', kind: 'shared', collection: shared };
+    const collection = t.target as string;
+    return sharded.has(collection)
+      ? { tier: 'dedicated', kind: 'shard-key', collection, shardKey: tenantId }
+      : { tier: 'dedicated', kind: 'collection', collection };
+  };
+}
+
+/** Whether two checked placements route to the same place. */
+export function samePlace(a: QdrantPlacement, b: QdrantPlacement): boolean {
+  return (
+    a === b ||
+    (a.kind === b.kind &&
+      a.collection === b.collection &&
+      (a.kind !== 'shard-key' || a.shardKey === (b as { shardKey?: string }).shardKey))
+  );
 }
 
 /**
