@@ -55,7 +55,7 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
     .addOption(new Option('--to <tier>', 'the tier to move to').choices(['shared', 'dedicated']).makeOptionMandatory())
     .option(
       '--target <name>',
-      'with --to dedicated: the database (postgres), bucket (s3) or collection (qdrant) of the tenant',
+      'with --to dedicated: the database (postgres), bucket (s3) or collection (qdrant: a custom-sharded one gives the tenant its own shard key there) of the tenant',
     )
     .option(
       '--settle-ms <ms>',

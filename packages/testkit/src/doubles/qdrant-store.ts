@@ -137,6 +137,13 @@ export class QdrantStore {
     return true;
   }
 
+  /** `GET /collections/{c}/shards`: the shard keys of a custom-sharded collection (null for auto sharding). */
+  listShardKeys(name: string): { shard_keys: { key: string | number }[] | null } {
+    const c = this.collection(name);
+    if (c.sharding !== 'custom') return { shard_keys: null };
+    return { shard_keys: [...c.shards.keys()].map((k) => ({ key: JSON.parse(k) as string | number })) };
+  }
+
   /** `POST /collections/{c}/shards/delete`: drops a shard key and every point under it. */
   deleteShardKey(name: string, body: Record<string, unknown>): boolean {
     const c = this.collection(name);

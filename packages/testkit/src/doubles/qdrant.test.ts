@@ -534,6 +534,12 @@ describe('QdrantProtocolDouble: user-defined sharding (sharding_method custom), 
     expect((await call('GET', `/collections/${S}`)).config.params.sharding_method).toBe('custom');
     expect((await call('GET', `/collections/${S}`)).points_count).toBe(2);
     await call('PUT', `/collections/${S}/shards`, { shard_key: 'initech' });
+    expect((await call('GET', `/collections/${S}/shards`)).shard_keys.map((k: { key: unknown }) => k.key)).toEqual([
+      'acme',
+      'globex',
+      'initech',
+    ]);
+    expect((await call('GET', `/collections/${C}/shards`)).shard_keys).toBeNull();
     await upsertTo('initech', 9, 'initech');
     await call('POST', `/collections/${S}/shards/delete`, { shard_key: 'initech' });
     expect(await scrollIds({})).toEqual([1, 2]);

@@ -17,7 +17,7 @@
  * - payload keys in Qdrant's JSON-path grammar, quoted keys included (./qdrant-path.ts);
  * - a points selector with both `points` and `filter` applies `points` and ignores the filter;
  * - `set_payload` merges like Qdrant (a null value removes the key);
- * - user-defined sharding (`sharding_method: "custom"`, `PUT /collections/{c}/shards`): ids are
+ * - user-defined sharding (`sharding_method: "custom"`, `PUT|GET /collections/{c}/shards`): ids are
  *   unique per shard key; a read with `shard_key` sees only those keys, a read without one sees
  *   every key; a write must name one existing shard key (400 otherwise).
  *
@@ -168,6 +168,11 @@ export class QdrantProtocolDouble {
           name,
           b(['shard_key', 'shards_number', 'replication_factor'], 'create_sharding_key'),
         );
+      case 'GET /collections/{c}/shards':
+        // List shard keys (Qdrant 1.17+): https://api.qdrant.tech/v-1-19-x/api-reference/distributed/list-shard-keys
+        // `shard_keys` is "only available when sharding method is custom" (null otherwise).
+        params([]);
+        return this.#store.listShardKeys(name);
       case 'POST /collections/{c}/shards/delete':
         params(['timeout']);
         return this.#store.deleteShardKey(name, b(['shard_key'], 'drop_sharding_key'));
