@@ -7,6 +7,6 @@
 # is covered by the packaging pass, which runs `npx tenantscope --help` from the tarball on Node 24,
 # and by packages/cli/src unit tests, which stay in this pass.
 echo "=== node24: installing Node 24 into .tools/node24 (npm)"
-(cd .tools/node24 && npm install --no-audit --no-fund --loglevel=error)
+(cd .tools/node24 && timeout 300 npm install --no-audit --no-fund --loglevel=error)
 echo "=== node24: not run in this pass: test/cli/** (run by the main pass on Node 22 and, for Postgres, the pgbouncer pass)"
 run_pass node24 TENANTSCOPE_NODE_DIR="$PWD/.tools/node24/node_modules/.bin" -- --exclude 'test/cli/**'

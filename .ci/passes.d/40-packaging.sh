@@ -5,11 +5,9 @@
 # publint and attw on each, installs them with plain npm outside the workspace, compiles a consumer
 # app under NodeNext and Bundler, runs it and the CLI's bin (`npx tenantscope --help`) on Node 22
 # and 24. Its last line is "N passed, N failed".
-echo "=== pass: packaging"
-set +e
-bash test/packaging/consumer.sh 2>&1 | tee .tmp/pass-packaging.log
-packaging_rc=${PIPESTATUS[0]}
-set -e
+echo "=== pass: packaging (time limit $(pass_limit packaging) s)"
+run_limited packaging .tmp/pass-packaging.log bash test/packaging/consumer.sh
+packaging_rc=$rc
 grep -E '^FAIL ' .tmp/pass-packaging.log | sed -E 's/^/[packaging] /' >> .tmp/ci-failures.txt || true
 packaging_line="$(grep -E '^[0-9]+ passed, [0-9]+ failed' .tmp/pass-packaging.log | tail -1 || true)"
 if [ -z "$packaging_line" ]; then
