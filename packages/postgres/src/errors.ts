@@ -1,4 +1,8 @@
 import { errorFactory, TenantScopeError } from '@tenantscope/core';
+import { placementError } from './registry.ts';
+
+/** SQLSTATE `tenantscope.bind` / `bind_session` raise for a fenced tenant (see fence.ts). Mapped to PLACEMENT_PAUSED (retryable). */
+export const FENCE_SQLSTATE = 'TSF01';
 
 /**
  * Error codes this package throws, with their HTTP status. Callers switch on `code`.
@@ -33,6 +37,10 @@ export const PG_ERROR_CODES = {
   PG_DSAR_INCOMPLETE: 500,
   /** `installSideChannelGuards` runs as a superuser only (catalog objects belong to the bootstrap superuser). */
   PG_SUPERUSER_REQUIRED: 500,
+  /** `fenceTenant`: the tenant's transactions admitted before the fence outlived `lockTimeoutMs` (the fence row stays; run it again). */
+  PG_FENCE_TIMEOUT: 503,
+  /** `fenceTenant`: tenantscope at that database predates move fences; run `installTenantScope` there to upgrade. */
+  PG_FENCE_UNSUPPORTED: 500,
 } as const;
 
 export type PgErrorCode = keyof typeof PG_ERROR_CODES;
@@ -60,6 +68,14 @@ export function wrapDriverError(err: unknown, what: string): TenantScopeError {
   const sqlstate = (err as { code?: unknown })?.code;
   if (sqlstate === '42501' && /tenantscope: invalid tenant binding/.test((err as Error)?.message ?? '')) {
     return pgError('PG_BINDING_REFUSED', `${what}: the database refused the tenant binding`, { cause: err });
+  }
+  if (sqlstate === FENCE_SQLSTATE) {
+    // The tenant is being moved (or has moved) away from this database: retryable, and a fresh
+    // placement leads to the new one. Nothing ran: the bind is the first statement.
+    return placementError('PLACEMENT_PAUSED', `${what}: this tenant is being moved; retry shortly`, {
+      cause: err,
+      details: { retryAfterMs: 200, fenced: true },
+    });
   }
   if (isConnectionFailure(err)) {
     return pgError('PG_UNAVAILABLE', `${what}: database connection failed`, { cause: err, details: { sqlstate } });

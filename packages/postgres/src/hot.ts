@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { boundQuery } from './bound-query.ts';
 import { wrapDriverError } from './errors.ts';
+import { FENCE_CHANNEL } from './fence.ts';
 
 /** Tenant-affine connections for hot tenants: the fast path. */
 export interface HotOptions {
@@ -164,13 +165,20 @@ export class HotLanes {
     const lane: Lane = { tenantId, client, ready: false, retired: false, lastUsed: Date.now(), inflight: 0 };
     this.#lanes.set(tenantId, lane);
     client.on('error', () => this.#retire(lane));
+    // A move fences the tenant at this database: the lane (whose session binding holds the
+    // tenant's shared fence key) closes, and the fence's wait for that key ends.
+    client.on('notification', (m) => {
+      if (m.channel === FENCE_CHANNEL && m.payload === tenantId) this.#retire(lane);
+    });
     void (async () => {
       try {
         await client.connect();
         if (!this.#perTransaction) {
-          const r = await client.query<{ t: string }>('SELECT tenantscope.bind_session($1) AS t', [
-            this.#token(tenantId),
-          ]);
+          // Listening before binding (pipelined: one round trip): a fence that commits after the
+          // bind is heard; one that committed before makes bind_session refuse.
+          const listen = client.query(`LISTEN ${FENCE_CHANNEL}`);
+          const bind = client.query<{ t: string }>('SELECT tenantscope.bind_session($1) AS t', [this.#token(tenantId)]);
+          const [, r] = await Promise.all([listen, bind]);
           if (r.rows[0]?.t !== tenantId) throw new Error('bind_session returned another tenant');
         }
         if (this.#ended || lane.retired) throw new Error('retired');

@@ -17,6 +17,15 @@ export {
 } from './doctor.ts';
 export { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode, pgError } from './errors.ts';
+export {
+  exclusiveTransaction,
+  FENCE_CHANNEL,
+  FENCE_SQLSTATE,
+  type FenceOptions,
+  fenceTenant,
+  isFenced,
+  unfenceTenant,
+} from './fence.ts';
 export type { HotOptions } from './hot.ts';
 export {
   type PgPlacement,

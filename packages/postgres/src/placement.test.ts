@@ -275,7 +275,10 @@ describe('resolvers', () => {
     try {
       const g = s.forTenant(globexTenant);
       for (let i = 0; i < 5; i++) await g.query('SELECT 1');
-      await new Promise((r) => setTimeout(r, 300)); // the lane connects
+      // the lane connects (LISTEN + bind_session, one round trip after the connect; slower under load)
+      for (let waited = 0; s.stats().hotTenants === 0 && waited < 5000; waited += 20) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const rows = await g.query<{ tenant_id: string }>('SELECT DISTINCT tenant_id FROM customers');
       expect(rows.rows).toEqual([{ tenant_id: 'globex' }]);
       const st = s.stats();

@@ -155,7 +155,13 @@ interface Cached<P> {
  * resolve by id (the S3 client's `TenantRef`).
  */
 export type RegistryResolver<P extends PlacementBase> = PlacementResolver<P> &
-  ((tenant: { readonly id: string }) => P | Promise<P>);
+  ((tenant: { readonly id: string }) => P | Promise<P>) & {
+    /**
+     * Drops the tenant's cached placement: its next call reads the registry. A scoped pool calls
+     * it when a database refuses the tenant because a move fenced it there.
+     */
+    invalidate(tenantId: string): void;
+  };
 
 /** A database URL pointing at another database on the same server (same role, host and options). */
 export function databaseUrl(base: string, database: string): string {
@@ -304,7 +310,7 @@ create table if not exists ${t} (
         await sleep(Math.min(50, left));
       }
     };
-    return (tenant) => {
+    const resolve = (tenant: { readonly id: string }) => {
       const id = (tenant as { id?: unknown })?.id;
       if (typeof id !== 'string' || !TENANT.test(id))
         throw new TenantScopeError('NOT_A_TENANT', 'placement needs a tenant');
@@ -313,6 +319,7 @@ create table if not exists ${t} (
       if (hit && hit.until > Date.now()) return hit.placement;
       return slow(id, key);
     };
+    return Object.assign(resolve, { invalidate: (tenantId: string) => void cache.delete(`${store}:${tenantId}`) });
   }
 
   /** Starts (or resumes) moving `tenant` in `store` to `to`. Another move in progress: PLACEMENT_MOVE_CONFLICT. */

@@ -286,25 +286,55 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
     // Placement is resolved per operation; a sync answer of shared takes the same path as above.
     return Object.freeze({
       tenantId: id,
-      query: <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => {
-        const p = this.#place(tenant);
-        return p === SHARED
-          ? this.#query<R>(id, text, params)
-          : this.#placed(p, tenant, (db) => db.query<R>(text, params));
-      },
+      query: <R extends pg.QueryResultRow>(text: string, params?: unknown[]) =>
+        this.#refenced(tenant, NOT_STARTED, () => {
+          const p = this.#place(tenant);
+          return p === SHARED
+            ? this.#query<R>(id, text, params)
+            : this.#placed(p, tenant, (db) => db.query<R>(text, params));
+        }),
       transaction: <T>(fn: (tx: ScopedTransaction) => Promise<T>, opts?: TransactionOptions) => {
-        const p = this.#place(tenant);
-        return p === SHARED
-          ? this.#transaction(id, fn, opts)
-          : this.#placed(p, tenant, (db) => db.transaction(fn, opts));
+        let started = false;
+        const run = (tx: ScopedTransaction) => {
+          started = true;
+          return fn(tx);
+        };
+        return this.#refenced(
+          tenant,
+          () => started,
+          () => {
+            const p = this.#place(tenant);
+            return p === SHARED
+              ? this.#transaction(id, run, opts)
+              : this.#placed(p, tenant, (db) => db.transaction(run, opts));
+          },
+        );
       },
-      queryUntrusted: <R extends pg.QueryResultRow>(text: string, params?: unknown[], opts?: UntrustedQueryOptions) => {
-        const p = this.#place(tenant);
-        return p === SHARED
-          ? this.#untrusted<R>(id, text, params, opts)
-          : this.#placed(p, tenant, (db) => db.queryUntrusted<R>(text, params, opts));
-      },
+      queryUntrusted: <R extends pg.QueryResultRow>(text: string, params?: unknown[], opts?: UntrustedQueryOptions) =>
+        this.#refenced(tenant, NOT_STARTED, () => {
+          const p = this.#place(tenant);
+          return p === SHARED
+            ? this.#untrusted<R>(id, text, params, opts)
+            : this.#placed(p, tenant, (db) => db.queryUntrusted<R>(text, params, opts));
+        }),
     });
+  }
+
+  /**
+   * Runs `op`; if the database refused the tenant's binding because a move fenced it there (the
+   * bind is the first statement, so none of the caller's work ran: `started` says so for a
+   * transaction's callback), drops the resolver's cached placement and runs `op` once more on a
+   * fresh one. A second refusal (the move is still paused) reaches the caller as PLACEMENT_PAUSED.
+   */
+  async #refenced<T>(tenant: Tenant, started: () => boolean, op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      const invalidate = (this.#placement as { invalidate?: unknown }).invalidate;
+      if (!isFenced(err) || started() || typeof invalidate !== 'function') throw err;
+      (invalidate as (id: string) => void)(tenant.id);
+      return op();
+    }
   }
 
   /** The tenant's placement for one operation: `SHARED` (sync), a placement, or a (possibly rejected) Promise of one. */
@@ -778,6 +808,17 @@ function frontOf(c: string | pg.ClientConfig): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+const NOT_STARTED = () => false;
+
+/** A bind refused at a database where a move fenced the tenant (errors.ts maps SQLSTATE TSF01). */
+function isFenced(err: unknown): boolean {
+  return (
+    err instanceof TenantScopeError &&
+    err.code === 'PLACEMENT_PAUSED' &&
+    (err.details as { fenced?: unknown } | undefined)?.fenced === true
+  );
 }
 
 function checkText(text: unknown, params: unknown): void {

@@ -6,7 +6,8 @@ import {
   normaliseBindingKey,
   paddedKeys,
 } from './binding.ts';
-import { pgError, wrapDriverError } from './errors.ts';
+import { FENCE_SQLSTATE, pgError, wrapDriverError } from './errors.ts';
+import { fenceKeySql } from './fence.ts';
 
 /** Anything that can run a query: a `pg.Pool`, a `pg.Client` or a `PoolClient`. */
 export interface Queryable {
@@ -99,6 +100,22 @@ export function installSql(
   IF NOT FOUND THEN ${refuse}; END IF;
   IF ${mac(`pg_catalog.concat_ws(pg_catalog.chr(31), 'c', ${S}, tenant, p[3])`)} <> p[4] THEN ${refuse}; END IF;
   IF abs(extract(epoch from pg_catalog.clock_timestamp()) - p[3]::numeric) > ${skew} THEN ${refuse}; END IF;`;
+  // Move fences (see fence.ts). Never waits: a fence being set (its exclusive key held or queued)
+  // refuses at once, and so does a fence row. Only bind_exclusive (owner only: the mover) passes.
+  const fenced = `RAISE EXCEPTION 'tenantscope: this tenant is fenced at this database (it is being moved); retry' USING ERRCODE = '${FENCE_SQLSTATE}'`;
+  const key = fenceKeySql('tenant');
+  const fenceRow = `EXISTS (SELECT 1 FROM tenantscope.fence f WHERE f.tenant_id = tenant)`;
+  const checkFenceTx = `
+  IF pg_catalog.current_setting('transaction_read_only') = 'off' THEN
+    IF NOT pg_catalog.pg_try_advisory_xact_lock_shared(${key}) THEN ${fenced}; END IF;
+    IF ${fenceRow} THEN ${fenced}; END IF;
+  END IF;`;
+  const checkFenceSession = `
+  IF NOT pg_catalog.pg_try_advisory_lock_shared(${key}) THEN ${fenced}; END IF;
+  IF ${fenceRow} THEN
+    PERFORM pg_catalog.pg_advisory_unlock_shared(${key});
+    ${fenced};
+  END IF;`;
   return `
 CREATE SCHEMA IF NOT EXISTS tenantscope;
 REVOKE ALL ON SCHEMA tenantscope FROM PUBLIC;
@@ -111,6 +128,15 @@ CREATE TABLE IF NOT EXISTS tenantscope.binding_key (
 );
 REVOKE ALL ON tenantscope.binding_key FROM PUBLIC;
 ${roles.map((r) => `REVOKE ALL ON tenantscope.binding_key FROM ${quoteIdent(r, 'appRole')};`).join('\n')}
+
+-- Tenants that must not write at this database (a move took them elsewhere, or is doing so). No grants:
+-- only the owner (the move) reads or writes it; bind() and bind_session() read it as the owner.
+CREATE TABLE IF NOT EXISTS tenantscope.fence (
+  tenant_id text PRIMARY KEY CHECK (tenant_id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+  fenced_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON tenantscope.fence FROM PUBLIC;
+${roles.map((r) => `REVOKE ALL ON tenantscope.fence FROM ${quoteIdent(r, 'appRole')};`).join('\n')}
 
 -- The tenant of the current transaction, or NULL. Policies call it as (select tenantscope.current_tenant_id()).
 -- It accepts the setting only when it carries a MAC over (tenant, this backend, this transaction's start)
@@ -149,11 +175,30 @@ DECLARE
   p text[];
   tenant text;
   k tenantscope.binding_key%ROWTYPE;
-BEGIN${checkClient}
+BEGIN${checkClient}${checkFenceTx}
   PERFORM pg_catalog.set_config(${S}, 'x:' || tenant || ':' || ${mac(xMsg)}, true);
   RETURN tenant;
 END
 $fn$;
+
+-- The mover's bind (EXECUTE for the owner only): waits for the tenant's fence key exclusively (under the
+-- caller's lock_timeout), so no other write transaction of the tenant runs here meanwhile, and binds even
+-- where the tenant is fenced.
+CREATE OR REPLACE FUNCTION tenantscope.bind_exclusive(token text) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  p text[];
+  tenant text;
+  k tenantscope.binding_key%ROWTYPE;
+BEGIN${checkClient}
+  PERFORM pg_catalog.pg_advisory_xact_lock(${key});
+  PERFORM pg_catalog.set_config(${S}, 'x:' || tenant || ':' || ${mac(xMsg)}, true);
+  RETURN tenant;
+END
+$fn$;
+REVOKE ALL ON FUNCTION tenantscope.bind_exclusive(text) FROM PUBLIC;
 
 -- Binds this connection (session) to a tenant: for tenant-affine connections only.
 CREATE OR REPLACE FUNCTION tenantscope.bind_session(token text) RETURNS text
@@ -164,7 +209,7 @@ DECLARE
   p text[];
   tenant text;
   k tenantscope.binding_key%ROWTYPE;
-BEGIN${checkClient}
+BEGIN${checkClient}${checkFenceSession}
   PERFORM pg_catalog.set_config(${S}, 's:' || tenant || ':' || ${mac(sMsg)}, false);
   RETURN tenant;
 END

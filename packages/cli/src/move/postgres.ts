@@ -7,6 +7,8 @@
 import type { Tenant } from '@tenantscope/core';
 import {
   databaseUrl,
+  exclusiveTransaction,
+  fenceTenant,
   pg,
   quoteIdent,
   readBindingKey,
@@ -14,6 +16,7 @@ import {
   type ScopedTransaction,
   scopedPool,
   type TierTarget,
+  unfenceTenant,
 } from '@tenantscope/postgres';
 import { postgresUrl } from '../dsar/config.ts';
 import { confinement, type Stores } from '../dsar/stores.ts';
@@ -21,6 +24,22 @@ import { cliError } from '../errors.ts';
 import type { Measure, StoreMover } from './run.ts';
 
 const BATCH = 500;
+/**
+ * How long the fence waits for the tenant's transactions already admitted at the old place (and
+ * the mover's own writes for other holders of the tenant's key) before the step fails; a rerun
+ * resumes. `TENANTSCOPE_MOVE_FENCE_WAIT_MS` overrides it.
+ */
+const FENCE_WAIT_MS = 15_000;
+
+function fenceWaitMs(): number {
+  const v = process.env.TENANTSCOPE_MOVE_FENCE_WAIT_MS;
+  if (v === undefined || v === '') return FENCE_WAIT_MS;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 3_600_000) {
+    throw cliError('CLI_CONFIG_INVALID', 'TENANTSCOPE_MOVE_FENCE_WAIT_MS must be an integer from 1 to 3600000');
+  }
+  return n;
+}
 
 /** sum of the first 60 bits of md5(row as jsonb): a count-and-checksum that does not depend on row order. */
 const measureSql = (t: string) =>
@@ -48,10 +67,15 @@ export class PostgresMover implements StoreMover {
 
   /** The scoped pool of a place: the configured (shared) database, or the tenant's own on the same server. */
   async #pool(at: TierTarget): Promise<ScopedPool> {
-    if (at.tier === 'shared') return this.#s.scoped;
+    return (await this.#place(at)).pool;
+  }
+
+  /** The scoped pool and the unscoped admin pool (the config's role: it owns schema tenantscope) of a place. */
+  async #place(at: TierTarget): Promise<{ pool: ScopedPool; admin: pg.Pool }> {
+    if (at.tier === 'shared') return { pool: this.#s.scoped, admin: this.#s.admin };
     const db = at.target as string;
     const open = this.#dedicated.get(db);
-    if (open) return open.pool;
+    if (open) return open;
     let url: string;
     try {
       url = databaseUrl(postgresUrl(this.#s.cfg), db);
@@ -65,8 +89,9 @@ export class PostgresMover implements StoreMover {
       const env = this.#s.cfg.postgres.bindingKeyEnv;
       const bindingKey = env ? Buffer.from(process.env[env] ?? '', 'hex') : await readBindingKey(admin);
       const pool = scopedPool({ connectionString: url, max: 2 }, { bindingKey, pooler: this.#s.cfg.postgres.pooler });
-      this.#dedicated.set(db, { pool, admin });
-      return pool;
+      const place = { pool, admin };
+      this.#dedicated.set(db, place);
+      return place;
     } catch (err) {
       await admin.end().catch(() => undefined);
       if ((err as { code?: string }).code?.startsWith('CLI_')) throw err;
@@ -111,37 +136,66 @@ export class PostgresMover implements StoreMover {
   async copy(from: TierTarget, to: TierTarget): Promise<void> {
     const tenant = await this.#t();
     const src = (await this.#pool(from)).forTenant(tenant);
-    const dst = (await this.#pool(to)).forTenant(tenant);
+    const dst = await this.#pool(to);
     await src.transaction(
       async (stx) => {
-        await dst.transaction(async (dtx) => {
-          const a = await this.#measureIn(stx);
-          const b = await this.#measureIn(dtx);
-          if (JSON.stringify(a) === JSON.stringify(b)) return;
-          for (const t of this.#tables) await dtx.query(`DELETE FROM ${t.sql}`);
-          for (const t of [...this.#tables].reverse()) {
-            await stx.query(`DECLARE ts_move NO SCROLL CURSOR FOR SELECT to_jsonb(x)::text AS j FROM ${t.sql} x`);
-            for (;;) {
-              const rows = (await stx.query<{ j: string }>(`FETCH ${BATCH} FROM ts_move`)).rows;
-              if (rows.length === 0) break;
-              await dtx.query(
-                `INSERT INTO ${t.sql} SELECT * FROM jsonb_populate_recordset(NULL::${t.sql}, $1::jsonb)`,
-                [`[${rows.map((r) => r.j).join(',')}]`],
-              );
+        // The destination may still carry a fence from a move away from it: the mover's own
+        // transaction passes it (and holds the tenant's key there while it writes).
+        await exclusiveTransaction(
+          dst,
+          tenant,
+          async (dtx) => {
+            const a = await this.#measureIn(stx);
+            const b = await this.#measureIn(dtx);
+            if (JSON.stringify(a) === JSON.stringify(b)) return;
+            for (const t of this.#tables) await dtx.query(`DELETE FROM ${t.sql}`);
+            for (const t of [...this.#tables].reverse()) {
+              await stx.query(`DECLARE ts_move NO SCROLL CURSOR FOR SELECT to_jsonb(x)::text AS j FROM ${t.sql} x`);
+              for (;;) {
+                const rows = (await stx.query<{ j: string }>(`FETCH ${BATCH} FROM ts_move`)).rows;
+                if (rows.length === 0) break;
+                await dtx.query(
+                  `INSERT INTO ${t.sql} SELECT * FROM jsonb_populate_recordset(NULL::${t.sql}, $1::jsonb)`,
+                  [`[${rows.map((r) => r.j).join(',')}]`],
+                );
+              }
+              await stx.query('CLOSE ts_move');
             }
-            await stx.query('CLOSE ts_move');
-          }
-        });
+          },
+          { lockTimeoutMs: fenceWaitMs() },
+        );
       },
       { readOnly: true, isolation: 'repeatable read' },
     );
   }
 
+  /** Deletes the tenant's rows at `at`, fenced or not (the old place is fenced by then). */
   async wipe(at: TierTarget): Promise<void> {
-    const db = (await this.#pool(at)).forTenant(await this.#t());
-    await db.transaction(async (tx) => {
-      for (const t of this.#tables) await tx.query(`DELETE FROM ${t.sql}`);
-    });
+    await exclusiveTransaction(
+      await this.#pool(at),
+      await this.#t(),
+      async (tx) => {
+        for (const t of this.#tables) await tx.query(`DELETE FROM ${t.sql}`);
+      },
+      { lockTimeoutMs: fenceWaitMs() },
+    );
+  }
+
+  /**
+   * The old place refuses the tenant's writes (a fence row in its `tenantscope.fence`, checked by
+   * every bind there), then waits for the ones admitted before. `TENANTSCOPE_TEST_NO_FENCE=1`
+   * (tests only) skips it, to show what the fence prevents.
+   */
+  async fence(at: TierTarget): Promise<void> {
+    if (process.env.TENANTSCOPE_TEST_NO_FENCE === '1') return;
+    const { admin } = await this.#place(at);
+    await fenceTenant(admin, this.#tenantId, { lockTimeoutMs: fenceWaitMs() });
+  }
+
+  /** The tenant may write at `at` again (the destination of a move back, or the old place on a rollback). */
+  async unfence(at: TierTarget): Promise<void> {
+    const { admin } = await this.#place(at);
+    await unfenceTenant(admin, this.#tenantId);
   }
 
   async close(): Promise<void> {
