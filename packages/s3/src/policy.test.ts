@@ -1,7 +1,7 @@
 /** The policy generator and the drift comparison (pure: no server). */
 import { describe, expect, it } from 'vitest';
 import { comparePolicies } from './doctor.ts';
-import { type PolicyDocument, tenantBucketPolicy, tenantPolicy } from './policy.ts';
+import { FENCE_ACTIONS, fenceStatements, type PolicyDocument, tenantBucketPolicy, tenantPolicy } from './policy.ts';
 
 const acme = { bucket: 'crm-files', prefix: 'tenants/acme/' };
 
@@ -84,6 +84,43 @@ describe('comparePolicies', () => {
     expect(comparePolicies(denied, expected).map((f) => f.code)).toEqual([
       'S3_POLICY_STATEMENT_CHANGED',
       'S3_POLICY_STATEMENT_MISSING',
+    ]);
+  });
+});
+
+describe('move fence', () => {
+  it("denies every write on the tenant's prefix (the whole bucket when dedicated) to all but the exempt user and to every role session", () => {
+    const [users, sessions] = fenceStatements('acme', acme, { exemptUser: 'mover' });
+    expect(users).toMatchObject({
+      Sid: 'TenantscopeMoveFenceacmeUsers',
+      Effect: 'Deny',
+      Principal: '*',
+      Resource: ['arn:aws:s3:::crm-files/tenants/acme/*'],
+      Condition: { StringNotEquals: { 'aws:username': ['mover'] } },
+    });
+    expect(sessions).toMatchObject({
+      Sid: 'TenantscopeMoveFenceacmeSessions',
+      Effect: 'Deny',
+      Condition: { StringLike: { 'aws:userid': ['*:*'] } },
+    });
+    expect(users?.Action).toEqual([...FENCE_ACTIONS]);
+    expect(FENCE_ACTIONS).not.toContain('s3:GetObject');
+    const whole = fenceStatements('acme', acme, { exemptUser: 'mover', wholeBucket: true });
+    expect(whole.map((s) => s.Resource)).toEqual([['arn:aws:s3:::crm-files/*'], ['arn:aws:s3:::crm-files/*']]);
+    // Sids never collide between tenants; a bad exempt user is a config error.
+    expect(fenceStatements('acme-x', acme, { exemptUser: 'm' })[0]?.Sid).not.toBe(users?.Sid);
+    for (const bad of ['', 'a b', 'x"y'])
+      expect(() => fenceStatements('acme', acme, { exemptUser: bad })).toThrow(/exempt user/);
+  });
+
+  it('is not drift for the doctor; an Allow carrying a fence Sid is', () => {
+    const expected = tenantPolicy('acme', acme);
+    const live = structuredClone(expected) as PolicyDocument;
+    live.Statement.push(...fenceStatements('acme', acme, { exemptUser: 'mover' }));
+    expect(comparePolicies(live, expected)).toEqual([]);
+    live.Statement.push({ Sid: 'TenantscopeMoveFenceevilUsers', Effect: 'Allow', Action: 's3:*', Resource: '*' });
+    expect(comparePolicies(live, expected).map((f) => `${f.code} ${f.statement}`)).toEqual([
+      'S3_POLICY_STATEMENT_EXTRA TenantscopeMoveFenceevilUsers',
     ]);
   });
 });
