@@ -41,6 +41,10 @@ const OBJECTS = Number(process.env.BENCH_OBJECTS ?? 10_000);
 const POINTS = Number(process.env.BENCH_POINTS ?? 100_000);
 const OTHER_ROWS = Number(process.env.BENCH_OTHER_ROWS ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Objects in flight in the S3 comparison (the baseline is 1, one object at a time). */
+const S3_CONCURRENCY = Number(process.env.BENCH_S3_CONCURRENCY ?? 16);
+/** Which parts run after seeding: pg (export vs COPY), s3 (concurrency 1 vs N), full (every store), delete. */
+const SECTIONS = new Set((process.env.BENCH_SECTIONS ?? 'pg,s3,full,delete').split(','));
 const TENANT = 'bench';
 const OTHERS = Array.from({ length: 9 }, (_, i) => `other${i + 1}`);
 const root = resolve(import.meta.dirname, '../../..');
@@ -275,194 +279,252 @@ try {
     signingKey: 'signing.pem',
     actor: 'bench@example.test',
   };
+  const s3Section = {
+    endpoint: s3r.endpoint,
+    region: s3r.region,
+    bucket,
+    accessKeyIdEnv: 'BENCH_S3_KEY',
+    secretAccessKeyEnv: 'BENCH_S3_SECRET',
+  };
   await writeFile(join(work, 'pg-only.json'), JSON.stringify({ dsar: base }));
+  for (const c of new Set([1, S3_CONCURRENCY])) {
+    await writeFile(
+      join(work, `s3-c${c}.json`),
+      JSON.stringify({ dsar: { ...base, s3: { ...s3Section, concurrency: c } } }),
+    );
+  }
   await writeFile(
     join(work, 'all.json'),
     JSON.stringify({
       dsar: {
         ...base,
-        s3: {
-          endpoint: s3r.endpoint,
-          region: s3r.region,
-          bucket,
-          accessKeyIdEnv: 'BENCH_S3_KEY',
-          secretAccessKeyEnv: 'BENCH_S3_SECRET',
-        },
+        s3: s3Section,
         qdrant: { url: qr.url, collection, ...(qr.apiKey ? { apiKeyEnv: 'BENCH_QDRANT_KEY' } : {}) },
       },
     }),
   );
   console.log(`set-up total ${since(tBoot)}\n`);
 
+  /** `tenant export` of the bench tenant through the bin (with the RSS preload), with a config in `work`. */
+  const exportArgs = (out: string, config: string) => [
+    '--import',
+    preload,
+    bin,
+    'tenant',
+    'export',
+    TENANT,
+    '--out',
+    out,
+    '--config',
+    join(work, config),
+  ];
+
   // ---- 1. Postgres export against raw COPY, interleaved
   let n = 0;
-  const ours = async () => {
-    const out = join(work, `export-pg-${n++}`);
-    const r = await run(
+  if (SECTIONS.has('pg')) {
+    const ours = async () => {
+      const out = join(work, `export-pg-${n++}`);
+      const r = await run(process.execPath, [...profile, ...exportArgs(out, 'pg-only.json')], {
+        env,
+        rssFile: join(work, `rss-${n}`),
+        watch: [join(out, 'postgres'), join(out, 'audit')],
+      });
+      if (r.code !== 0) throw new Error(`tenant export exited ${r.code}: ${r.stderr}`);
+      const t = (r.seen[join(out, 'audit')] ?? 0) - (r.seen[join(out, 'postgres')] ?? 0);
+      const bytes = statSync(join(out, 'postgres', 'events.ndjson')).size;
+      await rm(out, { recursive: true, force: true });
+      return {
+        rate: ROWS / (t / 1000),
+        wall: ROWS / (r.ms / 1000),
+        rss: r.maxRssKib ?? r.sampledPeakKib,
+        bytes,
+        cpu: r.cpuMs ?? Number.NaN,
+      };
+    };
+    const raw = async () => {
+      const file = join(work, `raw-${n++}.txt`);
+      const sql = `COPY (SELECT * FROM events WHERE tenant_id = '${TENANT}') TO STDOUT`;
+      const r = await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', db.superUrl, '-c', sql], { stdoutFile: file });
+      if (r.code !== 0) throw new Error(`psql COPY exited ${r.code}: ${r.stderr}`);
+      const bytes = statSync(file).size;
+      await rm(file, { force: true });
+      return { rate: ROWS / (r.ms / 1000), wall: ROWS / (r.ms / 1000), rss: r.sampledPeakKib, bytes, cpu: Number.NaN };
+    };
+    const idle = await run(process.execPath, ['--import', preload, bin, '--help'], { rssFile: join(work, 'rss-help') });
+    console.log(
+      `start-up alone (tenantscope --help): ${(idle.ms / 1000).toFixed(1)} s, CPU ${((idle.cpuMs ?? 0) / 1000).toFixed(1)} s, ` +
+        `peak RSS ${mb(idle.maxRssKib ?? 0)}`,
+    );
+    t0 = performance.now();
+    const warm = [await ours(), await raw()];
+    console.log(
+      `warm-up: tenantscope export ${fmt(warm[0]?.rate ?? 0)} rows/s, raw COPY ${fmt(warm[1]?.rate ?? 0)} rows/s (${since(t0)})`,
+    );
+    const sides: Record<'ours' | 'raw', Awaited<ReturnType<typeof ours>>[]> = { ours: [], raw: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      const order: ('ours' | 'raw')[] = r % 2 === 0 ? ['ours', 'raw'] : ['raw', 'ours'];
+      for (const side of order) sides[side].push(side === 'ours' ? await ours() : await raw());
+    }
+    const line = (label: string, xs: (typeof sides)['ours']) =>
+      `${label}: ${fmt(mean(xs.map((x) => x.rate)))} rows/s (rounds: ${xs.map((x) => fmt(x.rate)).join(', ')}; ` +
+      `whole command ${fmt(mean(xs.map((x) => x.wall)))} rows/s), peak RSS ${mb(Math.max(...xs.map((x) => x.rss)))}, ` +
+      `${(mean(xs.map((x) => x.bytes)) / 1e6).toFixed(0)} MB written`;
+    console.log(`\n== Postgres export, ${fmt(ROWS)} rows, ${ROUNDS} interleaved rounds after a warm-up of each side`);
+    console.log(line('tenantscope tenant export (bin, NDJSON, sha256, streamed)', sides.ours));
+    console.log(line(`raw COPY (SELECT * … WHERE tenant_id = $1) TO STDOUT (psql)`, sides.raw));
+    const ratio = mean(sides.ours.map((x) => x.rate)) / mean(sides.raw.map((x) => x.rate));
+    console.log(`ratio tenantscope / raw COPY: ${ratio.toFixed(2)}`);
+    // Machine-independent of other load: what one core of the CLI process gets through.
+    const cpu = mean(sides.ours.map((x) => x.cpu));
+    console.log(
+      `CPU time of the CLI process (whole command, start-up included): ${(cpu / 1000).toFixed(1)} s = ` +
+        `${fmt(ROWS / (cpu / 1000))} rows per CPU-second; load average at the end ${loadavg()
+          .map((l) => l.toFixed(1))
+          .join(' ')} on ${availableParallelism()} cores`,
+    );
+  }
+
+  // ---- 1b. S3 export: one object at a time (the baseline: concurrency 1, how it ran before) against
+  // S3_CONCURRENCY in flight, same bin, same bucket and objects, warm-up of each, interleaved rounds.
+  // The S3 phase is timed from outside: from s3/ appearing to audit/ appearing (the recount included).
+  if (SECTIONS.has('s3')) {
+    const s3Export = async (c: number) => {
+      const out = join(work, `export-s3-${n++}`);
+      const r = await run(process.execPath, exportArgs(out, `s3-c${c}.json`), {
+        env,
+        rssFile: join(work, `rss-${n}`),
+        watch: [join(out, 's3'), join(out, 'audit')],
+      });
+      if (r.code !== 0) throw new Error(`tenant export (concurrency ${c}) exited ${r.code}: ${r.stderr}`);
+      const t = (r.seen[join(out, 'audit')] ?? 0) - (r.seen[join(out, 's3')] ?? 0);
+      await rm(out, { recursive: true, force: true });
+      return { rate: OBJECTS / (t / 1000), rss: r.maxRssKib ?? r.sampledPeakKib };
+    };
+    t0 = performance.now();
+    const w1 = await s3Export(1);
+    const wN = await s3Export(S3_CONCURRENCY);
+    console.log(
+      `\nwarm-up: S3 export concurrency 1 ${fmt(w1.rate)} objects/s, concurrency ${S3_CONCURRENCY} ${fmt(wN.rate)} objects/s (${since(t0)})`,
+    );
+    const got: Record<number, Awaited<ReturnType<typeof s3Export>>[]> = { 1: [], [S3_CONCURRENCY]: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? [1, S3_CONCURRENCY] : [S3_CONCURRENCY, 1];
+      for (const c of order) got[c]?.push(await s3Export(c));
+    }
+    const s3Line = (c: number) => {
+      const xs = got[c] ?? [];
+      return (
+        `concurrency ${c}: ${fmt(mean(xs.map((x) => x.rate)))} objects/s (rounds: ${xs.map((x) => fmt(x.rate)).join(', ')}), ` +
+        `peak RSS ${mb(Math.max(...xs.map((x) => x.rss)))}`
+      );
+    };
+    console.log(`== S3 export, ${fmt(OBJECTS)} objects, ${ROUNDS} interleaved rounds after a warm-up of each side`);
+    console.log(s3Line(1));
+    console.log(s3Line(S3_CONCURRENCY));
+    const s3Ratio = mean((got[S3_CONCURRENCY] ?? []).map((x) => x.rate)) / mean((got[1] ?? []).map((x) => x.rate));
+    console.log(`ratio concurrency ${S3_CONCURRENCY} / concurrency 1: ${s3Ratio.toFixed(2)}`);
+  }
+
+  // ---- 2. the full export, every store
+  const beforeOthers = await othersCounts();
+  if (SECTIONS.has('full')) {
+    const out = join(work, 'export-all');
+    const dirs = ['postgres', 's3', 'qdrant', 'audit'].map((d) => join(out, d));
+    const ex = await run(process.execPath, [...exportArgs(out, 'all.json'), '--json'], {
+      env,
+      rssFile: join(work, 'rss-all'),
+      watch: dirs,
+    });
+    if (ex.code !== 0) throw new Error(`tenant export exited ${ex.code}: ${ex.stderr}`);
+    const counts = (JSON.parse(ex.stdout) as { counts: Record<string, Record<string, number>> }).counts;
+    const at = dirs.map((d) => ex.seen[d] ?? Number.NaN);
+    const phase = (i: number, items: number, label: string) => {
+      const s = ((at[i + 1] as number) - (at[i] as number)) / 1000;
+      return `  ${label}: ${fmt(items)} in ${s.toFixed(1)} s = ${fmt(items / s)}/s`;
+    };
+    console.log(`\n== Full export (every store), whole command ${(ex.ms / 1000).toFixed(1)} s`);
+    console.log(phase(0, counts.postgres?.events ?? 0, 'postgres rows'));
+    console.log(phase(1, counts.s3?.objects ?? 0, 's3 objects'));
+    console.log(phase(2, counts.qdrant?.points ?? 0, 'qdrant points'));
+    console.log(
+      `  peak RSS of the CLI: ${mb(ex.maxRssKib ?? 0)} (ru_maxrss), ${mb(ex.sampledPeakKib)} (sampled, process tree); ` +
+        `CPU ${((ex.cpuMs ?? 0) / 1000).toFixed(1)} s`,
+    );
+    const vr = await run(process.execPath, [bin, 'verify-export', out, '--config', join(work, 'all.json'), '--json'], {
+      env,
+    });
+    console.log(`  verify-export: exit ${vr.code} in ${(vr.ms / 1000).toFixed(1)} s`);
+    await rm(out, { recursive: true, force: true });
+  }
+
+  // ---- 3. the delete, each store polled from outside
+  if (SECTIONS.has('delete')) {
+    const gone: Record<string, number> = {};
+    let polling = true;
+    let jobStart: number | undefined;
+    const poll = (async () => {
+      while (polling) {
+        if (jobStart === undefined) {
+          const j = await su
+            .query(
+              `SELECT (extract(epoch from started_at) * 1000)::float8 AS ms FROM tenantscope_cli.deletion_jobs WHERE tenant_id = $1`,
+              [TENANT],
+            )
+            .catch(() => ({ rows: [] as { ms: number }[] }));
+          const ms = j.rows[0]?.ms;
+          if (ms !== undefined) jobStart = performance.now() - (Date.now() - Number(ms));
+        }
+        if (gone.postgres === undefined) {
+          const e = await su.query('SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1) AS e', [TENANT]);
+          if (!e.rows[0].e) gone.postgres = performance.now();
+        }
+        if (gone.s3 === undefined && (await objectCount(TENANT, 1)) === 0) gone.s3 = performance.now();
+        if (gone.qdrant === undefined && (await pointCount(TENANT)) === 0) gone.qdrant = performance.now();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const del = await run(
       process.execPath,
       [
-        ...profile,
         '--import',
         preload,
         bin,
         'tenant',
-        'export',
+        'delete',
         TENANT,
-        '--out',
-        out,
+        '--confirm',
+        TENANT,
         '--config',
-        join(work, 'pg-only.json'),
+        join(work, 'all.json'),
+        '--json',
       ],
-      { env, rssFile: join(work, `rss-${n}`), watch: [join(out, 'postgres'), join(out, 'audit')] },
+      { env, rssFile: join(work, 'rss-delete') },
     );
-    if (r.code !== 0) throw new Error(`tenant export exited ${r.code}: ${r.stderr}`);
-    const t = (r.seen[join(out, 'audit')] ?? 0) - (r.seen[join(out, 'postgres')] ?? 0);
-    const bytes = statSync(join(out, 'postgres', 'events.ndjson')).size;
-    await rm(out, { recursive: true, force: true });
-    return {
-      rate: ROWS / (t / 1000),
-      wall: ROWS / (r.ms / 1000),
-      rss: r.maxRssKib ?? r.sampledPeakKib,
-      bytes,
-      cpu: r.cpuMs ?? Number.NaN,
-    };
-  };
-  const raw = async () => {
-    const file = join(work, `raw-${n++}.txt`);
-    const sql = `COPY (SELECT * FROM events WHERE tenant_id = '${TENANT}') TO STDOUT`;
-    const r = await run('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', db.superUrl, '-c', sql], { stdoutFile: file });
-    if (r.code !== 0) throw new Error(`psql COPY exited ${r.code}: ${r.stderr}`);
-    const bytes = statSync(file).size;
-    await rm(file, { force: true });
-    return { rate: ROWS / (r.ms / 1000), wall: ROWS / (r.ms / 1000), rss: r.sampledPeakKib, bytes, cpu: Number.NaN };
-  };
-  const idle = await run(process.execPath, ['--import', preload, bin, '--help'], { rssFile: join(work, 'rss-help') });
-  console.log(
-    `start-up alone (tenantscope --help): ${(idle.ms / 1000).toFixed(1)} s, CPU ${((idle.cpuMs ?? 0) / 1000).toFixed(1)} s, ` +
-      `peak RSS ${mb(idle.maxRssKib ?? 0)}`,
-  );
-  t0 = performance.now();
-  const warm = [await ours(), await raw()];
-  console.log(
-    `warm-up: tenantscope export ${fmt(warm[0]?.rate ?? 0)} rows/s, raw COPY ${fmt(warm[1]?.rate ?? 0)} rows/s (${since(t0)})`,
-  );
-  const sides: Record<'ours' | 'raw', Awaited<ReturnType<typeof ours>>[]> = { ours: [], raw: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    const order: ('ours' | 'raw')[] = r % 2 === 0 ? ['ours', 'raw'] : ['raw', 'ours'];
-    for (const side of order) sides[side].push(side === 'ours' ? await ours() : await raw());
+    polling = false;
+    await poll;
+    if (del.code !== 0) throw new Error(`tenant delete exited ${del.code}: ${del.stderr}`);
+    const outcome = JSON.parse(del.stdout) as { certificate: unknown };
+    const s = (a: number | undefined, b: number | undefined) => ((a ?? Number.NaN) - (b ?? Number.NaN)) / 1000;
+    console.log(
+      `\n== Delete (every store), whole command ${(del.ms / 1000).toFixed(1)} s; each store seen empty from outside:`,
+    );
+    const pgS = s(gone.postgres, jobStart);
+    const s3S = s(gone.s3, gone.postgres);
+    const qS = s(gone.qdrant, gone.s3);
+    console.log(`  postgres rows: ${fmt(ROWS)} in ${pgS.toFixed(1)} s = ${fmt(ROWS / pgS)}/s (from the job record)`);
+    console.log(`  s3 objects: ${fmt(OBJECTS)} in ${s3S.toFixed(1)} s = ${fmt(OBJECTS / s3S)}/s`);
+    console.log(`  qdrant points: ${fmt(POINTS)} in ${qS.toFixed(1)} s = ${fmt(POINTS / qS)}/s`);
+    console.log(`  peak RSS of the CLI: ${mb(del.maxRssKib ?? 0)} (ru_maxrss), ${mb(del.sampledPeakKib)} (sampled)`);
+    const afterOthers = await othersCounts();
+    console.log(
+      `  the other 9 tenants' rows/objects/points: ${afterOthers === beforeOthers ? 'unchanged' : 'CHANGED'}`,
+    );
+    console.log(
+      `  left for ${TENANT}: ${await rowCount(TENANT)} rows, ${await objectCount(TENANT)} objects, ${await pointCount(TENANT)} points`,
+    );
+    console.log(`deletion certificate:\n${JSON.stringify(outcome.certificate, null, 2)}`);
+    if (afterOthers !== beforeOthers) process.exitCode = 1;
   }
-  const line = (label: string, xs: (typeof sides)['ours']) =>
-    `${label}: ${fmt(mean(xs.map((x) => x.rate)))} rows/s (rounds: ${xs.map((x) => fmt(x.rate)).join(', ')}; ` +
-    `whole command ${fmt(mean(xs.map((x) => x.wall)))} rows/s), peak RSS ${mb(Math.max(...xs.map((x) => x.rss)))}, ` +
-    `${(mean(xs.map((x) => x.bytes)) / 1e6).toFixed(0)} MB written`;
-  console.log(`\n== Postgres export, ${fmt(ROWS)} rows, ${ROUNDS} interleaved rounds after a warm-up of each side`);
-  console.log(line('tenantscope tenant export (bin, NDJSON, sha256, streamed)', sides.ours));
-  console.log(line(`raw COPY (SELECT * … WHERE tenant_id = $1) TO STDOUT (psql)`, sides.raw));
-  const ratio = mean(sides.ours.map((x) => x.rate)) / mean(sides.raw.map((x) => x.rate));
-  console.log(`ratio tenantscope / raw COPY: ${ratio.toFixed(2)}`);
-  // Machine-independent of other load: what one core of the CLI process gets through.
-  const cpu = mean(sides.ours.map((x) => x.cpu));
-  console.log(
-    `CPU time of the CLI process (whole command, start-up included): ${(cpu / 1000).toFixed(1)} s = ` +
-      `${fmt(ROWS / (cpu / 1000))} rows per CPU-second; load average at the end ${loadavg()
-        .map((l) => l.toFixed(1))
-        .join(' ')} on ${availableParallelism()} cores`,
-  );
-
-  // ---- 2. the full export, every store
-  const beforeOthers = await othersCounts();
-  const out = join(work, 'export-all');
-  const dirs = ['postgres', 's3', 'qdrant', 'audit'].map((d) => join(out, d));
-  const ex = await run(
-    process.execPath,
-    ['--import', preload, bin, 'tenant', 'export', TENANT, '--out', out, '--config', join(work, 'all.json'), '--json'],
-    { env, rssFile: join(work, 'rss-all'), watch: dirs },
-  );
-  if (ex.code !== 0) throw new Error(`tenant export exited ${ex.code}: ${ex.stderr}`);
-  const counts = (JSON.parse(ex.stdout) as { counts: Record<string, Record<string, number>> }).counts;
-  const at = dirs.map((d) => ex.seen[d] ?? Number.NaN);
-  const phase = (i: number, items: number, label: string) => {
-    const s = ((at[i + 1] as number) - (at[i] as number)) / 1000;
-    return `  ${label}: ${fmt(items)} in ${s.toFixed(1)} s = ${fmt(items / s)}/s`;
-  };
-  console.log(`\n== Full export (every store), whole command ${(ex.ms / 1000).toFixed(1)} s`);
-  console.log(phase(0, counts.postgres?.events ?? 0, 'postgres rows'));
-  console.log(phase(1, counts.s3?.objects ?? 0, 's3 objects'));
-  console.log(phase(2, counts.qdrant?.points ?? 0, 'qdrant points'));
-  console.log(
-    `  peak RSS of the CLI: ${mb(ex.maxRssKib ?? 0)} (ru_maxrss), ${mb(ex.sampledPeakKib)} (sampled, process tree); ` +
-      `CPU ${((ex.cpuMs ?? 0) / 1000).toFixed(1)} s`,
-  );
-  const vr = await run(process.execPath, [bin, 'verify-export', out, '--config', join(work, 'all.json'), '--json'], {
-    env,
-  });
-  console.log(`  verify-export: exit ${vr.code} in ${(vr.ms / 1000).toFixed(1)} s`);
-  await rm(out, { recursive: true, force: true });
-
-  // ---- 3. the delete, each store polled from outside
-  const gone: Record<string, number> = {};
-  let polling = true;
-  let jobStart: number | undefined;
-  const poll = (async () => {
-    while (polling) {
-      if (jobStart === undefined) {
-        const j = await su
-          .query(
-            `SELECT (extract(epoch from started_at) * 1000)::float8 AS ms FROM tenantscope_cli.deletion_jobs WHERE tenant_id = $1`,
-            [TENANT],
-          )
-          .catch(() => ({ rows: [] as { ms: number }[] }));
-        const ms = j.rows[0]?.ms;
-        if (ms !== undefined) jobStart = performance.now() - (Date.now() - Number(ms));
-      }
-      if (gone.postgres === undefined) {
-        const e = await su.query('SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1) AS e', [TENANT]);
-        if (!e.rows[0].e) gone.postgres = performance.now();
-      }
-      if (gone.s3 === undefined && (await objectCount(TENANT, 1)) === 0) gone.s3 = performance.now();
-      if (gone.qdrant === undefined && (await pointCount(TENANT)) === 0) gone.qdrant = performance.now();
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  const del = await run(
-    process.execPath,
-    [
-      '--import',
-      preload,
-      bin,
-      'tenant',
-      'delete',
-      TENANT,
-      '--confirm',
-      TENANT,
-      '--config',
-      join(work, 'all.json'),
-      '--json',
-    ],
-    { env, rssFile: join(work, 'rss-delete') },
-  );
-  polling = false;
-  await poll;
-  if (del.code !== 0) throw new Error(`tenant delete exited ${del.code}: ${del.stderr}`);
-  const outcome = JSON.parse(del.stdout) as { certificate: unknown };
-  const s = (a: number | undefined, b: number | undefined) => ((a ?? Number.NaN) - (b ?? Number.NaN)) / 1000;
-  console.log(
-    `\n== Delete (every store), whole command ${(del.ms / 1000).toFixed(1)} s; each store seen empty from outside:`,
-  );
-  const pgS = s(gone.postgres, jobStart);
-  const s3S = s(gone.s3, gone.postgres);
-  const qS = s(gone.qdrant, gone.s3);
-  console.log(`  postgres rows: ${fmt(ROWS)} in ${pgS.toFixed(1)} s = ${fmt(ROWS / pgS)}/s (from the job record)`);
-  console.log(`  s3 objects: ${fmt(OBJECTS)} in ${s3S.toFixed(1)} s = ${fmt(OBJECTS / s3S)}/s`);
-  console.log(`  qdrant points: ${fmt(POINTS)} in ${qS.toFixed(1)} s = ${fmt(POINTS / qS)}/s`);
-  console.log(`  peak RSS of the CLI: ${mb(del.maxRssKib ?? 0)} (ru_maxrss), ${mb(del.sampledPeakKib)} (sampled)`);
-  const afterOthers = await othersCounts();
-  console.log(`  the other 9 tenants' rows/objects/points: ${afterOthers === beforeOthers ? 'unchanged' : 'CHANGED'}`);
-  console.log(
-    `  left for ${TENANT}: ${await rowCount(TENANT)} rows, ${await objectCount(TENANT)} objects, ${await pointCount(TENANT)} points`,
-  );
-  console.log(`deletion certificate:\n${JSON.stringify(outcome.certificate, null, 2)}`);
-  if (afterOthers !== beforeOthers) process.exitCode = 1;
 } finally {
   await su.end().catch(() => undefined);
   await db.drop().catch(() => undefined);

@@ -73,6 +73,12 @@ export const dsarSectionSchema = z.strictObject({
       /** Path-style addressing (most S3-compatible servers). Default true when `endpoint` is set. */
       forcePathStyle: z.boolean().optional(),
       /**
+       * Objects fetched at once by `tenant export` and `subject export` (and HEADs when subjects are
+       * found by `metadata`), 1–64. Each body streams to its own file, so memory does not grow with
+       * object size. Default 16.
+       */
+      concurrency: z.number().int().min(1).max(64).optional(),
+      /**
        * Per-tenant users' principal ARN, with `{tenant}` for the id (e.g. `arn:aws:iam:::user/{tenant}`).
        * When set, `doctor` compares the live bucket policy with the one tenantscope generates for
        * every tenant. Without it the policy is not compared.

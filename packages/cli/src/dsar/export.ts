@@ -1,4 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { VERSION } from '../check/run.ts';
 import { cliError } from '../errors.ts';
 import { countAll } from './delete.ts';
 import { noProgress, type Progress } from './progress.ts';
+import { allKeys, checkRecount, exportObjects, type ObjectsExported, s3Concurrency } from './s3-objects.ts';
 import type { Stores } from './stores.ts';
 import { isTar, readTar, walk } from './tar.ts';
 
@@ -106,7 +108,16 @@ export class HashedFile {
   async #emit(b: Buffer): Promise<void> {
     this.#hash.update(b);
     this.bytes += b.length;
-    if (!this.#out.write(b)) await new Promise<void>((r) => this.#out.once('drain', r));
+    // once() rejects if the file fails instead (a plain 'drain' listener would wait for ever).
+    if (!this.#out.write(b)) await once(this.#out, 'drain');
+  }
+  /** Gives up the file (after a failure): closes it without a hash; the partial file stays. */
+  async abort(): Promise<void> {
+    this.#pending = [];
+    if (this.#out.closed) return;
+    const closed = once(this.#out, 'close').catch(() => undefined);
+    this.#out.destroy();
+    await closed;
   }
   async close(): Promise<FileEntry> {
     await this.#flush();
@@ -170,30 +181,18 @@ export async function exportTenant(
     for (const [name, f] of open) files[`postgres/${fileName(name)}.ndjson`] = await f.close();
   }
 
-  // S3: each object as a file (numbered, so no key can name a path outside the export), and
-  // s3/objects.ndjson mapping each key to its file, size, type, metadata and time.
+  // S3: each object as a file (numbered in listing order, so no key can name a path outside the
+  // export), and s3/objects.ndjson mapping each key to its file, size, type, metadata and time.
+  // Several objects are fetched at once (dsar.s3.concurrency); then the tenant is listed again.
   if (s.s3) {
-    await mkdir(join(out, 's3', 'objects'), { recursive: true });
-    const index = new HashedFile(join(out, 's3', 'objects.ndjson'));
-    let n = 0;
+    let done: ObjectsExported;
     try {
-      await s.s3.tenantData(tenantId).export(async (o) => {
-        n++;
-        const tail = (o.key.split('/').pop() ?? '').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);
-        const name = `s3/objects/${String(n).padStart(8, '0')}${tail ? `-${tail}` : ''}`;
-        const f = new HashedFile(join(out, name));
-        for await (const chunk of o.body as AsyncIterable<Buffer>) await f.write(chunk);
-        files[name] = await f.close();
-        const { key, size, contentType, metadata, lastModified } = o;
-        await index.write(`${JSON.stringify({ key, file: name, size, contentType, metadata, lastModified })}\n`);
-        progress.tick('s3');
-      });
+      done = await exportObjects(s.s3, tenant, allKeys, out, files, s3Concurrency(s.cfg), () => progress.tick('s3'));
+      await checkRecount(s.s3, tenant, done);
     } catch (err) {
       throw cliError('CLI_STORE_FAILED', `s3 export failed (${(err as Error).message})`, { cause: err });
-    } finally {
-      files['s3/objects.ndjson'] = await index.close();
     }
-    counts.s3 = { objects: n };
+    counts.s3 = { objects: done.objects };
   }
 
   // Qdrant: every point of the tenant (id, payload, vectors if configured), paged.

@@ -5,12 +5,12 @@
  * the match is exact, so one subject never reaches another's (a subject id that cannot be part
  * of a key or a name matches nothing).
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tenant } from '@tenantscope/core';
 import { SECRET_NAME_PATTERN } from '@tenantscope/secrets';
 import { cliError } from '../errors.ts';
 import { type FileEntry, HashedFile } from './export.ts';
+import { exportObjects, keysByMetadata, s3Concurrency } from './s3-objects.ts';
 import type { Stores } from './stores.ts';
 
 export interface SubjectStore {
@@ -32,21 +32,17 @@ const PAGE = 256;
 
 function s3Subject(s: Stores, tenant: Tenant, subject: string): SubjectStore | undefined {
   const c = s.cfg.s3?.subject;
-  if (!s.s3 || !c) return undefined;
-  const files = s.s3.forTenant(tenant);
+  const s3 = s.s3;
+  if (!s3 || !c) return undefined;
+  const files = s3.forTenant(tenant);
+  const concurrency = s3Concurrency(s.cfg);
   const keys = async (): Promise<string[]> => {
+    if ('metadata' in c) return keysByMetadata(s3, tenant, c.metadata, subject, concurrency, MAX_OBJECTS);
     const out: string[] = [];
-    const add = (k: string) => {
+    if (!KEY_SAFE.test(subject) || subject === '.' || subject === '..') return out;
+    for await (const o of files.iterate({ prefix: c.keyPattern.replace('{subject}', subject) })) {
       if (out.length >= MAX_OBJECTS) throw cliError('CLI_STORE_FAILED', `s3: more than ${MAX_OBJECTS} objects`);
-      out.push(k);
-    };
-    if ('keyPattern' in c) {
-      if (!KEY_SAFE.test(subject) || subject === '.' || subject === '..') return out;
-      for await (const o of files.iterate({ prefix: c.keyPattern.replace('{subject}', subject) })) add(o.key);
-    } else {
-      for await (const o of files.iterate()) {
-        if ((await files.head(o.key)).metadata[c.metadata] === subject) add(o.key);
-      }
+      out.push(o.key);
     }
     return out;
   };
@@ -56,23 +52,7 @@ function s3Subject(s: Stores, tenant: Tenant, subject: string): SubjectStore | u
     count: async () => (await keys()).length,
     async export(out, written) {
       const list = await keys();
-      await mkdir(join(out, 's3', 'objects'), { recursive: true });
-      const index = new HashedFile(join(out, 's3', 'objects.ndjson'));
-      try {
-        for (const [i, key] of list.entries()) {
-          const got = await files.get(key);
-          const tail = (key.split('/').pop() ?? '').replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 80);
-          const name = `s3/objects/${String(i + 1).padStart(8, '0')}${tail ? `-${tail}` : ''}`;
-          const f = new HashedFile(join(out, name));
-          for await (const chunk of got.body as AsyncIterable<Buffer>) await f.write(chunk);
-          written[name] = await f.close();
-          const { size, contentType, metadata, lastModified } = got;
-          await index.write(`${JSON.stringify({ key, file: name, size, contentType, metadata, lastModified })}\n`);
-        }
-      } finally {
-        written['s3/objects.ndjson'] = await index.close();
-      }
-      return list.length;
+      return (await exportObjects(s3, tenant, () => list, out, written, concurrency)).objects;
     },
     async erase() {
       const list = await keys();
