@@ -59,7 +59,7 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
     )
     .option(
       '--settle-ms <ms>',
-      "after pausing, wait this long (≥ the app's registry cacheMs + its longest call)",
+      "after pausing, wait this long (≥ the app's registry cacheMs + its longest write; for S3 that is scopedS3's writeTimeoutMs)",
       '3000',
     )
     .option('--registry-schema <schema>', 'schema of the placement registry table', 'tenantscope_placement')
