@@ -1,7 +1,13 @@
 /** The doctor's code table against its checks: every code a check (or side-channels.ts, or the pooler check) can emit is in DoctorProblemCode, and every code there has a check. */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DOCTOR_CHECKS, DOCTOR_PROBLEM_CODES, type DoctorProblemCode, sideChannels } from './doctor-checks.ts';
+import {
+  DOCTOR_CHECKS,
+  DOCTOR_PROBLEM_CODES,
+  type DoctorProblemCode,
+  sideChannels,
+  TENANT_DB_CODES,
+} from './doctor-checks.ts';
 
 const POOLER_CODES: readonly DoctorProblemCode[] = ['POOLER_MISMATCH', 'POOLER_NOT_SEEN'];
 
@@ -14,7 +20,7 @@ const source = (file: string) => readFileSync(new URL(file, import.meta.url), 'u
 
 describe('DoctorProblemCode', () => {
   it('is exactly the codes the checks declare, each declared by one check', () => {
-    const declared = [...DOCTOR_CHECKS.flatMap((c) => c.codes), ...POOLER_CODES];
+    const declared = [...DOCTOR_CHECKS.flatMap((c) => c.codes), ...POOLER_CODES, ...TENANT_DB_CODES];
     expect(new Set(declared).size).toBe(declared.length);
     expect([...declared].sort()).toEqual([...DOCTOR_PROBLEM_CODES].sort());
   });
@@ -28,7 +34,7 @@ describe('DoctorProblemCode', () => {
     }
   });
 
-  it('every code side-channels.ts and doctor-pooler.ts emit is in the union (and in the side-channel check)', () => {
+  it('every code side-channels.ts, doctor-pooler.ts and doctor-tenants.ts emit is in the union (and in the side-channel check)', () => {
     const side = source('./side-channels.ts');
     const emitted = [
       ...codeLiterals(side),
@@ -38,6 +44,8 @@ describe('DoctorProblemCode', () => {
     for (const code of emitted) expect(sideChannels.codes, code).toContain(code);
     const pooler = codeLiterals(source('./doctor-pooler.ts'));
     expect(pooler.sort()).toEqual([...POOLER_CODES].sort());
+    const tenantDbs = new Set(codeLiterals(source('./doctor-tenants.ts')));
+    expect([...tenantDbs].sort()).toEqual([...TENANT_DB_CODES].sort());
   });
 
   it('the check list runs in report order', () => {

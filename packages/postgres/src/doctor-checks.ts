@@ -9,6 +9,31 @@ import type { DoctorOptions } from './doctor.ts';
 import { sideChannelProblems } from './side-channels.ts';
 import { TENANT_POLICY_NAME } from './sql.ts';
 
+/**
+ * The codes of the checks over tenant databases (`DoctorOptions.tenantDatabases`), beside the
+ * codes of the checks below, which are reported with `database` set when found in a tenant database.
+ * - REGISTRY_UNREADABLE, REGISTRY_ENTRY_INVALID (problems): the placement registry cannot be read, or holds a row this version cannot serve.
+ * - PLACEMENT_MOVE_STUCK: a move unchanged for longer than `stuckAfterMs` (a crashed `tenant move`):
+ *   a problem when paused (the tenant's calls in that store fail), a warning when copying or in cleanup.
+ * - TENANT_DB_SHARED (problem): the registry places several tenants in one tenant database.
+ * - TENANT_DBS_TRUNCATED (warning): more tenant databases than `maxDatabases`; the rest were not checked.
+ * - TENANT_DB_UNREACHABLE (problem): the application role cannot connect, or the checks failed there.
+ * - TENANT_DB_TABLE_MISSING (problem): a tenant table of the shared database is not there.
+ * - TENANT_DB_ROWS_NOT_COUNTED (warning): no inspect role (or one that does not read past RLS).
+ * - TENANT_DB_FOREIGN_ROWS (problem): rows of a tenant the registry does not place there.
+ */
+export const TENANT_DB_CODES = [
+  'REGISTRY_UNREADABLE',
+  'REGISTRY_ENTRY_INVALID',
+  'PLACEMENT_MOVE_STUCK',
+  'TENANT_DB_SHARED',
+  'TENANT_DBS_TRUNCATED',
+  'TENANT_DB_UNREACHABLE',
+  'TENANT_DB_TABLE_MISSING',
+  'TENANT_DB_ROWS_NOT_COUNTED',
+  'TENANT_DB_FOREIGN_ROWS',
+] as const;
+
 /** Every code the doctor reports, as problems (stop the start) or warnings. */
 export const DOCTOR_PROBLEM_CODES = [
   'POOLER_MISMATCH',
@@ -35,6 +60,7 @@ export const DOCTOR_PROBLEM_CODES = [
   'SYSTEM_COLUMNS_READABLE',
   'UNIQUE_ACROSS_TENANTS',
   'SCHEMA_CREATE_ALLOWED',
+  ...TENANT_DB_CODES,
 ] as const;
 
 /** A stable doctor finding code; callers switch on it. */
@@ -45,6 +71,8 @@ export interface DoctorProblem {
   code: DoctorProblemCode;
   /** The object concerned (role, table, view), when there is one. */
   object?: string;
+  /** The tenant database concerned (`DoctorOptions.tenantDatabases`); absent for the database the pool connects to. */
+  database?: string;
   message: string;
 }
 

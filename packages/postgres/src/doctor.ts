@@ -6,9 +6,16 @@ import {
   readCurrentRole,
   readTenantTables,
 } from './doctor-checks.ts';
+import { checkTenantDatabases, type TenantDatabaseReport, type TenantDatabasesOptions } from './doctor-tenants.ts';
 import { pgError, wrapDriverError } from './errors.ts';
 
-export { DOCTOR_PROBLEM_CODES, type DoctorProblem, type DoctorProblemCode } from './doctor-checks.ts';
+export {
+  DOCTOR_PROBLEM_CODES,
+  type DoctorProblem,
+  type DoctorProblemCode,
+  TENANT_DB_CODES,
+} from './doctor-checks.ts';
+export type { TenantDatabaseReport, TenantDatabasesOptions } from './doctor-tenants.ts';
 
 export interface DoctorOptions {
   /** Column that marks a tenant table. Every table with it is checked. Default `tenant_id`. */
@@ -23,6 +30,14 @@ export interface DoctorOptions {
    * managed services). Default false: they stop the start.
    */
   allowSideChannels?: boolean;
+  /**
+   * Also check every tenant database the placement registry names (the dedicated tier): the
+   * checks above that apply there (role, installation and binding key, RLS enabled and forced
+   * with the tenant policy, views) as the application role, the shared database's tenant tables
+   * present, no rows of another tenant (with `inspectConnectionString`), and no move stuck in the
+   * registry. Problems found there carry `database`. Off when not set.
+   */
+  tenantDatabases?: TenantDatabasesOptions;
 }
 
 export interface DoctorReport {
@@ -31,6 +46,8 @@ export interface DoctorReport {
   tables: string[];
   /** Things worth knowing that do not stop the start. */
   warnings: DoctorProblem[];
+  /** With `tenantDatabases`: each tenant database checked (those the connection could not reach are problems). */
+  databases?: TenantDatabaseReport[];
 }
 
 /**
@@ -55,14 +72,26 @@ export async function runDoctor(
       problems.push(...found.problems);
       warnings.push(...found.warnings);
     }
+    let databases: TenantDatabaseReport[] | undefined;
+    if (options.tenantDatabases) {
+      const found = await checkTenantDatabases(options.tenantDatabases, facts);
+      problems.push(...found.problems);
+      warnings.push(...found.warnings);
+      databases = found.databases;
+    }
     if (problems.length > 0) {
       throw pgError(
         'PG_DOCTOR_FAILED',
-        `refusing to start: ${problems.map((p) => p.code + (p.object ? ` (${p.object})` : '')).join(', ')}`,
-        { details: { problems, warnings } },
+        `refusing to start: ${problems.map((p) => p.code + (p.object || p.database ? ` (${[p.database, p.object].filter(Boolean).join(': ')})` : '')).join(', ')}`,
+        { details: { problems, warnings, ...(databases ? { databases } : {}) } },
       );
     }
-    return { role: facts.role.rolname, tables: facts.tables.map((t) => t.name), warnings };
+    return {
+      role: facts.role.rolname,
+      tables: facts.tables.map((t) => t.name),
+      warnings,
+      ...(databases ? { databases } : {}),
+    };
   } catch (err) {
     throw wrapDriverError(err, 'doctor');
   }

@@ -14,6 +14,9 @@ export {
   type DoctorProblemCode,
   type DoctorReport,
   runDoctor,
+  TENANT_DB_CODES,
+  type TenantDatabaseReport,
+  type TenantDatabasesOptions,
 } from './doctor.ts';
 export { type ExportedRow, PgTenantData, type TenantData, type TenantDataOptions, tenantData } from './dsar.ts';
 export { PG_ERROR_CODES, type PgErrorCode, pgError } from './errors.ts';
