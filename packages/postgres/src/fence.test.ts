@@ -18,6 +18,7 @@ import {
   unfenceTenant,
 } from './index.ts';
 import { type PgFixture, pgFixture } from './testing/fixture.ts';
+import { holdTransaction } from './testing/held.ts';
 
 let fx: PgFixture;
 let plain: ScopedPool;
@@ -178,21 +179,11 @@ describe('a fenced tenant cannot write at that database', () => {
 
 describe('fenceTenant waits for what was admitted before it', () => {
   it('waits for an in-flight transaction of the tenant; meanwhile new ones are refused and other tenants are not', async () => {
-    let release!: () => void;
-    const latch = new Promise<void>((r) => {
-      release = r;
-    });
-    let bound!: () => void;
-    const isBound = new Promise<void>((r) => {
-      bound = r;
-    });
     const before = await notesOf('acme');
-    const inflight = plain.forTenant(acme).transaction(async (tx) => {
-      bound();
-      await latch;
-      await tx.query("INSERT INTO notes (body) VALUES ('admitted before the fence')");
-    });
-    await isBound;
+    const inflight = holdTransaction(plain.forTenant(acme), (tx) =>
+      tx.query("INSERT INTO notes (body) VALUES ('admitted before the fence')"),
+    );
+    await inflight.bound;
     const fence = fenceTenant(fx.owner, 'acme', { lockTimeoutMs: 10_000 });
     const f = settled(fence);
     await sleep(400);
@@ -200,31 +191,19 @@ describe('fenceTenant waits for what was admitted before it', () => {
     // while the fence waits: acme's new writes are refused at once, globex writes
     expect(await codeOf(plain.forTenant(acme).query("INSERT INTO notes (body) VALUES ('x')"))).toBe('PLACEMENT_PAUSED');
     await plain.forTenant(globex).query("INSERT INTO notes (body) VALUES ('g')");
-    release();
-    await inflight;
+    inflight.release();
+    await inflight.done;
     await fence;
     expect(await notesOf('acme')).toBe(before + 1);
   });
 
   it('gives up after lockTimeoutMs with PG_FENCE_TIMEOUT, and the fence row stays', async () => {
-    let release!: () => void;
-    const latch = new Promise<void>((r) => {
-      release = r;
-    });
-    let bound!: () => void;
-    const isBound = new Promise<void>((r) => {
-      bound = r;
-    });
-    const inflight = plain.forTenant(acme).transaction(async (tx) => {
-      bound();
-      await latch;
-      await tx.query('SELECT 1');
-    });
-    await isBound;
+    const inflight = holdTransaction(plain.forTenant(acme), (tx) => tx.query('SELECT 1'));
+    await inflight.bound;
     expect(await codeOf(fenceTenant(fx.owner, 'acme', { lockTimeoutMs: 200 }))).toBe('PG_FENCE_TIMEOUT');
     expect(await isFenced(fx.owner, 'acme')).toBe(true);
-    release();
-    await inflight;
+    inflight.release();
+    await inflight.done;
   });
 
   it('waits for a session-bound hot lane, which the fence closes', async () => {
