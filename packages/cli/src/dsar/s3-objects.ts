@@ -101,7 +101,9 @@ export async function exportObjects(
         let f: HashedFile | undefined;
         try {
           const got = await files.get(key);
-          const onAbort = () => got.body.destroy(new Error('aborted: another object failed'));
+          // Without an error: a body that has already ended must not emit an 'error' nobody listens
+          // to (that would crash the process); one still being read ends its loop with ERR_STREAM_PREMATURE_CLOSE.
+          const onAbort = () => got.body.destroy();
           signal.addEventListener('abort', onAbort, { once: true });
           try {
             f = new HashedFile(join(out, name));
