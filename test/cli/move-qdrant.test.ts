@@ -6,7 +6,9 @@
  * that shard key → a collection of its own. Checks: 0 failed globex calls (and no pause), 0 lost
  * acme writes (every acknowledged upsert is at the new place, payload and vector identical to
  * float32 precision), acme's earlier points identical, 0 acme points left at the old place,
- * globex unchanged. Prints globex's p99 before, during and after each move.
+ * globex unchanged. Prints globex's p99 before, during and after each move. And a move to the
+ * shard-key tier killed (SIGKILL) while paused is rolled back (resuming is the same code as for
+ * Postgres and S3, tested in move.test.ts).
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -318,6 +320,25 @@ describe('tenantscope tenant move --store qdrant, under load', () => {
       expect((await pointsAt(shared, 'acme')).size).toBe(0);
       // initech, never moved, is untouched in the shared collection.
       expect((await pointsAt(shared, 'initech')).size).toBe(40);
+    },
+    SLOW,
+  );
+
+  it(
+    'to the shard-key tier, killed while paused: --rollback keeps initech in the shared collection, points identical, and empties its key',
+    async () => {
+      const before = await pointsAt(shared, 'initech');
+      const args = (...more: string[]) => [
+        ...['tenant', 'move', 'initech', '--store', 'qdrant', '--to', 'dedicated', '--target', sharded],
+        ...['--config', config, '--settle-ms', '100', ...more],
+      ];
+      expect((await runCli(args(), { TENANTSCOPE_TEST_KILL_AT: 'after-pause' })).code).toBe(null);
+      expect((await pointsAt(sharded, 'initech', 'initech')).size).toBe(before.size); // copied, not switched
+      const rb = await runCli(args('--rollback', '--json'));
+      expect(rb.code, rb.stderr).toBe(0);
+      expect(JSON.parse(rb.stdout).status).toBe('rolled-back');
+      expectSamePoints(await pointsAt(shared, 'initech'), before);
+      expect((await pointsAt(sharded, 'initech', 'initech')).size).toBe(0);
     },
     SLOW,
   );
