@@ -66,7 +66,11 @@ export class S3Mover implements StoreMover {
       ? Promise.resolve(given)
       : this.#client.send(new ListBucketsCommand({ MaxBuckets: 1 })).then((r) => {
           const id = r.Owner?.ID;
-          if (!id) throw new Error('ListBuckets named no owner: set TENANTSCOPE_S3_MOVER_USER');
+          // AWS answers a canonical id (64 hex digits), which no policy condition matches: the
+          // fence would then refuse the mover too, and the old copy could not be deleted.
+          if (!id || /^[0-9a-f]{64}$/.test(id)) {
+            throw new Error('the mover user is not known: set TENANTSCOPE_S3_MOVER_USER (the IAM user name)');
+          }
           return id;
         });
     return this.#moverUser;
