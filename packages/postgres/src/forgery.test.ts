@@ -4,9 +4,10 @@
  * simple protocol for multi-statement text) and `queryUntrusted`.
  */
 import type { Tenant } from '@tenantscope/core';
+import { codeOf } from '@tenantscope/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ScopedPool, scopedPool, type TenantDb } from './index.ts';
+import { fenceTenant, isFenced, type ScopedPool, scopedPool, type TenantDb, unfenceTenant } from './index.ts';
 import { type PgFixture, pgFixture } from './testing/fixture.ts';
 import { corpus, foreignRows, Q } from './testing/forgery-corpus.ts';
 
@@ -117,4 +118,39 @@ describe('replay and persistence', () => {
     const r = await foreignRows(acme, 'SELECT pg_sleep(5)', true);
     expect(r.error).toBe('PG_QUERY_FAILED');
   }, 10_000);
+});
+
+describe('move fences are out of reach of agent SQL', () => {
+  it('the app role cannot read, add, lift or pass a fence, through any handle', async () => {
+    await fenceTenant(fx.owner, 'globex');
+    try {
+      const attempts = [
+        'SELECT tenant_id FROM tenantscope.fence',
+        "INSERT INTO tenantscope.fence (tenant_id) VALUES ('initech')",
+        "DELETE FROM tenantscope.fence WHERE tenant_id = 'globex'",
+        "UPDATE tenantscope.fence SET tenant_id = 'x' WHERE tenant_id = 'globex'",
+        'TRUNCATE tenantscope.fence',
+        // the mover's bind, which passes a fence: EXECUTE for the owner only
+        `SELECT tenantscope.bind_exclusive('c:globex:' || extract(epoch from now())::bigint || ':' || repeat('ab', 32))`,
+      ];
+      for (const text of attempts) {
+        expect(await codeOf(acme.query(text)), text).toBe('PG_QUERY_FAILED');
+        expect(await codeOf(acmeFast.query(text)), text).toBe('PG_QUERY_FAILED');
+        expect(['PG_QUERY_FAILED', 'PG_STATEMENT_REFUSED'], text).toContain(
+          await codeOf(acme.queryUntrusted(text, [], { readOnly: false })),
+        );
+      }
+      const raw = new pg.Client({ connectionString: fx.db.appUrl });
+      await raw.connect();
+      try {
+        for (const text of attempts) expect(await codeOf(raw.query(text)), text).toBe('42501');
+      } finally {
+        await raw.end();
+      }
+      expect(await isFenced(fx.owner, 'globex')).toBe(true);
+      expect(await isFenced(fx.owner, 'initech')).toBe(false);
+    } finally {
+      await unfenceTenant(fx.owner, 'globex');
+    }
+  });
 });
