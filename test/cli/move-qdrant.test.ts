@@ -8,7 +8,8 @@
  * float32 precision), acme's earlier points identical, 0 acme points left at the old place,
  * globex unchanged. Prints globex's p99 before, during and after each move. And a move to the
  * shard-key tier killed (SIGKILL) while paused is rolled back (resuming is the same code as for
- * Postgres and S3, tested in move.test.ts).
+ * Postgres and S3, tested in move.test.ts). And the client-side write bound against the real
+ * registry: a write resolved before a pause and held past the switch is not sent to the old place.
  */
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -320,6 +321,67 @@ describe('tenantscope tenant move --store qdrant, under load', () => {
       expect((await pointsAt(shared, 'acme')).size).toBe(0);
       // initech, never moved, is untouched in the shared collection.
       expect((await pointsAt(shared, 'initech')).size).toBe(40);
+    },
+    SLOW,
+  );
+
+  it(
+    'a write held between its resolve and its send while the registry pauses and switches the tenant is sent nowhere (PLACEMENT_PAUSED); its retry lands at the new place',
+    async () => {
+      const app = new App();
+      const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 1 });
+      const operator = placementRegistry({ pool: owner, schema: SCHEMA });
+      try {
+        expect(await app.registry.listening()).toBe(true);
+        let release: () => void = () => undefined;
+        const held = new Promise<void>((r) => {
+          release = r;
+        });
+        let reached: () => void = () => undefined;
+        const atScroll = new Promise<void>((r) => {
+          reached = r;
+        });
+        const raw = new QdrantClient({ url: inject('qdrantUrl'), apiKey: inject('qdrantApiKey') || undefined });
+        // The upsert's ownership check (a scroll) is held: the write was resolved, not yet sent.
+        const slow = new Proxy(raw, {
+          get(target, prop) {
+            const v = Reflect.get(target, prop, target) as unknown;
+            if (prop !== 'scroll' || typeof v !== 'function') return v;
+            return async (...a: unknown[]) => {
+              reached();
+              await held;
+              return (v as (...x: unknown[]) => unknown).apply(target, a);
+            };
+          },
+        });
+        const hooli = scopedQdrant(slow, {
+          collection: shared,
+          tenantField: FIELD,
+          placementResolver: app.registry.resolver(
+            'qdrant',
+            registryPlacement(shared, { shardKeyCollections: [sharded] }),
+          ),
+        }).forTenant(await issuer.tenant('hooli'));
+        await operator.beginMove('hooli', 'qdrant', { tier: 'dedicated', target: own });
+        const write = hooli
+          .upsert({ points: [{ id: 'a0f0e2b4-0000-4000-8000-000000000001', vector: vecOf(1) }] })
+          .catch((e: unknown) => e);
+        await atScroll;
+        await operator.pause('hooli', 'qdrant');
+        await operator.switchPlacement('hooli', 'qdrant');
+        await sleep(300); // past LISTEN's delivery and the app's cacheMs (200)
+        release();
+        expect(await write).toMatchObject({ code: 'PLACEMENT_PAUSED' });
+        expect((await pointsAt(shared, 'hooli')).size).toBe(0);
+        expect((await pointsAt(own, 'hooli')).size).toBe(0);
+        await hooli.upsert({ points: [{ id: 'a0f0e2b4-0000-4000-8000-000000000001', vector: vecOf(1) }] });
+        expect([...(await pointsAt(own, 'hooli')).keys()]).toEqual(['a0f0e2b4-0000-4000-8000-000000000001']);
+        expect((await pointsAt(shared, 'hooli')).size).toBe(0);
+        await operator.finishMove('hooli', 'qdrant');
+      } finally {
+        await app.close();
+        await owner.end();
+      }
     },
     SLOW,
   );
