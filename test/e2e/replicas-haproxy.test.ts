@@ -6,7 +6,10 @@
  *                response header routes every later request of a session to its replica.
  * The official SDK client runs the demo's isolation flows through the balancer, and an operator
  * halts a tenant and revokes a token through one replica's admin endpoint; the time until the
- * other replicas refuse is measured and printed.
+ * other replicas refuse is measured and printed. Each replica caches "not halted / not revoked"
+ * for a minute (TENANTSCOPE_STATE_CACHE_MS), so a refusal within NOTIFIED_WITHIN_MS came by
+ * LISTEN/NOTIFY; the speed itself is printed, not asserted (it is the machine's: a loaded CI
+ * machine took 962 ms against a former 1 s bound that equalled the 1 s default cache).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,6 +34,10 @@ if (!HAPROXY) {
 }
 
 const ADMIN = 'replicas-admin-credential';
+/** The replicas' cache of "not halted / not revoked" answers. */
+const STATE_CACHE_MS = 60_000;
+/** Refused within this (a sixth of STATE_CACHE_MS) on a loaded machine: by notification, not by expiry. */
+const NOTIFIED_WITHIN_MS = 10_000;
 const ISSUER = 'https://idp.replicas.test';
 const run = `${process.pid}_${Date.now().toString(36)}`;
 const children: ChildProcess[] = [];
@@ -68,6 +75,7 @@ async function startReplica(mode: Mode, audience: string, i: number): Promise<Re
     TENANTSCOPE_CRM_DATABASE: `replicas_${run}`,
     TENANTSCOPE_STATE_SCHEMA: `replicas_${run}`,
     TENANTSCOPE_DRAIN_TIMEOUT_MS: '2000',
+    TENANTSCOPE_STATE_CACHE_MS: String(STATE_CACHE_MS),
   });
   children.push(child);
   const origin = `http://127.0.0.1:${port}`;
@@ -228,7 +236,7 @@ describe.skipIf(!HAPROXY)('three replicas behind HAProxy', () => {
       c.replicas.slice(1).map(async (r) => {
         for (;;) {
           if (await refused(r.origin)) return performance.now() - t0;
-          if (performance.now() - t0 > 5000) return Number.POSITIVE_INFINITY;
+          if (performance.now() - t0 > NOTIFIED_WITHIN_MS) return Number.POSITIVE_INFINITY;
           await new Promise((res) => setTimeout(res, 2));
         }
       }),
@@ -343,7 +351,7 @@ describe.skipIf(!HAPROXY)('three replicas behind HAProxy', () => {
         console.log(
           `[replicas-haproxy] ${mode}: halt on replica 1 refused by replicas 2, 3 after ${ms.map((m) => m.toFixed(1)).join(' ms, ')} ms`,
         );
-        expect(Math.max(...ms)).toBeLessThan(1000);
+        expect(Math.max(...ms)).toBeLessThan(NOTIFIED_WITHIN_MS);
         expect((await rawPost(`${first.origin}/mcp`, t, INIT)).status).toBe(403);
         // Through the balancer too, and the client learns nothing about other tenants.
         const viaLb = await rawPost(c.url, t, INIT);
@@ -352,7 +360,7 @@ describe.skipIf(!HAPROXY)('three replicas behind HAProxy', () => {
         expect((await rawPost(c.url, await token(mode, 'acme'), INIT)).status).toBe(200);
         expect((await admin(first.origin, 'resume', { tenant: 'initech' })).status).toBe(200);
         const back = await propagation(c, async (o) => (await rawPost(`${o}/mcp`, t, INIT)).status === 200);
-        expect(Math.max(...back)).toBeLessThan(2000);
+        expect(Math.max(...back)).toBeLessThan(NOTIFIED_WITHIN_MS);
       });
 
       it('an operator revokes a token and a subject through one replica: all three refuse (time printed)', async () => {
@@ -373,7 +381,7 @@ describe.skipIf(!HAPROXY)('three replicas behind HAProxy', () => {
         console.log(
           `[replicas-haproxy] ${mode}: token revocation on replica 1 refused by replicas 2, 3 after ${ms.map((m) => m.toFixed(1)).join(' ms, ')} ms`,
         );
-        expect(Math.max(...ms)).toBeLessThan(1000);
+        expect(Math.max(...ms)).toBeLessThan(NOTIFIED_WITHIN_MS);
         for (const r of c.replicas) expect((await rawPost(`${r.origin}/mcp`, other, INIT)).status).toBe(200);
         const subjectToken = await token(mode, 'globex', { subject: 'revoked-agent' });
         expect(
@@ -383,7 +391,8 @@ describe.skipIf(!HAPROXY)('three replicas behind HAProxy', () => {
         console.log(
           `[replicas-haproxy] ${mode}: subject revocation on replica 1 refused by replicas 2, 3 after ${sms.map((m) => m.toFixed(1)).join(' ms, ')} ms`,
         );
-        expect(Math.max(...sms)).toBeLessThan(1000);
+        // Subject revocations are polled (the example caches them at most 100 ms), not notified.
+        expect(Math.max(...sms)).toBeLessThan(NOTIFIED_WITHIN_MS);
         for (const r of c.replicas) expect((await rawPost(`${r.origin}/mcp`, other, INIT)).status).toBe(200);
         const refused = await rawPost(c.url, subjectToken, INIT);
         expect(JSON.stringify(refused.json)).toContain('AUTH_REVOKED');
