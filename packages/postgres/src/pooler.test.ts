@@ -250,7 +250,9 @@ describe.skipIf(skip)('behind PgBouncer in transaction mode', () => {
     );
     await su.end();
     expect(locks.rows[0].n).toBe(0);
-  });
+    // 3,500 statements through a real PgBouncer: past the default 60 s on a loaded machine (60.4 s
+    // seen here at load 24); the assertions are about leaks, not speed.
+  }, 180_000);
 
   it('a hot tenant behind the pooler never gets a session binding', async () => {
     const s = bounced({ hot: { maxTenants: 1, promoteAfter: 1 } });
