@@ -5,14 +5,16 @@
  * database and a move stuck in the registry are each reported with their code and the database.
  */
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DoctorProblem, DoctorReport, TenantDatabasesOptions } from './index.ts';
-import { databaseUrl, dropTenantDatabase, placementRegistry, provisionTenantDatabase, scopedPool } from './index.ts';
-import { createFixtureTables, directUrl, type PgFixture, pgFixture } from './testing/fixture.ts';
+import { databaseUrl, placementRegistry, scopedPool } from './index.ts';
+import { type PgFixture, pgFixture } from './testing/fixture.ts';
+import { type FixtureTenantDatabase, fixtureTenantDatabase } from './testing/tenant-db.ts';
 
 let fx: PgFixture;
 let su: pg.Client;
 let acmeDb: string;
+let tdb: FixtureTenantDatabase;
 const SCHEMA = 'tenantscope_placement';
 
 interface Outcome {
@@ -49,17 +51,6 @@ async function doctor(extra: Partial<TenantDatabasesOptions> = {}): Promise<Outc
 const codes = (ps: DoctorProblem[]) =>
   ps.map((p) => [p.code, p.database, p.object].filter((x) => x !== undefined).join(':'));
 
-/** As the superuser in a tenant database. */
-async function inDb(database: string, sql: string, values: unknown[] = []): Promise<void> {
-  const c = new pg.Client({ connectionString: databaseUrl(directUrl(fx.db.superUrl), database) });
-  await c.connect();
-  try {
-    await c.query(sql, values);
-  } finally {
-    await c.end();
-  }
-}
-
 async function place(tenant: string, target: string, state = 'active', ageS = 0): Promise<void> {
   await su.query(
     `INSERT INTO ${SCHEMA}.placements (tenant, store, tier, target, state, other_tier, other_target, updated_at)
@@ -77,22 +68,14 @@ beforeAll(async () => {
   su = new pg.Client({ connectionString: fx.db.superUrl });
   await su.connect();
   await placementRegistry({ pool: fx.owner, schema: SCHEMA }).migrate();
-  acmeDb = `${fx.db.name}_acme`;
-  await provisionTenantDatabase({
-    adminConnectionString: directUrl(inject('databaseUrl')),
-    tenant: 'acme',
-    database: acmeDb,
-    bindingKey: fx.bindingKey,
-    appRole: fx.db.appRole,
-    ownerRole: fx.db.ownerRole,
-    setup: (c) => createFixtureTables(c, fx.db.appRole),
-  });
-  await inDb(acmeDb, `INSERT INTO customers (tenant_id, name) VALUES ('acme', 'a1'), ('acme', 'a2')`);
+  tdb = await fixtureTenantDatabase(fx, 'acme');
+  acmeDb = tdb.name;
+  await tdb.sql(`INSERT INTO customers (tenant_id, name) VALUES ('acme', 'a1'), ('acme', 'a2')`);
   await place('acme', acmeDb);
 }, 120_000);
 
 afterAll(async () => {
-  if (acmeDb) await dropTenantDatabase({ adminConnectionString: directUrl(inject('databaseUrl')), database: acmeDb });
+  await tdb?.drop();
   await su?.end();
   await fx?.close();
 });
@@ -114,39 +97,36 @@ describe('doctor over tenant databases', () => {
   });
 
   it('refuses RLS disabled, or not forced, in a tenant database', async () => {
-    await inDb(
-      acmeDb,
-      'ALTER TABLE customers DISABLE ROW LEVEL SECURITY; ALTER TABLE notes NO FORCE ROW LEVEL SECURITY',
-    );
+    await tdb.sql('ALTER TABLE customers DISABLE ROW LEVEL SECURITY; ALTER TABLE notes NO FORCE ROW LEVEL SECURITY');
     try {
       const r = await doctor();
       expect(codes(r.problems)).toEqual(
         expect.arrayContaining([`RLS_NOT_ENABLED:${acmeDb}:public.customers`, `RLS_NOT_FORCED:${acmeDb}:public.notes`]),
       );
     } finally {
-      await inDb(acmeDb, 'ALTER TABLE customers ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY');
+      await tdb.sql('ALTER TABLE customers ENABLE ROW LEVEL SECURITY; ALTER TABLE notes FORCE ROW LEVEL SECURITY');
     }
     expect(codes((await doctor()).problems)).toEqual([]);
   });
 
   it("refuses another tenant's row in a tenant database, by count, without naming that tenant", async () => {
-    await inDb(acmeDb, `INSERT INTO notes (tenant_id, body) VALUES ('globex', 'globex secret body')`);
+    await tdb.sql(`INSERT INTO notes (tenant_id, body) VALUES ('globex', 'globex secret body')`);
     try {
       const r = await doctor();
       expect(codes(r.problems)).toEqual([`TENANT_DB_FOREIGN_ROWS:${acmeDb}:public.notes`]);
       expect(JSON.stringify(r)).not.toMatch(/globex/);
       expect(r.problems[0]?.message).toContain('1 row(s)');
     } finally {
-      await inDb(acmeDb, `DELETE FROM notes WHERE tenant_id = 'globex'`);
+      await tdb.sql(`DELETE FROM notes WHERE tenant_id = 'globex'`);
     }
   });
 
   it('refuses a tenant table of the shared database missing in the tenant database', async () => {
-    await inDb(acmeDb, `ALTER TABLE notes RENAME TO notes_old`);
+    await tdb.sql(`ALTER TABLE notes RENAME TO notes_old`);
     try {
       expect(codes((await doctor()).problems)).toContain(`TENANT_DB_TABLE_MISSING:${acmeDb}:public.notes`);
     } finally {
-      await inDb(acmeDb, `ALTER TABLE notes_old RENAME TO notes`);
+      await tdb.sql(`ALTER TABLE notes_old RENAME TO notes`);
     }
   });
 

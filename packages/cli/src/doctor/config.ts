@@ -19,6 +19,40 @@ export const doctorSectionSchema = z.strictObject({
       allowSideChannels: z.boolean().default(false),
       /** Accept a role that may create temporary tables. Default false. */
       allowTempTables: z.boolean().default(false),
+      /**
+       * The tenant databases the placement registry names (the dedicated tier) are checked too, as
+       * the same role on the same server (its URL with the database name replaced). `false` skips them.
+       * Default: on, with the defaults below; nothing to check while the registry table does not exist.
+       */
+      tenantDatabases: z
+        .union([
+          z.literal(false),
+          z
+            .strictObject({
+              /** Schema of the placement registry (`tenant move --registry-schema`). Default `tenantscope_placement`. */
+              registrySchema: z
+                .string()
+                .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+                .default('tenantscope_placement'),
+              /**
+               * A role that reads past RLS (BYPASSRLS, SELECT only), to count rows of other tenants in
+               * each tenant database (its URL with the database name replaced). Without it they are not
+               * counted (warning TENANT_DB_ROWS_NOT_COUNTED).
+               */
+              inspectUrl: z.string().min(1).optional(),
+              inspectUrlEnv: z.string().min(1).optional(),
+              /** Tenant databases checked at once. Default 4. */
+              concurrency: z.number().int().min(1).max(32).default(4),
+              /** At most this many tenant databases per run. Default 1000. */
+              maxDatabases: z.number().int().min(1).max(100_000).default(1000),
+              /** A move unchanged for this long (ms) is reported stuck. Default 900000 (15 min). */
+              stuckAfterMs: z.number().int().min(0).default(900_000),
+            })
+            .refine((t) => !(t.inspectUrl && t.inspectUrlEnv), {
+              message: 'give at most one of inspectUrl, inspectUrlEnv',
+            }),
+        ])
+        .optional(),
     })
     .refine((p) => !(p.url && p.urlEnv), { message: 'give at most one of url, urlEnv' })
     .optional(),

@@ -58,7 +58,7 @@ export function formatDoctor(r: DoctorReport): string {
   const rows = [...r.findings].sort((a, b) => order[a.severity] - order[b.severity] || a.store.localeCompare(b.store));
   const lines = rows.map(
     (f) =>
-      `${f.severity.toUpperCase().padEnd(7)} ${f.store.padEnd(8)} ${f.code}${f.object ? ` [${f.object}]` : ''}: ${f.message}`,
+      `${f.severity.toUpperCase().padEnd(7)} ${f.store.padEnd(8)} ${f.code}${f.object || f.database ? ` [${[f.database, f.object].filter(Boolean).join(': ')}]` : ''}: ${f.message}`,
   );
   lines.push(`${r.ok ? 'ok' : 'FAILED'}: ${r.errors} error(s), ${r.warnings} warning(s) over ${r.stores.join(', ')}`);
   return `${lines.join('\n')}\n`;

@@ -12,7 +12,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { ListSecretsCommand } from '@aws-sdk/client-secrets-manager';
-import { pg, scopedPool } from '@tenantscope/postgres';
+import { databaseUrl, pg, scopedPool, type TenantDatabaseReport } from '@tenantscope/postgres';
 import { checkBucketPolicy, tenantBucketPolicy } from '@tenantscope/s3';
 import { SECRET_NAME_PATTERN } from '@tenantscope/secrets';
 import { type DsarConfig, postgresUrl } from '../dsar/config.ts';
@@ -30,17 +30,26 @@ export interface Finding {
   code: string;
   /** The object concerned (bucket, key, collection, secret, role, table), when there is one. */
   object?: string;
+  /** Postgres: the tenant database concerned (dedicated tier), when not the shared one. */
+  database?: string;
   message: string;
 }
 
-type Add = (severity: Severity, code: string, message: string, object?: string) => void;
+type Add = (severity: Severity, code: string, message: string, object?: string, database?: string) => void;
 
 function collector(store: StoreName): { findings: Finding[]; add: Add } {
   const findings: Finding[] = [];
   return {
     findings,
-    add: (severity, code, message, object) =>
-      findings.push({ store, severity, code, ...(object === undefined ? {} : { object }), message }),
+    add: (severity, code, message, object, database) =>
+      findings.push({
+        store,
+        severity,
+        code,
+        ...(object === undefined ? {} : { object }),
+        ...(database === undefined ? {} : { database }),
+        message,
+      }),
   };
 }
 
@@ -56,17 +65,27 @@ export function templateRegex(template: string): RegExp {
   return new RegExp(`^${esc(before)}([^/]+?)${esc(after)}(.*)$`, 's');
 }
 
-/** Postgres: the adapter's start-up doctor, run as the application's role. */
+/** A URL from `url` or the variable `urlEnv` names (`at`: the config path, for the error); undefined when neither is given. */
+function urlFrom(at: string, url?: string, urlEnv?: string): string | undefined {
+  if (url) return url;
+  if (!urlEnv) return undefined;
+  const v = process.env[urlEnv];
+  if (!v) throw cliError('CLI_CONFIG_INVALID', `${at}: ${urlEnv} is not set`);
+  return v;
+}
+
+/**
+ * Postgres: the adapter's start-up doctor, run as the application's role, over the shared
+ * database and every tenant database the placement registry names.
+ */
 export async function postgresFindings(cfg: DsarConfig, doc: DoctorConfig): Promise<Finding[]> {
   const { findings, add } = collector('postgres');
   const p = doc.postgres;
-  let url: string;
-  if (p?.url) url = p.url;
-  else if (p?.urlEnv) {
-    const v = process.env[p.urlEnv];
-    if (!v) throw cliError('CLI_CONFIG_INVALID', `doctor.postgres.urlEnv: ${p.urlEnv} is not set`);
-    url = v;
-  } else url = postgresUrl(cfg);
+  const url = urlFrom('doctor.postgres.urlEnv', p?.url, p?.urlEnv) ?? postgresUrl(cfg);
+  const t = p?.tenantDatabases;
+  const inspect = t
+    ? urlFrom('doctor.postgres.tenantDatabases.inspectUrlEnv', t.inspectUrl, t.inspectUrlEnv)
+    : undefined;
   const admin = new pg.Pool({ connectionString: postgresUrl(cfg), max: 1 });
   let pool: ReturnType<typeof scopedPool> | undefined;
   try {
@@ -79,20 +98,45 @@ export async function postgresFindings(cfg: DsarConfig, doc: DoctorConfig): Prom
       tenantColumn: p?.tenantColumn ?? 'tenant_id',
       allowSideChannels: p?.allowSideChannels ?? false,
       allowTempTables: p?.allowTempTables ?? false,
+      ...(t === false
+        ? {}
+        : {
+            tenantDatabases: {
+              registry: admin,
+              registrySchema: t?.registrySchema ?? 'tenantscope_placement',
+              connectionString: (name: string) => databaseUrl(url, name),
+              ...(inspect ? { inspectConnectionString: (name: string) => databaseUrl(inspect, name) } : {}),
+              concurrency: t?.concurrency ?? 4,
+              maxDatabases: t?.maxDatabases ?? 1000,
+              stuckAfterMs: t?.stuckAfterMs ?? 900_000,
+            },
+          }),
     });
-    for (const w of report.warnings) add('warning', w.code, w.message, w.object);
+    for (const w of report.warnings) add('warning', w.code, w.message, w.object, w.database);
     add('info', 'PG_CHECKED', `role ${report.role}: ${report.tables.length} tenant tables checked`, report.role);
+    tenantDatabasesChecked(report.databases, add);
   } catch (err) {
-    const e = err as { code?: string; details?: { problems?: Finding[]; warnings?: Finding[] } };
+    const e = err as {
+      code?: string;
+      details?: { problems?: Finding[]; warnings?: Finding[]; databases?: TenantDatabaseReport[] };
+    };
     if (e.code === 'CLI_CONFIG_INVALID') throw err;
     if (e.code === 'PG_DOCTOR_FAILED' && e.details?.problems) {
-      for (const x of e.details.problems) add('error', x.code, x.message, x.object);
-      for (const x of e.details.warnings ?? []) add('warning', x.code, x.message, x.object);
+      for (const x of e.details.problems) add('error', x.code, x.message, x.object, x.database);
+      for (const x of e.details.warnings ?? []) add('warning', x.code, x.message, x.object, x.database);
+      tenantDatabasesChecked(e.details.databases, add);
     } else add('error', 'PG_UNREACHABLE', `cannot check Postgres (${errText(err)})`);
   } finally {
     await Promise.allSettled([pool?.end(), admin.end()]);
   }
   return findings;
+}
+
+/** PG_TENANT_DBS_CHECKED (info): how many tenant databases were checked, for how many tenants. */
+function tenantDatabasesChecked(databases: TenantDatabaseReport[] | undefined, add: Add): void {
+  if (!databases) return;
+  const tenants = new Set(databases.flatMap((d) => d.tenants));
+  add('info', 'PG_TENANT_DBS_CHECKED', `${databases.length} tenant database(s) of ${tenants.size} tenant(s) checked`);
 }
 
 /** S3: versioning, object lock, public access (ACL, policy status, public access block), policy drift, prefix rule. */
