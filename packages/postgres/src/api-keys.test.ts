@@ -110,7 +110,10 @@ describe('PostgresApiKeyStore', () => {
     const a = withApiKeys(jwt, { store, lastUsedWriteMs: 0, now: () => clock });
     const b = withApiKeys(jwt, { store, lastUsedWriteMs: 0, now: () => clock });
     await a.verify(key);
-    await new Promise((r) => setTimeout(r, 50));
+    // verify() writes last-used in the background: wait for it (a fixed 50 ms could be too short
+    // on a loaded machine), bounded.
+    for (const end = Date.now() + 10_000; !(await store.get(record.id))?.lastUsedAt && Date.now() < end; )
+      await new Promise((r) => setTimeout(r, 20));
     expect((await store.get(record.id))?.lastUsedAt?.getTime()).toBe(t0);
     clock = t0 + 30_000;
     await b.verify(key);
