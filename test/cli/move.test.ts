@@ -6,130 +6,44 @@
  * acme's hash-chained audit stream and the chain verifies; a move killed with SIGKILL at a step is
  * finished (or rolled back) by a rerun. Prints globex's p99 before, during and after the move.
  */
-import { createHash, generateKeyPairSync, randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { randomUUID } from 'node:crypto';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { verifyJsonl } from '@tenantscope/audit';
 import type { Tenant } from '@tenantscope/core';
 import {
   databaseUrl,
-  installTenantScope,
   type PlacementRegistry,
   pg,
   placementRegistry,
   type ScopedPool,
   scopedPool,
-  tenantTableSql,
 } from '@tenantscope/postgres';
 import { type ScopedS3, scopedS3 } from '@tenantscope/s3';
-import { createTestBucket, createTestIssuer, deleteTestBucket, s3Client } from '@tenantscope/testkit';
+import { createTestBucket, createTestIssuer, deleteTestBucket } from '@tenantscope/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { directUrl } from '../../packages/postgres/src/testing/fixture.ts';
-import { createScratchDatabase, type ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
-import { auditEvents, type CliRun, qdrantRest, runCli, writeJson } from './helpers.ts';
+import type { ScratchDatabase } from '../../packages/postgres/src/testing/scratch.ts';
+import { type CliRun, qdrantRest, runCli } from './helpers.ts';
+import { createMoveFixture, type MoveFixture } from './move-fixture.ts';
 
 const SLOW = 300_000;
 const NO_ANCHORS = { record: async () => {}, list: async () => [] };
 const TENANTS = ['acme', 'globex', 'initech', 'hooli'];
-const SCHEMA = 'tenantscope_placement';
-let dir: string;
+let fx: MoveFixture;
 let db: ScratchDatabase;
 let su: pg.Client;
 let bindingKey: Buffer;
-let config: string;
 let auditDir: string;
 const dedicated: string[] = [];
 let s3: S3Client;
 let shared: string;
 const buckets: string[] = [];
 
-/** Every object of a tenant under its prefix in a bucket (raw client): key -> sha256 of the body. */
-async function objectsOf(bucket: string, tenant: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  let token: string | undefined;
-  do {
-    const r = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: `tenants/${tenant}/`, ContinuationToken: token }),
-    );
-    for (const o of r.Contents ?? []) {
-      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key }));
-      const body = await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
-      out.set(o.Key as string, createHash('sha256').update(body).digest('hex'));
-    }
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
-  return out;
-}
-
-const DDL = `
-  CREATE TABLE customers (id uuid PRIMARY KEY, tenant_id text NOT NULL, subject_id text NOT NULL, name text, email text);
-  CREATE TABLE invoices (id uuid PRIMARY KEY, tenant_id text NOT NULL, customer_id uuid REFERENCES customers (id),
-                         amount numeric(30, 10) NOT NULL, meta jsonb);
-`;
-
-/** A tenant's own database on the same server, set up the way the app's migrations would (same key, same tables). */
-async function provision(name: string): Promise<string> {
-  await su.query(`CREATE DATABASE ${name} OWNER ${db.ownerRole}`);
-  dedicated.push(name);
-  await su.query(`REVOKE ALL ON DATABASE ${name} FROM PUBLIC; GRANT CONNECT ON DATABASE ${name} TO ${db.appRole}`);
-  const suThere = new pg.Client({ connectionString: databaseUrl(db.superUrl, name) });
-  await suThere.connect();
-  await suThere.query(`ALTER SCHEMA public OWNER TO ${db.ownerRole}`);
-  await suThere.end();
-  const owner = new pg.Pool({ connectionString: databaseUrl(db.ownerUrl, name), max: 1 });
-  await installTenantScope(owner, { appRole: db.appRole, bindingKey });
-  await owner.query(DDL);
-  for (const t of ['customers', 'invoices'])
-    await owner.query(tenantTableSql({ table: t, idColumn: 'id', grantTo: db.appRole }));
-  await owner.end();
-  return name;
-}
-
-/** Every row of a tenant in one database, read by the superuser, as a map id -> row text. */
-async function rowsOf(database: string, tenant: string): Promise<Map<string, string>> {
-  const c = new pg.Client({ connectionString: databaseUrl(db.superUrl, database) });
-  await c.connect();
-  try {
-    const out = new Map<string, string>();
-    for (const t of ['customers', 'invoices']) {
-      const r = await c.query<{ id: string; j: string }>(
-        `SELECT id, to_jsonb(x)::text AS j FROM ${t} x WHERE tenant_id = $1`,
-        [tenant],
-      );
-      for (const row of r.rows) out.set(`${t}:${row.id}`, row.j);
-    }
-    return out;
-  } finally {
-    await c.end();
-  }
-}
-
-async function seed(tenants: string[]): Promise<void> {
-  for (const t of tenants) {
-    for (let i = 0; i < 30; i++) {
-      const c = randomUUID();
-      await su.query('INSERT INTO customers VALUES ($1, $2, $3, $4, $5)', [
-        c,
-        t,
-        `s${i % 5}`,
-        `${t} name ${i}`,
-        `${t}${i}@example.test`,
-      ]);
-      await su.query('INSERT INTO invoices VALUES ($1, $2, $3, $4, $5)', [
-        randomUUID(),
-        t,
-        c,
-        `12345678901234567890.${String(i).padStart(10, '0')}`,
-        JSON.stringify({ i, big: 2 ** 60 + i, s: "quote ' and \\ backslash" }),
-      ]);
-    }
-  }
-}
-
-const moveEvents = (tenant: string) =>
-  auditEvents(auditDir, tenant, (e) => String(e.event_type).startsWith('placement_'));
+// Set-up shared with move-kill.test.ts (move-fixture.ts): the scratch database, tenant databases, raw readers.
+const objectsOf = (bucket: string, tenant: string) => fx.objectsOf(bucket, tenant);
+const provision = (name: string) => fx.provision(name);
+const rowsOf = (database: string, tenant: string) => fx.rowsOf(database, tenant);
+const moveEvents = (tenant: string) => fx.moveEvents(tenant);
 
 /** The app side: scoped pools per database, routed per call through the registry's resolver. */
 /**
@@ -307,19 +221,8 @@ async function pointsOf(name: string, tenant: string): Promise<unknown[]> {
 }
 
 /** `tenant move` argv: tenant, store, tier, target (or undefined), then more flags; always with the config. */
-const mv = (tenant: string, store: string, to: string, target?: string, ...more: string[]) => [
-  'tenant',
-  'move',
-  tenant,
-  '--store',
-  store,
-  '--to',
-  to,
-  ...(target === undefined ? [] : ['--target', target]),
-  '--config',
-  config,
-  ...more,
-];
+const mv = (tenant: string, store: string, to: string, target?: string, ...more: string[]) =>
+  fx.mv(tenant, store, to, target, ...more);
 
 const p99 = (xs: number[] = []) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -330,43 +233,20 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let issuer: Awaited<ReturnType<typeof createTestIssuer>>;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'tsmove-'));
-  auditDir = join(dir, 'audit');
-  db = await createScratchDatabase(inject('databaseUrl'), 'move');
-  su = new pg.Client({ connectionString: db.superUrl });
-  await su.connect();
-  const owner = new pg.Pool({ connectionString: db.ownerUrl, max: 2 });
-  ({ bindingKey } = await installTenantScope(owner, { appRole: db.appRole }));
-  await owner.query(DDL);
-  for (const t of ['customers', 'invoices'])
-    await owner.query(tenantTableSql({ table: t, idColumn: 'id', grantTo: db.appRole }));
-  // The registry: created by the operator (the CLI does it too), read by the app role.
-  const reg = placementRegistry({ pool: owner, schema: SCHEMA });
-  await reg.migrate();
-  await owner.query(
-    `GRANT USAGE ON SCHEMA ${SCHEMA} TO ${db.appRole}; GRANT SELECT ON ${SCHEMA}.placements TO ${db.appRole}`,
-  );
-  await owner.end();
-  await seed(TENANTS);
+  collection = `movecli_${Date.now().toString(36)}`;
+  fx = await createMoveFixture('move', TENANTS, () => ({
+    qdrant: {
+      url: inject('qdrantUrl'),
+      collection,
+      ...(inject('qdrantApiKey') ? { apiKeyEnv: 'MOVE_TEST_QDRANT_KEY' } : {}),
+    },
+  }));
+  ({ auditDir, db, su, bindingKey, s3, shared } = fx);
+  await fx.seedRows(TENANTS);
   issuer = await createTestIssuer();
-  const conn = inject('s3');
-  s3 = s3Client(conn);
-  shared = await createTestBucket(s3, 'move-shared');
-  buckets.push(shared);
-  for (const t of TENANTS) {
-    for (let i = 0; i < 12; i++) {
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: shared,
-          Key: `tenants/${t}/docs/file ${i} ü.txt`,
-          Body: `${t} body ${i}`.repeat(i + 1),
-        }),
-      );
-    }
-  }
+  await fx.seedObjects(TENANTS, 12);
   // Beside acme's prefix, never touched.
   await s3.send(new PutObjectCommand({ Bucket: shared, Key: 'tenants/acme-archive/keep.txt', Body: 'not acme' }));
-  collection = `movecli_${Date.now().toString(36)}`;
   await qdrantCollection(collection);
   await qdrant('PUT', `/collections/${collection}/points?wait=true`, {
     points: TENANTS.flatMap((t, ti) =>
@@ -378,38 +258,11 @@ beforeAll(async () => {
     ),
   });
   process.env.MOVE_TEST_QDRANT_KEY = inject('qdrantApiKey');
-  process.env.MOVE_TEST_S3_KEY = conn.accessKeyId;
-  process.env.MOVE_TEST_S3_SECRET = conn.secretAccessKey;
-  const { privateKey } = generateKeyPairSync('ed25519');
-  await writeFile(join(dir, 'signing.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  config = await writeJson(join(dir, 'tenantscope.config.json'), {
-    dsar: {
-      tenants: TENANTS,
-      postgres: { url: db.ownerUrl, tables: [{ name: 'invoices' }, { name: 'customers' }] },
-      qdrant: {
-        url: inject('qdrantUrl'),
-        collection,
-        ...(inject('qdrantApiKey') ? { apiKeyEnv: 'MOVE_TEST_QDRANT_KEY' } : {}),
-      },
-      s3: {
-        endpoint: inject('s3').endpoint,
-        region: inject('s3').region,
-        bucket: shared,
-        accessKeyIdEnv: 'MOVE_TEST_S3_KEY',
-        secretAccessKeyEnv: 'MOVE_TEST_S3_SECRET',
-      },
-      audit: { jsonlDir: 'audit' },
-      signingKey: 'signing.pem',
-      actor: 'ops@example.test',
-    },
-  });
 });
 afterAll(async () => {
   for (const name of dedicated) await su?.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
   for (const b of buckets) await deleteTestBucket(s3, b);
-  await su?.end();
-  await db?.drop();
-  await rm(dir, { recursive: true, force: true });
+  await fx?.close();
 });
 
 describe('tenantscope tenant move --store postgres', () => {
