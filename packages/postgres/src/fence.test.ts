@@ -130,6 +130,28 @@ describe('a fenced tenant cannot write at that database', () => {
     expect(String((err as Error).message)).not.toMatch(/globex|initech/);
   });
 
+  it('a refused bind keeps its pooled connection (other tenants need no reconnect)', async () => {
+    const pool = new pg.Pool({ connectionString: fx.db.appUrl, max: 1, pipeline: true } as pg.PoolConfig);
+    let removed = 0;
+    pool.on('remove', () => removed++);
+    const s = scopedPool(pool, { bindingKey: fx.bindingKey, pooler: fx.pooler });
+    try {
+      await s.forTenant(globex).query('SELECT 1');
+      await fenceTenant(fx.owner, 'acme');
+      for (let i = 0; i < 3; i++) {
+        expect(await codeOf(s.forTenant(acme).query("INSERT INTO notes (body) VALUES ('x')"))).toBe('PLACEMENT_PAUSED');
+        expect(
+          await codeOf(s.forTenant(acme).transaction((tx) => tx.query("INSERT INTO notes (body) VALUES ('x')"))),
+        ).toBe('PLACEMENT_PAUSED');
+      }
+      await s.forTenant(globex).query('SELECT 1');
+      expect(removed).toBe(0);
+    } finally {
+      await s.end();
+      await pool.end();
+    }
+  });
+
   it('read-only transactions of the fenced tenant still read there (the mover counts the old place)', async () => {
     await fenceTenant(fx.owner, 'acme');
     const n = await plain

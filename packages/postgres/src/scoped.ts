@@ -607,7 +607,10 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
       failed = client.getTransactionStatus?.() !== 'I';
       return r;
     } catch (err) {
-      throw wrapDriverError(err, 'query');
+      const e = wrapDriverError(err, 'query');
+      // A fenced tenant's refused bind leaves the connection clean: keep it (no reconnect for the others).
+      if (isFenced(e) && client.getTransactionStatus?.() === 'I') failed = false;
+      throw e;
     } finally {
       client.release(failed ? new Error('tenantscope: connection discarded') : undefined);
     }
@@ -727,6 +730,8 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
     let open = true;
     /** A statement that may leave session state ran: behind a transaction pooler, reset it before COMMIT. */
     let touched = false;
+    /** The bind was refused because a move fenced the tenant here: nothing else ran on the connection. */
+    let refused = false;
     try {
       let begin = 'BEGIN';
       if (opts.isolation) {
@@ -740,7 +745,11 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
       const bind = client.query('SELECT tenantscope.bind($1)', [token]);
       const [rb, rbind] = await Promise.allSettled([b, bind]);
       if (rb.status === 'rejected') throw wrapDriverError(rb.reason, 'begin');
-      if (rbind.status === 'rejected') throw wrapDriverError(rbind.reason, 'bind');
+      if (rbind.status === 'rejected') {
+        const e = wrapDriverError(rbind.reason, 'bind');
+        refused = rb.status === 'fulfilled' && isFenced(e);
+        throw e;
+      }
       const tx: ScopedTransaction = Object.freeze({
         tenantId,
         query: async <R extends pg.QueryResultRow>(text: string, params?: unknown[]) => {
@@ -773,7 +782,8 @@ export class ScopedPool implements ScopedAdapter<TenantDb, ExportedRow> {
       }
       return out;
     } catch (err) {
-      failed = true;
+      // A fenced tenant's refused bind (before any of fn's work) leaves nothing behind once rolled back.
+      failed = !refused;
       open = false;
       await client.query('ROLLBACK').catch(() => undefined);
       // The callback's own errors pass through unchanged; ours are already typed.
