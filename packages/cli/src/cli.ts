@@ -1,17 +1,16 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { addAuditCommands } from './audit/commands.ts';
-import { formatJson, formatJUnit, formatTable } from './check/output.ts';
-import { type CheckReport, runCheck, VERSION } from './check/run.ts';
-import { writeKeyPair } from './check/tokens.ts';
-import { type CheckConfig, parseConfig, readConfigValue, type TenantscopeConfig } from './config.ts';
+import type { CheckFlags } from './check/actions.ts';
 import { addDoctorCommand } from './doctor/run.ts';
 import { addDsarCommands } from './dsar/commands.ts';
-import { cliError, EXIT, exitCodeOf } from './errors.ts';
-import { runEvidence } from './evidence/run.ts';
+import { EXIT } from './exit.ts';
 import { addKeysCommands } from './keys/commands.ts';
 import { addMoveCommand } from './move/commands.ts';
+import { VERSION } from './version.ts';
+
+// Registration only: names, options and help. Each action imports its implementation when it runs
+// (the AWS SDK, pg, the Qdrant and MCP clients, zod schemas), so `--help` and a command's start-up
+// load only what that command needs.
 
 /** Where the CLI writes; tests pass their own. */
 export interface Io {
@@ -29,71 +28,6 @@ const defaultIo: Io = {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-function pairs(list: string[] | undefined, flag: string): [string, string][] {
-  return (list ?? []).map((p) => {
-    const i = p.indexOf('=');
-    if (i <= 0) throw cliError('CLI_USAGE', `${flag} takes TENANT=VALUE (got ${JSON.stringify(p.slice(0, 40))})`);
-    return [p.slice(0, i), p.slice(i + 1)];
-  });
-}
-
-interface CheckFlags {
-  config?: string;
-  token?: string[];
-  tokenCommand?: string[];
-  expect?: string[];
-  signingKey?: string;
-  issuer?: string;
-  audience?: string;
-  auditDir?: string;
-  auditPostgres?: string;
-  timeout?: string;
-}
-
-/** The config file (if any) with the command-line flags laid over its `check` section, validated. */
-async function buildConfig(
-  url: string | undefined,
-  flags: CheckFlags,
-): Promise<{ config: TenantscopeConfig; url: string }> {
-  const raw = (flags.config ? await readConfigValue(flags.config) : {}) as Record<string, unknown>;
-  if (typeof raw !== 'object' || raw === null) throw cliError('CLI_CONFIG_INVALID', `${flags.config}: not an object`);
-  const check = { ...((raw.check as Record<string, unknown>) ?? {}) };
-  const tenants: Record<string, Record<string, unknown>> = {
-    ...((check.tenants as Record<string, Record<string, unknown>>) ?? {}),
-  };
-  const tenant = (t: string) => {
-    tenants[t] = { ...(tenants[t] ?? {}) };
-    return tenants[t] as Record<string, unknown>;
-  };
-  for (const [t, v] of pairs(flags.token, '--token'))
-    Object.assign(tenant(t), { token: v, tokenEnv: undefined, tokenCommand: undefined });
-  for (const [t, v] of pairs(flags.tokenCommand, '--token-command'))
-    Object.assign(tenant(t), { tokenCommand: v, token: undefined, tokenEnv: undefined });
-  for (const [t, v] of pairs(flags.expect, '--expect'))
-    tenant(t).tools = v
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-  if (Object.keys(tenants).length) check.tenants = tenants;
-  if (flags.signingKey || flags.issuer || flags.audience) {
-    check.auth = {
-      ...((check.auth as object) ?? {}),
-      ...(flags.signingKey ? { signingKey: flags.signingKey } : {}),
-      ...(flags.issuer ? { issuer: flags.issuer } : {}),
-      ...(flags.audience ? { audience: flags.audience } : {}),
-    };
-  }
-  if (flags.auditDir) check.audit = { jsonlDir: flags.auditDir };
-  if (flags.auditPostgres) check.audit = { postgresUrl: flags.auditPostgres };
-  if (flags.timeout) check.timeoutMs = Number(flags.timeout);
-  if (url) check.url = url;
-  const config = parseConfig({ ...raw, check }, flags.config ?? 'command line');
-  const target = config.check?.url;
-  if (!target) throw cliError('CLI_USAGE', 'no target: give <mcp-url> or check.url in the config');
-  // Only loopback and the hosts the user names are contacted; the URL itself is the user's choice.
-  return { config, url: target };
-}
-
 function addCheckOptions(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'config file (tenantscope.config.json or .ts)')
@@ -106,23 +40,6 @@ function addCheckOptions(cmd: Command): Command {
     .option('--audit-dir <dir>', 'read the audit log from this JSONL directory')
     .option('--audit-postgres <url>', 'read the audit log from this Postgres database')
     .option('--timeout <ms>', 'per-request timeout');
-}
-
-function progress(io: Io): ((done: number, total: number, r: { id: string; status: string }) => void) | undefined {
-  if (!io.isTTY) return undefined;
-  return (done, total, r) => {
-    io.stderr(`\r\u001b[2K[${done}/${total}] ${r.status.toUpperCase()} ${r.id}`);
-    if (done === total) io.stderr('\r\u001b[2K');
-  };
-}
-
-async function writeOut(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  await writeFile(path, text);
-}
-
-function exitFor(report: CheckReport): number {
-  return report.ok ? EXIT.OK : EXIT.FAILED;
 }
 
 /** Builds the program. `setExit` receives the exit code of the command that ran. */
@@ -151,25 +68,9 @@ export function program(
     .option('--only <ids>', 'only checks whose id starts with one of these (comma-separated)')
     .option('--fail-fast', 'stop at the first failed check')
     .addOption(new Option('--strict', 'one bad answer fails: warnings fail too, and the run stops at the first'))
-    .action(async (url: string | undefined, flags: CheckFlags & Record<string, unknown>) => {
-      const { config, url: target } = await buildConfig(url, flags);
-      const report = await runCheck(target, config.check as CheckConfig, {
-        strict: Boolean(flags.strict),
-        failFast: Boolean(flags.failFast),
-        only:
-          typeof flags.only === 'string'
-            ? flags.only
-                .split(',')
-                .map((s) => s.trim())
-                .filter(Boolean)
-            : undefined,
-        onProgress: progress(io),
-      });
-      if (typeof flags.jsonOut === 'string') await writeOut(flags.jsonOut, formatJson(report));
-      if (typeof flags.junit === 'string') await writeOut(flags.junit, formatJUnit(report));
-      io.stdout(flags.json ? formatJson(report) : formatTable(report, io.isTTY));
-      setExit(exitFor(report));
-    });
+    .action(async (url: string | undefined, flags: CheckFlags & Record<string, unknown>) =>
+      (await import('./check/actions.ts')).checkAction(io, setExit, url, flags),
+    );
 
   addCheckOptions(
     root
@@ -179,34 +80,18 @@ export function program(
   )
     .requiredOption('-o, --out <dir>', 'directory for evidence.md, evidence.html, evidence.json and raw/')
     .option('--json', 'print the JSON report on stdout')
-    .action(async (url: string | undefined, flags: CheckFlags & { out: string; json?: boolean }) => {
-      const { config, url: target } = await buildConfig(url, flags);
-      const argv = ['tenantscope', 'evidence', target, ...(flags.config ? ['--config', flags.config] : [])];
-      const report = await runEvidence(target, config, {
-        out: flags.out,
-        command: argv.join(' '),
-        onProgress: progress(io),
-      });
-      io.stdout(
-        flags.json
-          ? `${JSON.stringify(report, null, 2)}\n`
-          : `${report.headline.text}\nwritten: ${report.files.join(', ')}\n`,
-      );
-      setExit(report.headline.failed > 0 ? EXIT.FAILED : EXIT.OK);
-    });
+    .action(async (url: string | undefined, flags: CheckFlags & { out: string; json?: boolean }) =>
+      (await import('./check/actions.ts')).evidenceAction(io, setExit, url, flags),
+    );
   root
     .command('keygen')
     .description('write a signing key pair for trying check against a server you run: private.jwk.json and jwks.json')
     .argument('<dir>', 'where to write the two files')
     .addOption(new Option('--alg <alg>', 'algorithm').choices(['ES256', 'RS256', 'EdDSA']).default('ES256'))
     .option('--kid <kid>', 'key id', 'tenantscope-check')
-    .action(async (dir: string, flags: { alg: 'ES256' | 'RS256' | 'EdDSA'; kid: string }) => {
-      const files = await writeKeyPair(dir, flags.alg, flags.kid);
-      io.stdout(
-        `private key (for check.auth.signingKey): ${files.privateKey}\npublic JWKS (for the server): ${files.jwks}\n`,
-      );
-      setExit(EXIT.OK);
-    });
+    .action(async (dir: string, flags: { alg: 'ES256' | 'RS256' | 'EdDSA'; kid: string }) =>
+      (await import('./check/actions.ts')).keygenAction(io, setExit, dir, flags),
+    );
   addDsarCommands(root, io, setExit);
   addKeysCommands(root, io, setExit);
   addMoveCommand(root, io, setExit);
@@ -227,6 +112,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     }
+    const { exitCodeOf } = await import('./errors.ts');
     const e = err as { code?: string; message?: string };
     io.stderr(`tenantscope: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
     return exitCodeOf(err);

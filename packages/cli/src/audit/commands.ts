@@ -1,13 +1,23 @@
 import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
 import { load } from '../dsar/commands.ts';
-import { knownTenant } from '../dsar/config.ts';
-import { withTarOut } from '../dsar/tar.ts';
-import { cliError, EXIT } from '../errors.ts';
-import { type AuditBackend, openAudit } from './backend.ts';
-import { exportAudit, exportAuditFile } from './export.ts';
+import { EXIT } from '../exit.ts';
+import type { AuditBackend, openAudit } from './backend.ts';
+
+/** The commands' implementation, imported when one of them runs (never for `--help`). */
+async function impl() {
+  const [dsarConfig, tar, errors, backend, exp] = await Promise.all([
+    import('../dsar/config.ts'),
+    import('../dsar/tar.ts'),
+    import('../errors.ts'),
+    import('./backend.ts'),
+    import('./export.ts'),
+  ]);
+  return { ...dsarConfig, ...tar, ...errors, ...backend, ...exp };
+}
 
 async function withAudit<T>(cfg: Parameters<typeof openAudit>[0], fn: (a: AuditBackend) => Promise<T>): Promise<T> {
+  const { openAudit } = await impl();
   const audit = openAudit(cfg);
   try {
     return await fn(audit);
@@ -26,6 +36,7 @@ export function addAuditCommands(root: Command, io: Io, setExit: (code: number) 
     .option('-c, --config <file>', 'config file with a dsar section')
     .option('--json', 'print the report as JSON')
     .action(async (flags: { config?: string; json?: boolean; tenant?: string }) => {
+      const { knownTenant } = await impl();
       const { cfg, base } = await load(flags);
       if (flags.tenant !== undefined) await knownTenant(cfg, flags.tenant, base);
       const report = await withAudit(cfg, (a) => a.verify(flags.tenant));
@@ -54,6 +65,7 @@ export function addAuditCommands(root: Command, io: Io, setExit: (code: number) 
     .option('-c, --config <file>', 'config file with a dsar section (its signingKey signs the manifest)')
     .option('--json', 'print the outcome as JSON')
     .action(async (flags: { config?: string; json?: boolean; tenant?: string; out: string }) => {
+      const { cliError, exportAudit, exportAuditFile, knownTenant, withTarOut } = await impl();
       const { cfg, base } = await load(flags);
       if (flags.tenant !== undefined) await knownTenant(cfg, flags.tenant, base);
       if (flags.out.endsWith('.jsonl')) {

@@ -3,6 +3,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CheckConfig, CheckTenant } from '../config.ts';
 import { cliError } from '../errors.ts';
+import { VERSION } from '../version.ts';
 import { describeLocation, readAudit, type SeenEvent } from './audit-reader.ts';
 import { type Exchange, Http, hasResult, rpc } from './http.ts';
 import { algNone, createMinter, flipSignature, type Minter, runTokenCommand, tamperPayload } from './tokens.ts';
@@ -662,7 +663,7 @@ export function allChecks(cfg: CheckConfig): Check[] {
   return [...tokenChecks(), ...toolChecks(tenants), ...sessionChecks(), auditCheck(), ...probeChecks(cfg)];
 }
 
-export const VERSION = '0.1.0';
+export { VERSION };
 
 /** Runs the checks against `url` and returns the report (it never throws for a failed check). */
 export async function runCheck(url: string, cfg: CheckConfig, options: RunOptions = {}): Promise<CheckReport> {

@@ -1,17 +1,10 @@
 import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
 import { load } from '../dsar/commands.ts';
-import { tenantIds } from '../dsar/config.ts';
-import { EXIT } from '../errors.ts';
-import { type DoctorConfig, doctorSectionSchema } from './config.ts';
-import {
-  type Finding,
-  postgresFindings,
-  qdrantFindings,
-  type StoreName,
-  s3Findings,
-  secretsFindings,
-} from './stores.ts';
+import type { DsarConfig } from '../dsar/config.ts';
+import { EXIT } from '../exit.ts';
+import type { DoctorConfig } from './config.ts';
+import type { Finding, StoreName } from './stores.ts';
 
 export interface DoctorReport {
   /** False when any finding is an error. */
@@ -25,11 +18,8 @@ export interface DoctorReport {
 }
 
 /** Runs every configured store's check (concurrently) into one report. */
-export async function runDoctorReport(
-  cfg: Parameters<typeof postgresFindings>[0],
-  tenants: string[],
-  doc: DoctorConfig,
-): Promise<DoctorReport> {
+export async function runDoctorReport(cfg: DsarConfig, tenants: string[], doc: DoctorConfig): Promise<DoctorReport> {
+  const { postgresFindings, qdrantFindings, s3Findings, secretsFindings } = await import('./stores.ts');
   const checks: [StoreName, Promise<Finding[]>][] = [['postgres', postgresFindings(cfg, doc)]];
   if (cfg.s3) checks.push(['s3', s3Findings(cfg, tenants, doc)]);
   if (cfg.qdrant) checks.push(['qdrant', qdrantFindings(cfg, tenants)]);
@@ -72,6 +62,10 @@ export function addDoctorCommand(root: Command, io: Io, setExit: (code: number) 
     .option('-c, --config <file>', 'config file with a dsar section (the stores) and an optional doctor section')
     .option('--json', 'print the report as JSON')
     .action(async (flags: { config?: string; json?: boolean }) => {
+      const [{ tenantIds }, { doctorSectionSchema }] = await Promise.all([
+        import('../dsar/config.ts'),
+        import('./config.ts'),
+      ]);
       const { cfg, base, config } = await load(flags);
       const doc = config.doctor ?? doctorSectionSchema.parse({});
       const report = await runDoctorReport(cfg, await tenantIds(cfg, base), doc);

@@ -1,15 +1,26 @@
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
-import { parseConfig, readConfigValue, type TenantscopeConfig } from '../config.ts';
-import { cliError, EXIT } from '../errors.ts';
-import { type DsarConfig, dsarSection, knownTenant } from './config.ts';
-import { deleteTenant } from './delete.ts';
-import { exportTenant, readVerifyKey, verifyExport } from './export.ts';
-import { progressBars } from './progress.ts';
-import { openStores, type Stores } from './stores.ts';
-import { eraseSubject, exportSubject } from './subject.ts';
-import { withTarOut } from './tar.ts';
+import type { TenantscopeConfig } from '../config.ts';
+import { EXIT } from '../exit.ts';
+import type { DsarConfig } from './config.ts';
+import type { Stores } from './stores.ts';
+
+/** The commands' implementation, imported when one of them runs (never for `--help`). */
+async function impl() {
+  const [config, errors, dsarConfig, del, exp, progress, stores, subject, tar] = await Promise.all([
+    import('../config.ts'),
+    import('../errors.ts'),
+    import('./config.ts'),
+    import('./delete.ts'),
+    import('./export.ts'),
+    import('./progress.ts'),
+    import('./stores.ts'),
+    import('./subject.ts'),
+    import('./tar.ts'),
+  ]);
+  return { ...config, ...errors, ...dsarConfig, ...del, ...exp, ...progress, ...stores, ...subject, ...tar };
+}
 
 export interface Flags {
   config?: string;
@@ -18,6 +29,7 @@ export interface Flags {
 
 /** Reads the config's `dsar` section; relative paths in it resolve from the config file's folder. */
 export async function load(flags: Flags): Promise<{ cfg: DsarConfig; base: string; config: TenantscopeConfig }> {
+  const { cliError, dsarSection, parseConfig, readConfigValue } = await impl();
   if (!flags.config) throw cliError('CLI_USAGE', '--config <file> is required (its dsar section names the stores)');
   const config = parseConfig(await readConfigValue(flags.config), flags.config);
   const cfg = dsarSection(config, flags.config);
@@ -40,6 +52,7 @@ export async function load(flags: Flags): Promise<{ cfg: DsarConfig; base: strin
 }
 
 export async function withStores<T>(cfg: DsarConfig, fn: (s: Stores) => Promise<T>): Promise<T> {
+  const { openStores } = await impl();
   const s = await openStores(cfg);
   try {
     return await fn(s);
@@ -64,6 +77,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a dsar section')
     .option('--json', 'print the manifest as JSON (no progress bars)')
     .action(async (id: string, flags: Flags & { out: string }) => {
+      const { exportTenant, knownTenant, progressBars, withTarOut } = await impl();
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
       const progress = progressBars(io, flags.json);
@@ -88,6 +102,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a dsar section')
     .option('--json', 'print the outcome as JSON')
     .action(async (id: string, flags: Flags & { confirm?: string }) => {
+      const { cliError, deleteTenant, knownTenant } = await impl();
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
       if (flags.confirm !== undefined && flags.confirm !== id) {
@@ -115,6 +130,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a dsar section')
     .option('--json', 'print the manifest as JSON')
     .action(async (id: string, subjectId: string, flags: Flags & { out: string }) => {
+      const { exportSubject, knownTenant, withTarOut } = await impl();
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
       const r = await withTarOut(flags.out, (dir) => withStores(cfg, (s) => exportSubject(s, id, subjectId, dir)));
@@ -135,6 +151,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a dsar section')
     .option('--json', 'print the outcome as JSON')
     .action(async (id: string, subjectId: string, flags: Flags) => {
+      const { eraseSubject, knownTenant } = await impl();
       const { cfg, base } = await load(flags);
       await knownTenant(cfg, id, base);
       const r = await withStores(cfg, (s) => eraseSubject(s, id, subjectId));
@@ -156,6 +173,7 @@ export function addDsarCommands(root: Command, io: Io, setExit: (code: number) =
     .option('--public-key <file>', 'Ed25519 public key (PEM or JWK) instead of the config')
     .option('--json', 'print the report as JSON')
     .action(async (dir: string, flags: Flags & { publicKey?: string }) => {
+      const { cliError, readVerifyKey, verifyExport } = await impl();
       const keyFile = flags.publicKey ?? (flags.config ? (await load(flags)).cfg.signingKey : undefined);
       if (!keyFile) throw cliError('CLI_USAGE', 'give --public-key <file> or --config <file>');
       const report = await verifyExport(dir, await readVerifyKey(keyFile));

@@ -1,11 +1,22 @@
 import { dirname, resolve } from 'node:path';
-import { type ApiKeyRecord, createApiKey, revokeApiKey } from '@tenantscope/core';
-import { PostgresApiKeyStore, PostgresRevocationStore, pg } from '@tenantscope/postgres';
+import type { ApiKeyRecord } from '@tenantscope/core';
+import type { PostgresApiKeyStore, pg } from '@tenantscope/postgres';
 import type { Command } from 'commander';
 import type { Io } from '../cli.ts';
-import { parseConfig, readConfigValue } from '../config.ts';
-import { cliError, EXIT } from '../errors.ts';
-import { type KeysConfig, keysPepper, keysSection, keysUrl, knownKeyTenant, parseExpiry } from './config.ts';
+import { EXIT } from '../exit.ts';
+import type { KeysConfig } from './config.ts';
+
+/** The commands' implementation, imported when one of them runs (never for `--help`). */
+async function impl() {
+  const [core, postgres, config, errors, keysConfig] = await Promise.all([
+    import('@tenantscope/core'),
+    import('@tenantscope/postgres'),
+    import('../config.ts'),
+    import('../errors.ts'),
+    import('./config.ts'),
+  ]);
+  return { ...core, ...postgres, ...config, ...errors, ...keysConfig };
+}
 
 interface Flags {
   config?: string;
@@ -13,6 +24,7 @@ interface Flags {
 }
 
 async function load(flags: Flags): Promise<{ cfg: KeysConfig; base: string }> {
+  const { cliError, keysSection, parseConfig, readConfigValue } = await impl();
   if (!flags.config) throw cliError('CLI_USAGE', '--config <file> is required (its keys section names the database)');
   const cfg = keysSection(parseConfig(await readConfigValue(flags.config), flags.config), flags.config);
   return { cfg, base: dirname(resolve(flags.config)) };
@@ -23,6 +35,7 @@ async function withStore<T>(
   cfg: KeysConfig,
   fn: (store: PostgresApiKeyStore, pool: pg.Pool) => Promise<T>,
 ): Promise<T> {
+  const { cliError, keysUrl, pg, PostgresApiKeyStore } = await impl();
   const pool = new pg.Pool({ connectionString: keysUrl(cfg), max: 2 });
   pool.on('error', () => {});
   try {
@@ -94,6 +107,7 @@ export function addKeysCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a keys section')
     .option('--json', 'print the key and its record as JSON')
     .action(async (tenant: string, flags: Flags & { tools?: string; expires?: string; label?: string }) => {
+      const { cliError, createApiKey, keysPepper, knownKeyTenant, parseExpiry } = await impl();
       const { cfg, base } = await load(flags);
       await knownKeyTenant(cfg, tenant, base);
       const expiresAt = parseExpiry(flags.expires ?? cfg.defaultExpires);
@@ -132,6 +146,7 @@ export function addKeysCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a keys section')
     .option('--json', 'print JSON')
     .action(async (tenant: string | undefined, flags: Flags & { limit: string }) => {
+      const { cliError } = await impl();
       const { cfg } = await load(flags);
       const limit = Number(flags.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw cliError('CLI_USAGE', '--limit takes 1..1000');
@@ -147,6 +162,7 @@ export function addKeysCommands(root: Command, io: Io, setExit: (code: number) =
     .option('-c, --config <file>', 'config file with a keys section')
     .option('--json', 'print the revoked record as JSON')
     .action(async (id: string, flags: Flags) => {
+      const { cliError, PostgresRevocationStore, revokeApiKey } = await impl();
       const { cfg } = await load(flags);
       if (!/^[A-Za-z0-9_-]{12}$/.test(id)) throw cliError('CLI_USAGE', 'a key id is 12 base64url characters');
       const record = await withStore(cfg, async (store, pool) => {

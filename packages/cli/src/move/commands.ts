@@ -1,14 +1,24 @@
-import { placementRegistry, type TierTarget } from '@tenantscope/postgres';
+import type { TierTarget } from '@tenantscope/postgres';
 import { type Command, Option } from 'commander';
 import type { Io } from '../cli.ts';
 import { load } from '../dsar/commands.ts';
-import { knownTenant } from '../dsar/config.ts';
-import { openStores } from '../dsar/stores.ts';
-import { cliError, EXIT } from '../errors.ts';
-import { PostgresMover } from './postgres.ts';
-import { QdrantMover } from './qdrant.ts';
-import { type MoveOutcome, moveTenant, type StoreMover } from './run.ts';
-import { S3Mover } from './s3.ts';
+import { EXIT } from '../exit.ts';
+import type { MoveOutcome, StoreMover } from './run.ts';
+
+/** The command's implementation, imported when it runs (never for `--help`). */
+async function impl() {
+  const [postgres, dsarConfig, stores, errors, pgMover, qdrantMover, run, s3Mover] = await Promise.all([
+    import('@tenantscope/postgres'),
+    import('../dsar/config.ts'),
+    import('../dsar/stores.ts'),
+    import('../errors.ts'),
+    import('./postgres.ts'),
+    import('./qdrant.ts'),
+    import('./run.ts'),
+    import('./s3.ts'),
+  ]);
+  return { ...postgres, ...dsarConfig, ...stores, ...errors, ...pgMover, ...qdrantMover, ...run, ...s3Mover };
+}
 
 interface MoveFlags {
   config?: string;
@@ -67,6 +77,8 @@ export function addMoveCommand(root: Command, io: Io, setExit: (code: number) =>
     .option('-c, --config <file>', 'config file with a dsar section (the stores)')
     .option('--json', 'print the outcome as JSON')
     .action(async (id: string, flags: MoveFlags) => {
+      const { cliError, knownTenant, moveTenant, openStores, placementRegistry, PostgresMover, QdrantMover, S3Mover } =
+        await impl();
       const settleMs = Number(flags.settleMs);
       if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 600_000) {
         throw cliError('CLI_USAGE', '--settle-ms takes a whole number of milliseconds (0 to 600000)');
