@@ -24,6 +24,12 @@ export const CLI_ERROR_CODES = {
   CLI_STORE_FAILED: 502,
   /** `keys revoke` of an id no key has; nothing was changed. */
   CLI_UNKNOWN_KEY: 400,
+  /**
+   * A DSAR command on a tenant with an unfinished `tenant move` in one of its stores (or one that
+   * started while it ran): refused before anything is touched (or before the certificate or
+   * manifest is written); finish or roll back the move, then rerun.
+   */
+  CLI_MOVE_IN_PROGRESS: 409,
 } as const;
 
 export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
@@ -31,7 +37,7 @@ export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
 export const cliError = errorFactory(CLI_ERROR_CODES);
 
 /**
- * Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or config (nothing was sent),
+ * Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or config, or a move in progress (nothing was sent),
  * 3 the target or the audit location could not be reached, 4 an unexpected error.
  */
 export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERNAL: 4 } as const;
@@ -39,7 +45,7 @@ export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERNAL: 4 } 
 /** The exit code for an error thrown by a command. */
 export function exitCodeOf(err: unknown): number {
   if (isTenantScopeError(err) && err.code in CLI_ERROR_CODES) {
-    return CLI_ERROR_CODES[err.code as CliErrorCode] === 400 ? EXIT.USAGE : EXIT.UNREACHABLE;
+    return CLI_ERROR_CODES[err.code as CliErrorCode] < 500 ? EXIT.USAGE : EXIT.UNREACHABLE;
   }
   return EXIT.INTERNAL;
 }

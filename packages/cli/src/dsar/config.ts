@@ -49,6 +49,14 @@ export const dsarSectionSchema = z.strictObject({
     /** Schema of the CLI's deletion-job table. Default `tenantscope_cli`. */
     jobSchema: ident.default('tenantscope_cli'),
     /**
+     * Schema of the placement registry (`tenant move`'s `--registry-schema`). Every DSAR command
+     * works where the registry places the tenant in each store; no table there, or no row for the
+     * tenant: the shared tier. `false`: ignore the registry. Default `tenantscope_placement`.
+     */
+    registrySchema: z
+      .union([z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'an SQL identifier'), z.literal(false)])
+      .default('tenantscope_placement'),
+    /**
      * What sits between the CLI and PostgreSQL: `none` (default, direct), `session`, or
      * `transaction` (PgBouncer `pool_mode = transaction`). Passed to `scopedPool`; behind a
      * transaction pooler it must be `transaction`, or every call fails with PG_POOLER_MISMATCH.

@@ -1,6 +1,7 @@
 import { argsHash } from '@tenantscope/core';
 import { quoteIdent } from '@tenantscope/postgres';
 import { cliError } from '../errors.ts';
+import { assertPlacementsUnchanged, type Placements, placedStores } from './placement.ts';
 import { type Stores, writeOperatorEvent } from './stores.ts';
 
 export const CERTIFICATE_EVENT = 'dsar_deletion_certificate';
@@ -20,11 +21,15 @@ export interface DeletionCertificate {
   completed_at: string;
   /** Per store, per table (Postgres) or `objects` (S3): the count before and after. */
   stores: Record<string, Record<string, { before: number; after: number }>>;
+  /** Per store, where it was counted and deleted: `{ tier, target }` from the placement registry. */
+  placement?: Placements;
 }
 
 export interface DeleteOutcome {
   dryRun: boolean;
   counts: StoreCounts;
+  /** Per store, where the counts were taken (the tenant's placement). */
+  placements: Placements;
   certificate?: DeletionCertificate;
   /** True when this run wrote the certificate (false: an earlier run had). */
   certificateWritten?: boolean;
@@ -59,6 +64,8 @@ interface JobRow {
   before: StoreCounts;
   started_at: Date;
   certificate: DeletionCertificate | null;
+  /** Where `before` was counted (null: a job of a CLI that did not follow placements, i.e. shared). */
+  placement: Placements | null;
 }
 
 async function jobTable(s: Stores): Promise<string> {
@@ -77,7 +84,36 @@ async function jobTable(s: Stores): Promise<string> {
   await s.admin.query(
     `CREATE UNIQUE INDEX IF NOT EXISTS deletion_jobs_open ON ${schema}.deletion_jobs (tenant_id) WHERE state <> 'done'`,
   );
+  await s.admin.query(`ALTER TABLE ${schema}.deletion_jobs ADD COLUMN IF NOT EXISTS placement jsonb`);
   return `${schema}.deletion_jobs`;
+}
+
+/**
+ * A resumed job whose first count was taken at another place in some store (the tenant moved since,
+ * or the job was started by a CLI that did not follow placements): the count there says nothing
+ * about the tenant's data here, so that store's `before` is counted again here (nothing of this
+ * place was deleted by that job: it worked elsewhere).
+ */
+async function recountMoved(
+  s: Stores,
+  table: string,
+  job: JobRow,
+  tenantId: string,
+  placements: Placements,
+): Promise<JobRow> {
+  const was = (store: string) => JSON.stringify(job.placement?.[store] ?? { tier: 'shared', target: null });
+  const moved = Object.keys(placements).filter((st) => was(st) !== JSON.stringify(placements[st]));
+  if (moved.length === 0) return job;
+  const now = await countAll(s, tenantId);
+  const before: StoreCounts = { ...job.before };
+  for (const st of moved) if (now[st]) before[st] = now[st];
+  return (
+    await s.admin.query<JobRow>(`UPDATE ${table} SET before = $2, placement = $3 WHERE id = $1 RETURNING *`, [
+      job.id,
+      JSON.stringify(before),
+      JSON.stringify(placements),
+    ])
+  ).rows[0] as JobRow;
 }
 
 /**
@@ -86,8 +122,11 @@ async function jobTable(s: Stores): Promise<string> {
  * the job, written to the tenant's audit stream unless it is already there, and the job closed. A
  * run killed at any point is finished by the next, and the certificate is written once.
  */
-export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean): Promise<DeleteOutcome> {
-  if (!confirm) return { dryRun: true, counts: await countAll(s, tenantId) };
+export async function deleteTenant(stores: Stores, tenantId: string, confirm: boolean): Promise<DeleteOutcome> {
+  // Every store where the tenant is placed now; refused (nothing touched) while a move is unfinished.
+  const s = await placedStores(stores, tenantId);
+  const { placements } = s;
+  if (!confirm) return { dryRun: true, counts: await countAll(s, tenantId), placements };
   const table = await jobTable(s);
   let job = (await s.admin.query<JobRow>(`SELECT * FROM ${table} WHERE tenant_id = $1 AND state <> 'done'`, [tenantId]))
     .rows[0];
@@ -102,17 +141,18 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
       ).rows[0];
       // Already deleted: nothing to do, and no second certificate.
       if (last?.certificate)
-        return { dryRun: false, counts: before, certificate: last.certificate, certificateWritten: false };
+        return { dryRun: false, counts: before, placements, certificate: last.certificate, certificateWritten: false };
     }
     job = (
       await s.admin.query<JobRow>(
-        `INSERT INTO ${table} (tenant_id, state, before) VALUES ($1, 'deleting', $2)
+        `INSERT INTO ${table} (tenant_id, state, before, placement) VALUES ($1, 'deleting', $2, $3)
          ON CONFLICT (tenant_id) WHERE state <> 'done' DO NOTHING RETURNING *`,
-        [tenantId, JSON.stringify(before)],
+        [tenantId, JSON.stringify(before), JSON.stringify(placements)],
       )
     ).rows[0];
     if (!job) throw cliError('CLI_STORE_FAILED', 'another deletion of this tenant started at the same time; rerun');
   }
+  if (job.state === 'deleting') job = await recountMoved(s, table, job, tenantId, placements);
   killPoint('after-job');
 
   if (job.state === 'deleting') {
@@ -133,6 +173,8 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
     if (total(after) !== 0) {
       throw cliError('CLI_STORE_FAILED', `recount after delete is not 0: ${JSON.stringify(after)}; rerun to resume`);
     }
+    // The 0 was counted where the tenant still is: a move begun meanwhile would make it a lie.
+    await assertPlacementsUnchanged(s, tenantId, placements);
     const stores: DeletionCertificate['stores'] = {};
     for (const [store, items] of Object.entries(job.before)) {
       const entry: Record<string, { before: number; after: number }> = {};
@@ -146,6 +188,7 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
       started_at: new Date(job.started_at).toISOString(),
       completed_at: new Date().toISOString(),
       stores,
+      placement: placements,
     };
     job = (
       await s.admin.query<JobRow>(
@@ -165,6 +208,9 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
         details[`${store}.${t}.after`] = c.after;
       }
     }
+    for (const [store, at] of Object.entries(certificate.placement ?? {})) {
+      details[`${store}.placement`] = at.target ? `${at.tier}:${at.target}` : at.tier;
+    }
     await writeOperatorEvent(s, tenantId, CERTIFICATE_EVENT, hash, details, certificate.completed_at);
     written = true;
   }
@@ -172,6 +218,7 @@ export async function deleteTenant(s: Stores, tenantId: string, confirm: boolean
   await s.admin.query(`UPDATE ${table} SET state = 'done', finished_at = now() WHERE id = $1`, [job.id]);
   return {
     dryRun: false,
+    placements,
     counts: Object.fromEntries(
       Object.entries(certificate.stores).map(([store, items]) => [
         store,

@@ -8,6 +8,7 @@ import { exportAuditStream } from '../audit/export.ts';
 import { VERSION } from '../check/run.ts';
 import { cliError } from '../errors.ts';
 import { countAll } from './delete.ts';
+import { assertPlacementsUnchanged, type Placements, placedStores } from './placement.ts';
 import { noProgress, type Progress } from './progress.ts';
 import { allKeys, checkRecount, exportObjects, type ObjectsExported, s3Concurrency } from './s3-objects.ts';
 import type { Stores } from './stores.ts';
@@ -29,6 +30,8 @@ export interface Manifest {
   started_at: string;
   finished_at: string;
   counts: Record<string, Record<string, number>>;
+  /** Per store, where the data was read: `{ tier, target }` from the placement registry. */
+  placement?: Placements;
   files: Record<string, FileEntry>;
 }
 
@@ -139,11 +142,13 @@ export interface ExportResult {
  * then `manifest.json`, signed.
  */
 export async function exportTenant(
-  s: Stores,
+  stores: Stores,
   tenantId: string,
   out: string,
   progress: Progress = noProgress,
 ): Promise<ExportResult> {
+  // Every store where the tenant is placed now; refused (nothing written) while a move is unfinished.
+  const s = await placedStores(stores, tenantId);
   const key = await readSigningKey(s.cfg.signingKey);
   await mkdir(out, { recursive: true });
   if ((await readdir(out)).length > 0) throw cliError('CLI_USAGE', `--out ${out}: not empty`);
@@ -247,8 +252,10 @@ export async function exportTenant(
     started_at: started,
     finished_at: new Date().toISOString(),
     counts,
+    placement: s.placements,
     files,
   };
+  await assertPlacementsUnchanged(s, tenantId, s.placements);
   return { dir: out, manifest: await writeSignedManifest(out, key, manifest) };
 }
 

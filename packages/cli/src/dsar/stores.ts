@@ -29,6 +29,10 @@ export interface Stores {
   secrets: SecretsInjector | undefined;
   /** A verified Tenant for the operator (see `operatorTenants`). */
   tenant(id: string): Promise<Tenant>;
+  /** Where the stores above point for the tenant a command works on (set by `placedStores`). */
+  placements?: Record<string, { tier: 'shared' | 'dedicated'; target: string | null }>;
+  /** Runs `fn` at `close()` (pools opened later, e.g. a tenant's own database). */
+  onClose(fn: () => Promise<unknown>): void;
   close(): Promise<void>;
 }
 
@@ -67,7 +71,7 @@ async function operatorTenants(actor: string): Promise<(id: string) => Promise<T
  * tenant" would be a delete of every tenant: refuses a superuser or BYPASSRLS role, a table without
  * RLS, and a table this role owns without FORCE ROW LEVEL SECURITY. Nothing is touched before this.
  */
-async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> {
+export async function assertRlsApplies(admin: pg.Pool, cfg: DsarConfig): Promise<void> {
   const role = (
     await admin.query<{ rolsuper: boolean; rolbypassrls: boolean }>(
       'SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user',
@@ -214,6 +218,7 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
   const audit = openAudit(cfg);
   const tables = cfg.postgres.tables.map((t) => t.name);
   const mint = await operatorTenants(cfg.actor);
+  const later: (() => Promise<unknown>)[] = [];
   return {
     cfg,
     admin,
@@ -224,8 +229,11 @@ export async function openStores(cfg: DsarConfig): Promise<Stores> {
     qdrant,
     secrets,
     tenant: mint,
+    onClose(fn) {
+      later.push(fn);
+    },
     async close() {
-      await Promise.allSettled([scoped.end(), admin.end(), audit.close()]);
+      await Promise.allSettled([scoped.end(), admin.end(), audit.close(), ...later.splice(0).map((fn) => fn())]);
       s3?.unscopedClient.destroy();
     },
   };

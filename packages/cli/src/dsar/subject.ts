@@ -13,6 +13,7 @@ import {
   type SignedManifest,
   writeSignedManifest,
 } from './export.ts';
+import { assertPlacementsUnchanged, type Placements, placedStores } from './placement.ts';
 import { type Stores, writeOperatorEvent } from './stores.ts';
 import { subjectStores } from './subject-stores.ts';
 
@@ -41,7 +42,14 @@ export interface SubjectExport {
  * (memory bounded by the page), into `postgres/<table>.ndjson` with a signed manifest. A subject
  * with no rows is unknown (exit 2, nothing written).
  */
-export async function exportSubject(s: Stores, tenantId: string, subject: string, out: string): Promise<SubjectExport> {
+export async function exportSubject(
+  stores: Stores,
+  tenantId: string,
+  subject: string,
+  out: string,
+): Promise<SubjectExport> {
+  // Every store where the tenant is placed now; refused (nothing written) while a move is unfinished.
+  const s = await placedStores(stores, tenantId);
   const hash = subjectHash(s.cfg, tenantId, subject);
   const key: KeyObject = await readSigningKey(s.cfg.signingKey);
   const tables = subjectTables(s.cfg);
@@ -87,6 +95,7 @@ export async function exportSubject(s: Stores, tenantId: string, subject: string
     },
     { readOnly: true, isolation: 'repeatable read' },
   );
+  await assertPlacementsUnchanged(s, tenantId, s.placements);
   await auditSubject(s, tenantId, 'dsar_subject_export', hash, counts);
   const manifest = await writeSignedManifest(out, key, {
     format: EXPORT_FORMAT,
@@ -96,6 +105,7 @@ export async function exportSubject(s: Stores, tenantId: string, subject: string
     started_at: started,
     finished_at: new Date().toISOString(),
     counts,
+    placement: s.placements,
     files,
   });
   return { dir: out, manifest };
@@ -144,6 +154,8 @@ export interface SubjectErasure {
   postgres: Record<string, { action: 'delete' | 'pseudonymise'; rows: number }>;
   /** Per other store the config locates subjects in: items deleted (objects, points, secret names). */
   stores: Record<string, { deleted: number }>;
+  /** Per store, where the subject was erased: `{ tier, target }` from the placement registry. */
+  placement: Placements;
 }
 
 /**
@@ -151,7 +163,9 @@ export interface SubjectErasure {
  * audit event (keyed hash of the subject id, counts) is written before COMMIT, so a failed audit
  * write erases nothing. A subject with no rows is unknown (exit 2, nothing touched).
  */
-export async function eraseSubject(s: Stores, tenantId: string, subject: string): Promise<SubjectErasure> {
+export async function eraseSubject(stores: Stores, tenantId: string, subject: string): Promise<SubjectErasure> {
+  // Every store where the tenant is placed now; refused (nothing touched) while a move is unfinished.
+  const s = await placedStores(stores, tenantId);
   const hash = subjectHash(s.cfg, tenantId, subject);
   const tables = subjectTables(s.cfg);
   const tenant = await s.tenant(tenantId);
@@ -163,7 +177,13 @@ export async function eraseSubject(s: Stores, tenantId: string, subject: string)
     if ([...Object.values(found), ...elsewhere].every((n) => n === 0)) {
       throw cliError('CLI_UNKNOWN_TENANT', `no data for this subject in tenant ${tenantId}; nothing changed`);
     }
-    const result: SubjectErasure = { tenant: tenantId, subject_hash: hash, postgres: {}, stores: {} };
+    const result: SubjectErasure = {
+      tenant: tenantId,
+      subject_hash: hash,
+      postgres: {},
+      stores: {},
+      placement: s.placements,
+    };
     for (const t of tables) {
       const table = quoteIdent(t.name, 'table');
       const col = quoteIdent(t.subjectColumn as string, 'column');
