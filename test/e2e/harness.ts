@@ -50,6 +50,10 @@ export async function startHarness(
   } = {},
 ): Promise<Harness> {
   const http: Server = createServer();
+  // Idle keep-alive sockets outlive the client's (undici: 4 s): with Node's 5 s a loaded machine's
+  // client reused a socket the server had just closed, and a call failed with ECONNRESET.
+  http.keepAliveTimeout = 60_000;
+  http.headersTimeout = 65_000;
   await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
   const addr = http.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
