@@ -67,6 +67,13 @@ describe('errors inside lazily loaded actions keep their exit codes', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('keygen (its action imported when it runs) writes the pair and exits 0', async () => {
+    const io = quiet();
+    expect(await main(['keygen', join(dir, 'keys')], io)).toBe(EXIT.OK);
+    expect(io.out).toContain(join(dir, 'keys', 'private.jwk.json'));
+    expect(JSON.parse(await readFile(join(dir, 'keys', 'jwks.json'), 'utf8')).keys).toHaveLength(1);
+  });
+
   it('usage errors from commander: exit 2', async () => {
     expect((await runCli(['no-such-command'])).code).toBe(EXIT.USAGE);
     expect((await runCli(['tenant', 'move', 'acme', '--store', 'nope', '--to', 'shared'])).code).toBe(EXIT.USAGE);

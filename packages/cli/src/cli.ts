@@ -89,9 +89,13 @@ export function program(
     .argument('<dir>', 'where to write the two files')
     .addOption(new Option('--alg <alg>', 'algorithm').choices(['ES256', 'RS256', 'EdDSA']).default('ES256'))
     .option('--kid <kid>', 'key id', 'tenantscope-check')
-    .action(async (dir: string, flags: { alg: 'ES256' | 'RS256' | 'EdDSA'; kid: string }) =>
-      (await import('./check/actions.ts')).keygenAction(io, setExit, dir, flags),
-    );
+    .action(async (dir: string, flags: { alg: 'ES256' | 'RS256' | 'EdDSA'; kid: string }) => {
+      const files = await (await import('./check/tokens.ts')).writeKeyPair(dir, flags.alg, flags.kid);
+      io.stdout(
+        `private key (for check.auth.signingKey): ${files.privateKey}\npublic JWKS (for the server): ${files.jwks}\n`,
+      );
+      setExit(EXIT.OK);
+    });
   addDsarCommands(root, io, setExit);
   addKeysCommands(root, io, setExit);
   addMoveCommand(root, io, setExit);

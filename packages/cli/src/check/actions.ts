@@ -3,12 +3,10 @@ import { dirname } from 'node:path';
 import type { Io } from '../cli.ts';
 import { type CheckConfig, parseConfig, readConfigValue, type TenantscopeConfig } from '../config.ts';
 import { cliError, EXIT } from '../errors.ts';
-import { runEvidence } from '../evidence/run.ts';
 import { formatJson, formatJUnit, formatTable } from './output.ts';
 import { type CheckReport, runCheck } from './run.ts';
-import { writeKeyPair } from './tokens.ts';
 
-// The actions of `check`, `evidence` and `keygen`. cli.ts registers the commands and imports this
+// The actions of `check` and `evidence`. cli.ts registers the commands and imports this
 // module only when one of them runs, so `--help` and the other commands do not load it.
 
 function pairs(list: string[] | undefined, flag: string): [string, string][] {
@@ -126,6 +124,7 @@ export async function evidenceAction(
   url: string | undefined,
   flags: CheckFlags & { out: string; json?: boolean },
 ): Promise<void> {
+  const { runEvidence } = await import('../evidence/run.ts');
   const { config, url: target } = await buildConfig(url, flags);
   const argv = ['tenantscope', 'evidence', target, ...(flags.config ? ['--config', flags.config] : [])];
   const report = await runEvidence(target, config, {
@@ -139,18 +138,4 @@ export async function evidenceAction(
       : `${report.headline.text}\nwritten: ${report.files.join(', ')}\n`,
   );
   setExit(report.headline.failed > 0 ? EXIT.FAILED : EXIT.OK);
-}
-
-/** `keygen <dir>`. */
-export async function keygenAction(
-  io: Io,
-  setExit: (code: number) => void,
-  dir: string,
-  flags: { alg: 'ES256' | 'RS256' | 'EdDSA'; kid: string },
-): Promise<void> {
-  const files = await writeKeyPair(dir, flags.alg, flags.kid);
-  io.stdout(
-    `private key (for check.auth.signingKey): ${files.privateKey}\npublic JWKS (for the server): ${files.jwks}\n`,
-  );
-  setExit(EXIT.OK);
 }
