@@ -268,15 +268,20 @@ describe.skipIf(!HAPROXY)('three replicas behind HAProxy', () => {
         expect(await tools('acme')).not.toContain('forecast');
         expect(await tools('globex')).toContain('forecast');
         expect(await tools('initech')).not.toContain('create_note');
-        // 20 whoami calls per tenant, interleaved: each answer is its own tenant.
+        // 20 whoami calls per tenant, interleaved, in runs of 4 per tenant: each answer is its own
+        // tenant. Runs of 4 (no factor shared with 3 replicas) so that a round robin seeing them in
+        // order still gives every tenant every replica; one call per tenant in turn (period 3) let
+        // a tenant's calls all land on one replica ('expected [ 2, 20 ] to have a length of 3').
         const calls = [];
-        for (let i = 0; i < 20; i++) {
+        for (let round = 0; round < 5; round++) {
           for (const t of tenants) {
-            calls.push(
-              clients[t].callTool({ name: 'whoami', arguments: {} }).then((r) => {
-                expect(r.structuredContent).toMatchObject({ tenant_id: t });
-              }),
-            );
+            for (let j = 0; j < 4; j++) {
+              calls.push(
+                clients[t].callTool({ name: 'whoami', arguments: {} }).then((r) => {
+                  expect(r.structuredContent).toMatchObject({ tenant_id: t });
+                }),
+              );
+            }
           }
         }
         await Promise.all(calls);
