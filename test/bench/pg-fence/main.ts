@@ -108,7 +108,7 @@ async function main() {
     const cps: Record<string, number[]> = { fence: [], baseline: [] };
     const srv: Record<string, number[]> = { fence: [], baseline: [] };
     for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? sides : ([...sides].reverse() as typeof sides);
+      const order: ReadonlyArray<(typeof sides)[number]> = r % 2 === 0 ? sides : [...sides].reverse();
       for (const [k, fn] of order) cps[k]?.push(await clientRound(client[k], fn, token));
       for (const [k, fn] of order) srv[k]?.push(await serverRound(client[k], fn, token()));
     }
