@@ -12,8 +12,9 @@
 # Postgres backends, and every test in test/ that uses PostgreSQL (the example server's included),
 # with the CLI suites whose configs declare the pooler (evidence, doctor, the Postgres audit sink,
 # DSAR export/delete/subject, API keys) and the API-key e2e through the example server.
-# Not yet listed: test/cli/move.test.ts (the move creates tenant databases and needs a direct
-# connection for it; not yet tried behind a pooler) and test/docs/quickstart.test.ts (the page's own
+# The move's Postgres fence (move-fence-pg: a transaction held across the pause) and the doctor over
+# tenant databases run here too. Not yet listed: test/cli/move.test.ts and move-kill.test.ts (the
+# fence test covers the pooler-specific part of a move: bind() and the fence in one transaction) and test/docs/quickstart.test.ts (the page's own
 # set-up, not yet tried behind a pooler).
 if [ -n "${PGBOUNCER_URL:-}" ] && [ -n "${PG15_URL:-}" ]; then
   run_pass pgbouncer DATABASE_URL="$PGBOUNCER_URL" DATABASE_DIRECT_URL="$PG15_URL" DATABASE_POOLER=transaction \
@@ -22,7 +23,8 @@ if [ -n "${PGBOUNCER_URL:-}" ] && [ -n "${PG15_URL:-}" ]; then
     test/postgres test/core/replica-state.test.ts test/audit \
     test/e2e/example-server.test.ts test/e2e/replicas-haproxy.test.ts test/e2e/replicas-lifecycle.test.ts \
     test/cli/example-evidence.test.ts test/cli/doctor.test.ts test/cli/audit.test.ts \
-    test/cli/dsar.test.ts test/cli/keys.test.ts test/e2e/api-keys.test.ts
+    test/cli/dsar.test.ts test/cli/keys.test.ts test/e2e/api-keys.test.ts \
+    test/cli/doctor-tenants.test.ts test/cli/move-fence-pg.test.ts
 else
   echo "=== pass: pgbouncer skipped: PGBOUNCER_URL or PG15_URL is not set (TENANTSCOPE_SKIP_PGBOUNCER=1 or TENANTSCOPE_SKIP_PG15=1?)"
 fi
