@@ -14,8 +14,8 @@
 # DSAR export/delete/subject, API keys) and the API-key e2e through the example server.
 # The move's Postgres fence (move-fence-pg: a transaction held across the pause) and the doctor over
 # tenant databases run here too. Not yet listed: test/cli/move.test.ts and move-kill.test.ts (the
-# fence test covers the pooler-specific part of a move: bind() and the fence in one transaction) and test/docs/quickstart.test.ts (the page's own
-# set-up, not yet tried behind a pooler).
+# fence test covers the pooler-specific part of a move: bind() and the fence in one transaction),
+# and test/docs/quickstart.test.ts (the page's own set-up, not yet tried behind a pooler).
 if [ -n "${PGBOUNCER_URL:-}" ] && [ -n "${PG15_URL:-}" ]; then
   run_pass pgbouncer DATABASE_URL="$PGBOUNCER_URL" DATABASE_DIRECT_URL="$PG15_URL" DATABASE_POOLER=transaction \
     TENANTSCOPE_PG_POOLER=transaction PGBOUNCER_URL="$PGBOUNCER_URL" -- \
