@@ -1,4 +1,5 @@
 import { errorFactory, isTenantScopeError } from '@tenantscope/core';
+import { EXIT } from './exit.ts';
 
 /**
  * The codes the CLI throws, with their HTTP-style status (400: the user's input, 502: something
@@ -36,11 +37,7 @@ export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
 
 export const cliError = errorFactory(CLI_ERROR_CODES);
 
-/**
- * Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or config, or a move in progress (nothing was sent),
- * 3 the target or the audit location could not be reached, 4 an unexpected error.
- */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERNAL: 4 } as const;
+export { EXIT };
 
 /** The exit code for an error thrown by a command. */
 export function exitCodeOf(err: unknown): number {

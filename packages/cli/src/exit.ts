@@ -1,5 +1,5 @@
 /**
- * Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or config (nothing was sent),
+ * Exit codes: 0 every check passed, 1 a check failed, 2 bad usage or config, or a move in progress (nothing was sent),
  * 3 the target or the audit location could not be reached, 4 an unexpected error.
  * Kept free of imports: the command registration (and `--help`) loads it.
  */
