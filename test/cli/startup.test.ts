@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EXIT, type Io, main, program } from '@tenantscope/cli';
-import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { root, runCli } from './helpers.ts';
 
@@ -26,6 +25,8 @@ const quiet = (): Io & { out: string; err: string } => {
   };
   return io;
 };
+
+type Command = ReturnType<typeof program>;
 
 function commandPaths(cmd: Command, path: string[] = []): string[][] {
   return [path, ...cmd.commands.flatMap((c) => commandPaths(c, [...path, c.name()]))];

@@ -59,7 +59,13 @@ const cases: [string, () => string[]][] = [
   ['keys list (bad config)', () => ['keys', 'list', '--config', join(work, 'missing.json')]],
 ];
 
-function run(dir: string, args: string[]): Promise<{ wall: number; cpu: number; code: number | null }> {
+interface Run {
+  wall: number;
+  cpu: number;
+  code: number | null;
+}
+
+function run(dir: string, args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     rmSync(cpuFile, { force: true });
     const t0 = performance.now();
@@ -85,7 +91,7 @@ try {
   for (const [name, args] of cases) {
     const sides = { eager: base, lazy: root } as const;
     for (let i = 0; i < WARMUP; i++) for (const dir of Object.values(sides)) await run(dir, args());
-    const got = { eager: [] as { wall: number; cpu: number; code: number | null }[], lazy: [] as typeof got.eager };
+    const got: Record<'eager' | 'lazy', Run[]> = { eager: [], lazy: [] };
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 === 0 ? (['eager', 'lazy'] as const) : (['lazy', 'eager'] as const);
       for (const side of order) got[side].push(await run(sides[side], args()));
