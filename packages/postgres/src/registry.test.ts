@@ -61,7 +61,7 @@ describe('placementRegistry', () => {
     const patient = placementRegistry({ pool, schema, cacheMs: 60_000, pauseWaitMs: 60_000 });
     try {
       const resolvePatient = patient.resolver('postgres', toPl);
-      const waiting = resolvePatient(acme);
+      const waiting = Promise.resolve(resolvePatient(acme));
       let settled = false;
       void waiting.then(
         () => (settled = true),
